@@ -1,0 +1,145 @@
+"""The LooC loss (METHOD.md, "Spaces, positives and negatives").
+
+Notation: n augmentations have a space of their own, H = n + 1 embedding spaces (space 0 is
+invariant to everything, space i is sensitive to augmentation i), K = n + 1 key views per image
+(k_0 with every augmentation fresh, k_i sharing augmentation i with the query).
+
+For every space h and every query, the candidates are the K keys of every image in the global
+batch (plus the space's queue). The softmax denominator runs over all of them; the positives are
+
+  * space 0: all K keys of the query's own image (the loss averages their K log-probabilities),
+    or only k_0 with ``z0_positives="k0"`` (then the other own keys leave the denominator);
+  * space i: only k_i of the query's own image; the other own keys differ from the query in
+    augmentation i and stay in the denominator as negatives.
+
+    L_h   = mean over positives p of [ logsumexp(candidates) - s(q_h, p) ],  s(a, b) = a.b / tau
+    L     = 1/H * sum_h L_h   (or the sum with ``space_reduction="sum"``), averaged over the batch.
+
+With n = 0 this is exactly InfoNCE (MoCo). ``looc_loss`` is the reference over the whole batch;
+``sharded_looc_loss`` runs the same code on each device's queries against keys all-gathered
+across the mesh, so no device builds the replicated ``B x K*B`` logits matrix.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
+
+Z0_POSITIVES = ("all", "k0")
+SPACE_REDUCTIONS = ("mean", "sum")
+
+
+def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives):
+  """Loss and top-1 hit of each local query in each space.
+
+  Args:
+    q: `[b, H, D]` local queries, L2-normalised.
+    k: `[K, B, H, D]` keys of the whole global batch, L2-normalised (K = H).
+    offset: global batch index of ``q[0]``.
+    temperature: tau.
+    queue: `[H, Q, D]` extra negatives per space, or None.
+    z0_positives: "all" or "k0".
+
+  Returns:
+    (losses, hits), each `[b, H]` float32.
+  """
+  num_keys, batch, num_spaces, _ = k.shape
+  if num_keys != num_spaces:
+    raise ValueError(f"k has {num_keys} key views but {num_spaces} spaces; LooC needs n+1 of each")
+  b = q.shape[0]
+  q = q.astype(jnp.float32)
+  k = k.astype(jnp.float32)
+  # [b, H, K, B]: query of each local image against every key of every image, per space.
+  logits = jnp.einsum("bhd,kBhd->bhkB", q, k) / temperature
+  own = offset + jnp.arange(b)  # global index of each query's own image
+  own_mask = jax.nn.one_hot(own, batch, dtype=bool)[:, None, None, :]  # [b, 1, 1, B]
+  views = jnp.arange(num_keys)
+  spaces = jnp.arange(num_spaces)
+  # positive[h, l]: key view l is a positive in space h.
+  positive = views[None, :] == spaces[:, None]
+  if z0_positives == "all":
+    positive = positive.at[0].set(True)
+  elif z0_positives != "k0":
+    raise ValueError(f"z0_positives must be one of {Z0_POSITIVES}, got {z0_positives!r}")
+  pos_mask = own_mask & positive[None, :, :, None]  # [b, H, K, B]
+  # With z0_positives="k0" the other views of the query's own image leave space 0 entirely.
+  drop = jnp.zeros((num_spaces, num_keys), bool)
+  if z0_positives == "k0":
+    drop = drop.at[0, 1:].set(True)
+  keep = ~(own_mask & drop[None, :, :, None])
+
+  flat = jnp.where(keep, logits, -jnp.inf).reshape(b, num_spaces, num_keys * batch)
+  if queue is not None:
+    queue_logits = jnp.einsum("bhd,hqd->bhq", q, queue.astype(jnp.float32)) / temperature
+    flat = jnp.concatenate([flat, queue_logits], axis=-1)
+  lse = jax.nn.logsumexp(flat, axis=-1)  # [b, H]
+
+  num_pos = pos_mask.sum(axis=(2, 3))
+  pos_sum = jnp.where(pos_mask, logits, 0.0).sum(axis=(2, 3))
+  losses = lse - pos_sum / num_pos
+
+  # Top-1: the best candidate is one of the positives.
+  best = jnp.max(flat, axis=-1)
+  best_pos = jnp.max(jnp.where(pos_mask, logits, -jnp.inf), axis=(2, 3))
+  hits = (best_pos >= best).astype(jnp.float32)
+  return losses, hits
+
+
+def _reduce(losses, hits, space_reduction):
+  """Batch-mean per space -> (loss, metrics)."""
+  per_space = losses.mean(axis=0)
+  if space_reduction == "mean":
+    loss = per_space.mean()
+  elif space_reduction == "sum":
+    loss = per_space.sum()
+  else:
+    raise ValueError(f"space_reduction must be one of {SPACE_REDUCTIONS}, got {space_reduction!r}")
+  return loss, {"loss_per_space": per_space, "top1_per_space": hits.mean(axis=0)}
+
+
+def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduction="mean"):
+  """LooC loss over a whole batch (the reference implementation).
+
+  Args:
+    q: `[B, H, D]` the query's L2-normalised embedding in each space.
+    k: `[n+1, B, H, D]` the keys' embeddings; ``k[0]`` is k_0, ``k[i]`` is k_i.
+    temperature: tau (0.2 in the paper).
+    queue: `[H, Q, D]` per-space negatives, or None.
+    z0_positives: "all" (METHOD.md) or "k0" (public reproductions' variant).
+    space_reduction: "mean" over spaces (METHOD.md) or "sum".
+
+  Returns:
+    (loss scalar, metrics) with metrics "loss_per_space" `[H]` and "top1_per_space" `[H]`.
+  """
+  losses, hits = _per_query_losses(
+      q, k, 0, temperature=temperature, queue=queue, z0_positives=z0_positives)
+  return _reduce(losses, hits, space_reduction)
+
+
+def sharded_looc_loss(q, k, *, mesh, axis, temperature, queue=None, z0_positives="all",
+                      space_reduction="mean"):
+  """``looc_loss`` with the batch sharded over ``mesh`` axis ``axis``.
+
+  Each device scores its own ``B / devices`` queries against the keys of the global batch,
+  all-gathered over ``axis``; losses and accuracies are averaged with ``pmean``. ``q`` is
+  `[B, H, D]` sharded on dim 0, ``k`` `[n+1, B, H, D]` sharded on dim 1, ``queue`` replicated.
+  Gradients flow to ``q`` (keys come from the momentum encoder and are not differentiated here).
+  """
+  queue_spec = None if queue is None else P()
+
+  @functools.partial(
+      jax.shard_map, mesh=mesh, in_specs=(P(axis), P(None, axis), queue_spec), out_specs=P(),
+      check_vma=False)
+  def local(q_local, k_local, queue_local):
+    k_all = jax.lax.all_gather(jax.lax.stop_gradient(k_local), axis, axis=1, tiled=True)
+    offset = jax.lax.axis_index(axis) * q_local.shape[0]
+    losses, hits = _per_query_losses(
+        q_local, k_all, offset, temperature=temperature, queue=queue_local,
+        z0_positives=z0_positives)
+    loss, metrics = _reduce(losses, hits, space_reduction)
+    return jax.lax.pmean((loss, metrics), axis)
+
+  return local(q, k, queue)
