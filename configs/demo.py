@@ -1,0 +1,43 @@
+r"""LooC demo: the embedded dataset on CPU, in minutes.
+
+Command (fresh machine, from the repository root):
+
+  pip install -e . && python -m leave_one_out.main --config=configs/demo.py --workdir=/tmp/looc_demo
+
+Hardware: 2 CPU cores. Expected runtime: about 4 minutes for 300 steps at 32 px with a
+quarter-width ResNet-10. Running the command again resumes from the last checkpoint (and, once
+finished, only prints the summary).
+
+What it does: LooC with two augmentation-specific spaces (colour and rotation) on the procedurally
+generated shapes dataset (leave_one_out/synthetic.py): q, k_0, k_colour, k_rotation per image,
+in-batch negatives, EMA key encoder. Expected: contrastive top-1 in every space climbs well above
+chance (1 / (3 * 128)) within the first hundred steps.
+
+Overrides: any field, e.g. ``--config.train.num_steps=50 --config.augment.spaces='("rotation",)'``.
+"""
+
+from leave_one_out import config as config_lib
+
+
+def get_config(arg=None):
+  del arg
+  c = config_lib.default_config()
+  c.data.name = "synthetic"
+  c.data.image_size = 48
+  c.data.num_train = 4096
+  c.augment.image_size = 32
+  c.augment.spaces = ("color", "rotation")
+  c.model.architecture = "resnet10"
+  c.model.width = 16
+  c.model.head_hidden = 128
+  c.train.batch_size = 128
+  c.train.num_epochs = 10
+  c.train.num_steps = 300
+  c.train.base_lr = 0.06
+  c.train.weight_decay = 5e-4
+  c.train.warmup_epochs = 1.0
+  c.train.ema_momentum = 0.99
+  c.loss.temperature = 0.2
+  c.log_every_steps = 25
+  c.checkpoint_every_steps = 100
+  return c

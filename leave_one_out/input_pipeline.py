@@ -1,0 +1,67 @@
+"""Host-side input: one uint8 image per example, this host's share of each global batch.
+
+The host never builds views: the accelerator makes them inside the jitted step
+(``leave_one_out.augment``). A source is a pure function of the step, so the data position of a
+run is its step and a resumed run continues its epoch exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from leave_one_out import synthetic
+
+
+@dataclasses.dataclass(frozen=True)
+class InMemorySource:
+  """Shuffled epochs over images held in host memory.
+
+  Attributes:
+    images: uint8 `[N, H, W, 3]`, the whole training set.
+    global_batch: examples per step over all hosts.
+    seed: epoch ``e`` is permutation ``(seed, e)``; the last partial batch of an epoch is dropped.
+    process_index / process_count: this host's share is a contiguous slice of the global batch,
+      matching the order of ``jax.make_array_from_process_local_data``.
+  """
+  images: np.ndarray
+  global_batch: int
+  seed: int
+  process_index: int = 0
+  process_count: int = 1
+
+  def __post_init__(self):
+    if len(self.images) < self.global_batch:
+      raise ValueError(f"the dataset has {len(self.images)} images, fewer than one global batch "
+                       f"({self.global_batch})")
+    if self.global_batch % self.process_count:
+      raise ValueError(f"global batch {self.global_batch} does not split over "
+                       f"{self.process_count} hosts")
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return len(self.images) // self.global_batch
+
+  def indices(self, step: int) -> np.ndarray:
+    """Dataset indices of this host's examples at ``step``: `[global_batch / hosts]`."""
+    epoch, within = divmod(int(step), self.steps_per_epoch)
+    order = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
+    local = self.global_batch // self.process_count
+    start = within * self.global_batch + self.process_index * local
+    return order[start:start + local]
+
+  def batch(self, step: int) -> np.ndarray:
+    """uint8 `[global_batch / hosts, H, W, 3]` for ``step``."""
+    return self.images[self.indices(step)]
+
+
+def create_train_source(cfg) -> InMemorySource:
+  """The training source named by ``cfg.data`` for this host."""
+  if cfg.data.name == "synthetic":
+    data = synthetic.load("train", num_examples=cfg.data.num_train,
+                          image_size=cfg.data.image_size, seed=cfg.seed)
+    return InMemorySource(data["image"], cfg.train.batch_size, cfg.seed,
+                          jax.process_index(), jax.process_count())
+  raise ValueError(f"config.data.name: unknown dataset {cfg.data.name!r}")

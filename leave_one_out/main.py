@@ -1,0 +1,71 @@
+r"""Command line: LooC pretraining.
+
+  python -m leave_one_out.main --config=configs/demo.py --workdir=/tmp/looc_demo \
+      [--config.train.num_steps=100 ...]
+
+Runs (or resumes) pretraining in --workdir: checkpoints under workdir/checkpoints, TensorBoard
+summaries and metrics.jsonl in workdir; prints a summary table at the end.
+"""
+
+import logging as pylogging
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow is only clu's summary writer
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and summaries.")
+_WORKDIR_MODE = flags.DEFINE_enum(
+    "workdir_mode", "auto", ["auto", "resume", "overwrite"],
+    "auto: resume a run with the same config, refuse a different one; resume: continue the run "
+    "in --workdir even if the config changed; overwrite: move an existing run aside and start "
+    "afresh.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def summary_table(summary: dict) -> str:
+  """The end-of-run table: one row per embedding space."""
+  lines = [f"LooC pretraining: step {summary['step']}/{summary['num_steps']}",
+           "| space | loss | contrastive top-1 |", "|---|---|---|"]
+  for name in summary["spaces"]:
+    loss, top1 = summary.get(f"loss/{name}"), summary.get(f"top1/{name}")
+    if loss is None:
+      lines.append(f"| {name} | - | - |")
+    else:
+      lines.append(f"| {name} | {loss:.4f} | {100 * top1:.1f}% |")
+  if summary.get("img_per_s"):
+    lines.append(f"throughput: {summary['img_per_s']:.0f} img/s")
+  return "\n".join(lines)
+
+
+class _QuietLibraries(pylogging.Filter):
+  """Keeps orbax's per-save INFO chatter out of the console (warnings still show)."""
+
+  def filter(self, record):
+    return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.get_absl_handler().addFilter(_QuietLibraries())
+  import jax  # after absl parsed flags, so JAX flags from the command line apply
+  from leave_one_out import train
+  if os.environ.get("LOOC_DISTRIBUTED"):
+    jax.distributed.initialize()
+  logging.info("JAX process %d/%d, %d local / %d global devices (%s)", jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count(),
+               jax.devices()[0].platform)
+  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                                     workdir_mode=_WORKDIR_MODE.value)
+  if jax.process_index() == 0:
+    print(summary_table(summary), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,443 @@
+"""LooC pretraining: train state, the jitted sharded train step, and the loop.
+
+One step, all on device (METHOD.md, "Encoders"):
+
+  uint8 images [B, H0, W0, 3] (batch sharded over the mesh's "data" axis)
+    -> augment.make_views: [n+2, B, S, S, 3], ordered q, k_0, k_1..k_n
+    -> key encoder (EMA of backbone and heads), all n+1 key views in one call: k [n+1, B, H, D]
+    -> query encoder with gradients: q [B, H, D]
+    -> losses.sharded_looc_loss: local queries against keys all-gathered over the mesh
+    -> SGD/LARS update, EMA update, optional per-space queue update.
+
+The step is ``jax.jit`` over a Mesh of every device (all hosts); BatchNorm statistics are over
+the global batch because the batch dimension is one sharded array. The state is donated.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from leave_one_out import augment
+from leave_one_out import checkpoints
+from leave_one_out import config as config_lib
+from leave_one_out import input_pipeline
+from leave_one_out import losses
+from leave_one_out import models
+
+DATA_AXIS = "data"
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run needs to continue. ``queue`` is `[H, Q, D]`, or None without a queue."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  ema_params: Any
+  ema_batch_stats: Any
+  opt_state: Any
+  queue: jax.Array | None
+  rng: jax.Array  # raw uint32 key data; the step's key is fold_in(rng, step)
+  nonfinite_steps: jax.Array  # steps whose update was skipped for a non-finite loss/gradient
+
+
+def space_names(cfg) -> list[str]:
+  """Names of the H = n+1 spaces: "invariant" then the augmentations with a space of their own."""
+  return ["invariant"] + list(cfg.augment.spaces)
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D data-parallel mesh over every device of every host."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def total_steps(cfg, steps_per_epoch: int) -> int:
+  return cfg.train.num_steps or cfg.train.num_epochs * steps_per_epoch
+
+
+def create_optimizer(cfg, steps_per_epoch: int):
+  """optax optimizer and its learning-rate schedule (lr scaled by batch / 256).
+
+  Weight decay skips BatchNorm parameters and biases (every parameter with fewer than 2 dims).
+  """
+  t = cfg.train
+  lr = t.base_lr * t.batch_size / 256
+  steps = total_steps(cfg, steps_per_epoch)
+  warmup = int(round(t.warmup_epochs * steps_per_epoch))
+  if t.schedule == "cosine":
+    main = optax.cosine_decay_schedule(lr, max(steps - warmup, 1))
+  elif t.schedule == "step":
+    main = optax.piecewise_constant_schedule(
+        lr, {int(e * steps_per_epoch) - warmup: t.step_decay for e in t.step_epochs})
+  else:
+    main = optax.constant_schedule(lr)
+  schedule = main if warmup == 0 else optax.join_schedules(
+      [optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  if t.optimizer == "lars":
+    tx = optax.lars(schedule, weight_decay=t.weight_decay, weight_decay_mask=decay_mask,
+                    trust_ratio_mask=decay_mask, momentum=t.momentum)
+  else:
+    tx = optax.chain(optax.add_decayed_weights(t.weight_decay, mask=decay_mask),
+                     optax.sgd(schedule, momentum=t.momentum))
+  return tx, schedule
+
+
+def build_model(cfg) -> models.LooCModel:
+  return models.create_model(cfg.model, num_spaces=len(cfg.augment.spaces) + 1,
+                             image_size=cfg.augment.image_size)
+
+
+def init_state(cfg, model, tx) -> TrainState:
+  """A fresh state (run it under jit with replicated out_shardings)."""
+  rng = jax.random.PRNGKey(cfg.seed)
+  init_rng, queue_rng, run_rng = jax.random.split(rng, 3)
+  dummy = jnp.zeros((2, cfg.augment.image_size, cfg.augment.image_size, 3), jnp.float32)
+  variables = model.init(init_rng, dummy, train=False)
+  params, batch_stats = variables["params"], variables["batch_stats"]
+  queue = None
+  if cfg.loss.queue_size:
+    queue = jax.random.normal(
+        queue_rng, (model.num_spaces, cfg.loss.queue_size, model.embedding_dim))
+    queue = queue / jnp.maximum(jnp.linalg.norm(queue, axis=-1, keepdims=True), 1e-12)
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+      ema_params=params, ema_batch_stats=batch_stats, opt_state=tx.init(params), queue=queue,
+      rng=run_rng,  # legacy uint32 [2] key: checkpointable as a plain array
+      nonfinite_steps=jnp.zeros((), jnp.int32))
+
+
+def ema_momentum(cfg, step, num_steps: int):
+  """MoCo's key-encoder momentum, optionally ramped to 1 with a cosine (BYOL)."""
+  m = cfg.train.ema_momentum
+  if not cfg.train.ema_cosine_ramp:
+    return jnp.asarray(m, jnp.float32)
+  progress = jnp.minimum(step / max(num_steps, 1), 1.0)
+  return 1.0 - (1.0 - m) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+
+
+def train_step(state: TrainState, images, *, cfg, model, tx, mesh, schedule, num_steps: int):
+  """One LooC step. ``images`` uint8 `[B, H0, W0, 3]`, batch sharded over ``mesh``."""
+  batch_sharded = lambda x, spec: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
+  rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  views, _ = augment.make_views(rng, images, cfg.augment)  # [n+2, B, S, S, 3]
+  views = batch_sharded(views, P(None, DATA_AXIS))
+  num_keys, batch = views.shape[0] - 1, views.shape[1]
+
+  # Key encoder: all n+1 key views in one call, batch-major so each device keeps its images.
+  key_images = jnp.swapaxes(views[1:], 0, 1).reshape((batch * num_keys,) + views.shape[2:])
+  key_out, key_updates = model.apply(
+      {"params": state.ema_params, "batch_stats": state.ema_batch_stats}, key_images,
+      train=True, mutable=["batch_stats"])
+  k = key_out["embeddings"].reshape((batch, num_keys) + key_out["embeddings"].shape[1:])
+  k = jax.lax.stop_gradient(jnp.swapaxes(k, 0, 1))  # [n+1, B, H, D]
+  k = batch_sharded(k, P(None, DATA_AXIS))
+  queue = state.queue if cfg.loss.queue_size else None
+
+  def loss_fn(params):
+    out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, views[0],
+                               train=True, mutable=["batch_stats"])
+    loss, metrics = losses.sharded_looc_loss(
+        out["embeddings"], k, mesh=mesh, axis=DATA_AXIS, temperature=cfg.loss.temperature,
+        queue=queue, z0_positives=cfg.loss.z0_positives,
+        space_reduction=cfg.loss.space_reduction)
+    return loss, (metrics, updates["batch_stats"])
+
+  (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  m = ema_momentum(cfg, state.step, num_steps)
+  ema_params = jax.tree.map(lambda e, p: m * e + (1.0 - m) * p, state.ema_params, params)
+  if cfg.loss.queue_size:
+    new_queue = jnp.concatenate([jnp.swapaxes(k[0], 0, 1), state.queue], axis=1)
+    new_queue = new_queue[:, :cfg.loss.queue_size]
+  else:
+    new_queue = state.queue
+
+  finite = jnp.isfinite(loss) & jnp.all(
+      jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  updated = state.replace(
+      step=state.step + 1, params=params, batch_stats=batch_stats, ema_params=ema_params,
+      ema_batch_stats=key_updates["batch_stats"], opt_state=opt_state, queue=new_queue)
+  skipped = state.replace(step=state.step + 1, nonfinite_steps=state.nonfinite_steps + 1)
+  new_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), updated, skipped)
+  metrics = dict(metrics, loss=loss, finite=finite, lr=schedule(state.step), ema_momentum=m)
+  return new_state, metrics
+
+
+def compile_train_step(cfg, model, tx, mesh, schedule, num_steps: int):
+  """``train_step`` under jit: state replicated and donated, images sharded over the batch."""
+  replicated = NamedSharding(mesh, P())
+  step = functools.partial(train_step, cfg=cfg, model=model, tx=tx, mesh=mesh,
+                           schedule=schedule, num_steps=num_steps)
+  return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS))),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
+def create_state(cfg, model, tx, mesh) -> TrainState:
+  replicated = NamedSharding(mesh, P())
+  return jax.jit(functools.partial(init_state, cfg, model, tx), out_shardings=replicated)()
+
+
+def abstract_state(cfg, model, tx, mesh) -> TrainState:
+  """Shapes, dtypes and shardings of the state, without allocating it (for restores)."""
+  shapes = jax.eval_shape(functools.partial(init_state, cfg, model, tx))
+  replicated = NamedSharding(mesh, P())
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                      shapes)
+
+
+def flatten_metrics(metrics: dict, names: list[str]) -> dict[str, float]:
+  """Device metrics -> {"loss": .., "loss/color": .., "top1/color": ..} as Python floats."""
+  out = {}
+  for key, value in jax.device_get(metrics).items():
+    value = np.asarray(value)
+    if key.endswith("_per_space"):
+      prefix = key[:-len("_per_space")]
+      out.update({f"{prefix}/{n}": float(v) for n, v in zip(names, value)})
+    else:
+      out[key] = float(value)
+  return out
+
+
+def make_meta(cfg, step: int) -> dict:
+  return {"config": json.loads(cfg.to_json()), "step": int(step), "data_position": int(step)}
+
+
+class _JsonlWriter:
+  """Appends one JSON object per logged step to ``workdir/metrics.jsonl`` (process 0 only)."""
+
+  def __init__(self, workdir: str, enabled: bool):
+    self.path = os.path.join(workdir, "metrics.jsonl") if enabled else None
+
+  def write(self, step: int, scalars: dict):
+    if self.path:
+      with open(self.path, "a") as f:
+        f.write(json.dumps({"step": int(step), **scalars}) + "\n")
+
+
+def _format_progress(step, num_steps, steps_per_epoch, scalars, names, img_per_s, eta_s):
+  parts = [f"step {step}/{num_steps}", f"epoch {step / steps_per_epoch:.2f}",
+           f"loss {scalars['loss']:.4f}"]
+  parts += [f"{n} {scalars[f'loss/{n}']:.3f}/{100 * scalars[f'top1/{n}']:.0f}%" for n in names]
+  if img_per_s:
+    parts += [f"{img_per_s:.0f} img/s", f"ETA {eta_s / 60:.1f} min"]
+  return " | ".join(parts)
+
+
+WORKDIR_MODES = ("auto", "resume", "overwrite")
+# Fields that may change when a run is resumed; any other difference is a different run.
+RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+                    "keep_every_steps", "async_checkpoints", "train.on_nonfinite")
+
+
+def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
+  """Dotted names of the fields whose values differ between two config dicts (JSON form)."""
+  diffs = []
+  for key in sorted(set(saved) | set(current)):
+    name = f"{prefix}{key}"
+    a, b = saved.get(key), current.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      diffs += config_differences(a, b, name + ".")
+    elif a != b and name not in RESUMABLE_FIELDS:
+      diffs.append(f"{name}: {a!r} -> {b!r}")
+  return diffs
+
+
+def _prepare_workdir(workdir: str, mode: str, ckpt: checkpoints.Checkpointer, cfg) -> None:
+  """Refuses to mix runs: a workdir holding another config needs mode resume or overwrite."""
+  if mode not in WORKDIR_MODES:
+    raise ValueError(f"workdir mode must be one of {WORKDIR_MODES}, got {mode!r}")
+  latest = ckpt.latest_step()
+  if latest is None:
+    return
+  if mode == "overwrite":
+    aside = os.path.join(workdir, f"previous-run-{int(time.time())}")
+    logging.warning("Overwrite: moving the existing run's checkpoints to %s", aside)
+    ckpt.close()
+    if jax.process_index() == 0:
+      os.rename(ckpt.directory, aside)
+    return
+  saved = None
+  for step in reversed(ckpt.all_steps()):  # unreadable ones are moved aside when restoring
+    try:
+      saved = ckpt.restore_meta(step)["config"]
+      break
+    except Exception:  # pylint: disable=broad-except
+      continue
+  if saved is None:
+    return
+  diffs = config_differences(saved, json.loads(cfg.to_json()))
+  if diffs and mode == "auto":
+    raise ValueError(
+        f"{workdir} holds a run (step {latest}) with a different config:\n  "
+        + "\n  ".join(diffs) + "\nUse another --workdir, or --workdir_mode=resume to continue "
+        "that run with the new config, or --workdir_mode=overwrite to start afresh (the old "
+        "checkpoints are moved aside, not deleted).")
+  if diffs:
+    logging.warning("Resuming with a changed config: %s", "; ".join(diffs))
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks after every step (main thread only)."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    logging.warning("Received signal %d: saving a checkpoint and exiting.", signum)
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
+                       workdir_mode: str = "auto", stop_at: int | None = None) -> dict:
+  """Pretrains (resuming from ``workdir`` when it holds a checkpoint); returns a summary.
+
+  Args:
+    cfg: the full config (``config.default_config()`` layout); validated here first.
+    workdir: checkpoints, TensorBoard summaries and ``metrics.jsonl`` go here.
+    workdir_mode: "auto" resumes a run with the same config and refuses a different one;
+      "resume" continues whatever is there; "overwrite" moves an existing run aside.
+    stop_at: stop (with a checkpoint) after this step, as if preempted; None runs to the end.
+
+  Returns:
+    The final step, per-space loss and top-1 averaged over the last logging interval,
+    throughput, whether the run was preempted, and the final state.
+  """
+  mesh = make_mesh()
+  config_lib.validate(cfg, num_devices=mesh.size)
+  os.makedirs(workdir, exist_ok=True)
+  is_chief = jax.process_index() == 0
+  names = space_names(cfg)
+
+  source = input_pipeline.create_train_source(cfg)
+  num_steps = total_steps(cfg, source.steps_per_epoch)
+  model = build_model(cfg)
+  tx, schedule = create_optimizer(cfg, source.steps_per_epoch)
+  make_ckpt = lambda: checkpoints.Checkpointer(
+      workdir, keep=cfg.keep_checkpoints, keep_every=cfg.keep_every_steps,
+      async_save=cfg.async_checkpoints)
+  ckpt = make_ckpt()
+  _prepare_workdir(workdir, workdir_mode, ckpt, cfg)
+  if workdir_mode == "overwrite":
+    ckpt = make_ckpt()
+  restored = ckpt.restore_latest_good(abstract_state(cfg, model, tx, mesh))
+  if restored is None:
+    state = create_state(cfg, model, tx, mesh)
+    logging.info("Starting a new run in %s", workdir)
+  else:
+    state, meta = restored
+    logging.info("Resumed from step %d in %s", meta["step"], workdir)
+
+  step_fn = compile_train_step(cfg, model, tx, mesh, schedule, num_steps)
+  data_sharding = NamedSharding(mesh, P(DATA_AXIS))
+  # TensorBoard summaries from process 0; the console gets the one-line progress below.
+  writer = metric_writers.MultiWriter(
+      [metric_writers.SummaryWriter(workdir)] if is_chief else [])
+  jsonl = _JsonlWriter(workdir, is_chief)
+  if is_chief and restored is None:
+    writer.write_hparams(_flat_config(cfg))
+
+  step = int(jax.device_get(state.step))
+  end = num_steps if stop_at is None else min(num_steps, stop_at)
+  history, last_scalars, preempted = [], {}, False
+  interval_start, interval_images, compile_s = time.perf_counter(), 0, None
+  with _Preemption() as preemption:
+    while step < end:
+      images = jax.make_array_from_process_local_data(data_sharding, source.batch(step))
+      t0 = time.perf_counter()
+      state, metrics = step_fn(state, images)
+      step += 1
+      history.append(metrics)
+      if compile_s is None:  # the first step includes compilation: keep it out of img/s
+        jax.block_until_ready(metrics["loss"])
+        compile_s = time.perf_counter() - t0
+        interval_start, interval_images = time.perf_counter(), 0
+      else:
+        interval_images += cfg.train.batch_size
+      preempted = preemption.requested or ckpt.reached_preemption(step)
+      if step % cfg.log_every_steps == 0 or step in (end, num_steps) or preempted:
+        scalars = _average(history, names)
+        history = []
+        elapsed = time.perf_counter() - interval_start
+        img_per_s = interval_images / elapsed if interval_images else 0.0
+        eta = (num_steps - step) * cfg.train.batch_size / img_per_s if img_per_s else 0.0
+        scalars.update(img_per_s=img_per_s, img_per_s_per_device=img_per_s / mesh.size,
+                       epoch=step / source.steps_per_epoch)
+        if not last_scalars:
+          scalars["compile_s"] = compile_s
+        writer.write_scalars(step, scalars)
+        jsonl.write(step, scalars)
+        logging.info(_format_progress(step, num_steps, source.steps_per_epoch, scalars, names,
+                                      img_per_s, eta))
+        last_scalars = scalars
+        interval_start, interval_images = time.perf_counter(), 0
+        _check_finite(cfg, scalars, step)
+      if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
+        ckpt.save(step, state, make_meta(cfg, step), force=True)
+      if preempted:
+        logging.warning("Stopped at step %d on a preemption request; run the same command "
+                        "again to continue.", step)
+        break
+  ckpt.close()
+  writer.flush()
+  return {"step": step, "num_steps": num_steps, "spaces": names, "state": state,
+          "preempted": preempted, **last_scalars}
+
+
+def _average(history: list[dict], names: list[str]) -> dict[str, float]:
+  """Mean of each metric over a logging interval (one host transfer)."""
+  stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *history))
+  scalars = flatten_metrics(jax.tree.map(lambda x: np.mean(np.asarray(x, np.float64), axis=0),
+                                         stacked), names)
+  scalars["nonfinite"] = float(len(history) - np.sum(stacked["finite"]))
+  scalars.pop("finite", None)
+  return scalars
+
+
+def _check_finite(cfg, scalars: dict, step: int) -> None:
+  if scalars["nonfinite"] and cfg.train.on_nonfinite == "stop":
+    bad = [k for k, v in scalars.items() if k.startswith("loss") and not math.isfinite(v)]
+    raise FloatingPointError(
+        f"non-finite loss or gradients in {int(scalars['nonfinite'])} step(s) up to step {step} "
+        f"(spaces: {', '.join(bad) or 'gradients only'}); those updates were not applied and the "
+        "last checkpoint is intact. Set config.train.on_nonfinite='skip' to skip such steps.")
+
+
+def _flat_config(cfg, prefix="") -> dict:
+  out = {}
+  for key, value in cfg.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      out.update(_flat_config(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+  return out

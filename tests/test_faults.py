@@ -1,0 +1,161 @@
+"""Fault injection: preemption, kill -9, corrupt checkpoints, non-finite losses, workdir safety.
+
+What a user can rely on (README, "Reliability"): each test below is one guarantee.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from leave_one_out import checkpoints
+from leave_one_out import config as config_lib
+from leave_one_out import train
+from tests.helpers import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI_TINY = ["--config.log_every_steps=1", "--config.train.batch_size=16",
+            "--config.data.num_train=64", "--config.data.image_size=20",
+            "--config.augment.image_size=16", "--config.augment.texture.freq=(2.0,6.0)",
+            "--config.model.width=4", "--config.model.head_hidden=16",
+            "--config.model.embedding_dim=8", "--config.async_checkpoints=False"]
+
+
+def _start(workdir, steps, every):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "")
+  return subprocess.Popen(
+      [sys.executable, "-m", "leave_one_out.main", "--config=configs/demo.py",
+       f"--workdir={workdir}", f"--config.train.num_steps={steps}",
+       f"--config.checkpoint_every_steps={every}", *CLI_TINY],
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_step(workdir, step, proc, timeout=240):
+  path, deadline = os.path.join(workdir, "metrics.jsonl"), time.time() + timeout
+  while time.time() < deadline:
+    if os.path.exists(path):
+      lines = open(path).read().splitlines()
+      if lines and json.loads(lines[-1])["step"] >= step:
+        return
+    assert proc.poll() is None, proc.communicate()[1][-3000:]
+    time.sleep(0.05)
+  raise TimeoutError(f"run did not reach step {step}")
+
+
+def _final_params(workdir):
+  ckpt = checkpoints.Checkpointer(str(workdir), async_save=False)
+  step = ckpt.latest_step()
+  cfg = config_lib.from_json(ckpt.restore_meta(step)["config"])
+  model = train.build_model(cfg)
+  tx, _ = train.create_optimizer(cfg, 1)
+  state, _ = ckpt.restore(step, train.abstract_state(cfg, model, tx, train.make_mesh()))
+  ckpt.close()
+  return step, jax.device_get(state)
+
+
+def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
+  steps = 80
+  straight = _start(tmp_path / "straight", steps, every=1000)
+  out, err = straight.communicate(timeout=300)
+  assert straight.returncode == 0, err[-3000:]
+
+  run = _start(tmp_path / "preempted", steps, every=1000)
+  _wait_for_step(tmp_path / "preempted", 5, run)
+  run.send_signal(signal.SIGTERM)
+  _, err = run.communicate(timeout=120)
+  assert run.returncode == 0, err[-3000:]
+  assert "preemption request" in err
+  stopped_at, _ = _final_params(tmp_path / "preempted")
+  assert 5 <= stopped_at < steps  # saved at the step it was interrupted, not at the end
+
+  resumed = _start(tmp_path / "preempted", steps, every=1000)
+  _, err = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, err[-3000:]
+  assert f"Resumed from step {stopped_at}" in err
+  step_a, a = _final_params(tmp_path / "straight")
+  step_b, b = _final_params(tmp_path / "preempted")
+  assert step_a == step_b == steps
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_kill9_loses_at_most_the_steps_since_the_last_save(tmp_path):
+  run = _start(tmp_path, 400, every=10)
+  _wait_for_step(tmp_path, 25, run)
+  run.kill()
+  run.communicate()
+  ckpt = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  last = ckpt.latest_step()
+  ckpt.close()
+  assert last is not None and last % 10 == 0 and last >= 20
+  logged = json.loads(open(tmp_path / "metrics.jsonl").read().splitlines()[-1])["step"]
+  assert logged - last < 10 + 2  # lost: only the steps since the last periodic save
+
+
+def _train(cfg, workdir, **kw):
+  return train.train_and_evaluate(cfg, str(workdir), **kw)
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
+  cfg = tiny_config(steps=4)
+  _train(cfg, tmp_path, stop_at=4)
+  # Truncate every data file of the newest checkpoint (a write cut short).
+  for dirpath, _, files in os.walk(tmp_path / "checkpoints" / "4"):
+    for name in files:
+      with open(os.path.join(dirpath, name), "r+b") as f:
+        f.truncate(max(0, os.path.getsize(os.path.join(dirpath, name)) // 3))
+  summary = train.train_and_evaluate(tiny_config(steps=6), str(tmp_path),
+                                     workdir_mode="resume")
+  assert summary["step"] == 6
+  kept = os.listdir(tmp_path / "checkpoints")
+  assert any(name.startswith("corrupt-4-") for name in kept)  # moved aside, not deleted
+  assert "6" in kept and "2" in kept
+
+
+def test_uncommitted_checkpoint_is_ignored(tmp_path):
+  cfg = tiny_config(steps=2)
+  _train(cfg, tmp_path)
+  # An interrupted async save leaves a temporary directory without orbax's commit.
+  os.makedirs(tmp_path / "checkpoints" / "3.orbax-checkpoint-tmp-123")
+  summary = _train(tiny_config(steps=4), tmp_path, workdir_mode="resume")
+  assert summary["step"] == 4
+
+
+def test_nonfinite_loss_stops_with_the_step_named_and_keeps_the_checkpoint(tmp_path):
+  cfg = tiny_config(steps=6)
+  _train(cfg, tmp_path, stop_at=2)
+  bad = tiny_config(steps=6)
+  bad.loss.temperature = 1e-30  # logits overflow to inf: non-finite loss
+  with pytest.raises(FloatingPointError, match=r"step 4.*invariant"):
+    _train(bad, tmp_path, workdir_mode="resume")
+  ckpt = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  assert ckpt.latest_step() == 2
+  ckpt.close()
+  skip = tiny_config(steps=6)
+  skip.loss.temperature = 1e-30
+  skip.train.on_nonfinite = "skip"
+  summary = _train(skip, tmp_path, workdir_mode="resume")
+  assert summary["step"] == 6 and summary["nonfinite"] == 2  # last interval: steps 5 and 6
+
+
+def test_workdir_with_another_config_is_refused_unless_told(tmp_path):
+  _train(tiny_config(steps=2), tmp_path)
+  other = tiny_config(steps=2)
+  other.loss.temperature = 0.5
+  with pytest.raises(ValueError, match="loss.temperature: 0.2 -> 0.5"):
+    _train(other, tmp_path)
+  summary = _train(other, tmp_path, workdir_mode="overwrite")
+  assert summary["step"] == 2
+  assert any(name.startswith("previous-run-") for name in os.listdir(tmp_path))
+  # Cadence fields may change on resume.
+  cadence = tiny_config(steps=2)
+  cadence.loss.temperature = 0.5
+  cadence.log_every_steps = 1
+  assert _train(cadence, tmp_path)["step"] == 2
