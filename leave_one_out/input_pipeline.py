@@ -1,8 +1,15 @@
 """Host-side input: one uint8 image per example, this host's share of each global batch.
 
 The host never builds views: the accelerator makes them inside the jitted step
-(``leave_one_out.augment``). A source is a pure function of the step, so the data position of a
-run is its step and a resumed run continues its epoch exactly.
+(``leave_one_out.augment``). Every training source has the same interface:
+
+  source.steps_per_epoch            # int
+  source.iterate(start_step)        # iterator of this host's batches from ``start_step`` on:
+                                    #   {"image": uint8 [B / hosts, S0, S0, 3],
+                                    #    "aspect": float32 [B / hosts]}  (original width / height)
+
+and is deterministic for a seed, so the data position of a run is its step: a resumed run
+continues its epoch exactly.
 """
 
 from __future__ import annotations
@@ -52,9 +59,17 @@ class InMemorySource:
     start = within * self.global_batch + self.process_index * local
     return order[start:start + local]
 
-  def batch(self, step: int) -> np.ndarray:
-    """uint8 `[global_batch / hosts, H, W, 3]` for ``step``."""
-    return self.images[self.indices(step)]
+  def batch(self, step: int) -> dict[str, np.ndarray]:
+    """This host's examples at ``step``: {"image": uint8 `[B / hosts, H, W, 3]`, "aspect"}."""
+    images = self.images[self.indices(step)]
+    return {"image": images, "aspect": np.ones((len(images),), np.float32)}
+
+  def iterate(self, start_step: int = 0):
+    """Batches for ``start_step``, ``start_step + 1``, ... (endless)."""
+    step = start_step
+    while True:
+      yield self.batch(step)
+      step += 1
 
 
 def create_train_source(cfg) -> InMemorySource:

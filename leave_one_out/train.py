@@ -2,7 +2,7 @@
 
 One step, all on device (METHOD.md, "Encoders"):
 
-  uint8 images [B, H0, W0, 3] (batch sharded over the mesh's "data" axis)
+  uint8 images [B, H0, W0, 3] + original aspect ratios [B] (batch sharded over "data")
     -> augment.make_views: [n+2, B, S, S, 3], ordered q, k_0, k_1..k_n
     -> key encoder (EMA of backbone and heads), all n+1 key views in one call: k [n+1, B, H, D]
     -> query encoder with gradients: q [B, H, D]
@@ -134,12 +134,18 @@ def ema_momentum(cfg, step, num_steps: int):
   return 1.0 - (1.0 - m) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
 
 
-def train_step(state: TrainState, images, *, cfg, model, tx, mesh, schedule, num_steps: int):
-  """One LooC step. ``images`` uint8 `[B, H0, W0, 3]`, batch sharded over ``mesh``."""
+def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_steps: int):
+  """One LooC step.
+
+  Args:
+    state: the replicated train state.
+    batch: {"image": uint8 `[B, H0, W0, 3]`, "aspect": float32 `[B]` (each original image's
+      width / height, for torchvision crop semantics)}, batch sharded over ``mesh``.
+  """
   batch_sharded = lambda x, spec: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  views, _ = augment.make_views(rng, images, cfg.augment)  # [n+2, B, S, S, 3]
-  views = batch_sharded(views, P(None, DATA_AXIS))
+  views, _ = augment.make_views(rng, batch["image"], cfg.augment, batch["aspect"])
+  views = batch_sharded(views, P(None, DATA_AXIS))  # [n+2, B, S, S, 3]: q, k_0, k_1..k_n
   num_keys, batch = views.shape[0] - 1, views.shape[1]
 
   # Key encoder: all n+1 key views in one call, batch-major so each device keeps its images.
@@ -184,7 +190,7 @@ def train_step(state: TrainState, images, *, cfg, model, tx, mesh, schedule, num
 
 
 def compile_train_step(cfg, model, tx, mesh, schedule, num_steps: int):
-  """``train_step`` under jit: state replicated and donated, images sharded over the batch."""
+  """``train_step`` under jit: state replicated and donated, the batch sharded over devices."""
   replicated = NamedSharding(mesh, P())
   step = functools.partial(train_step, cfg=cfg, model=model, tx=tx, mesh=mesh,
                            schedule=schedule, num_steps=num_steps)
@@ -371,11 +377,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
   end = num_steps if stop_at is None else min(num_steps, stop_at)
   history, last_scalars, preempted = [], {}, False
   interval_start, interval_images, compile_s = time.perf_counter(), 0, None
+  batches = source.iterate(step)
   with _Preemption() as preemption:
     while step < end:
-      images = jax.make_array_from_process_local_data(data_sharding, source.batch(step))
+      batch = jax.tree.map(
+          lambda x: jax.make_array_from_process_local_data(data_sharding, x), next(batches))
       t0 = time.perf_counter()
-      state, metrics = step_fn(state, images)
+      state, metrics = step_fn(state, batch)
       step += 1
       history.append(metrics)
       if compile_s is None:  # the first step includes compilation: keep it out of img/s

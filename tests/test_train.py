@@ -23,7 +23,8 @@ def _setup(cfg, devices):
   state = train.create_state(cfg, model, tx, mesh)
   step = train.compile_train_step(cfg, model, tx, mesh, schedule, num_steps)
   sharding = NamedSharding(mesh, P(train.DATA_AXIS))
-  batch = lambda i: jax.make_array_from_process_local_data(sharding, source.batch(i))
+  batch = lambda i: jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(sharding, x), source.batch(i))
   return state, step, batch
 
 
