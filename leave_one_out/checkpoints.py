@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from absl import logging
 
 CHECKPOINT_DIR = "checkpoints"
@@ -29,7 +30,8 @@ class Checkpointer:
 
   def __init__(self, workdir: str, *, keep: int = 3, keep_every: int = 0,
                async_save: bool = True):
-    self.directory = os.path.abspath(os.path.join(workdir, CHECKPOINT_DIR))
+    self.directory = epath.Path(workdir if "://" in str(workdir) else os.path.abspath(workdir))
+    self.directory = self.directory / CHECKPOINT_DIR
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep,
         keep_period=keep_every or None,
@@ -72,12 +74,12 @@ class Checkpointer:
       try:
         return self.restore(step, abstract_state)
       except Exception as e:  # orbax raises many types for unreadable data
-        path = os.path.join(self.directory, str(step))
-        aside = os.path.join(self.directory, f"corrupt-{step}-{int(time.time())}")
+        path = self.directory / str(step)
+        aside = self.directory / f"corrupt-{step}-{int(time.time())}"
         logging.warning("Checkpoint %s cannot be restored (%s: %s); moving it to %s and trying "
                         "the previous one.", path, type(e).__name__, str(e)[:300], aside)
-        if jax.process_index() == 0 and os.path.exists(path):
-          os.rename(path, aside)
+        if jax.process_index() == 0 and path.exists():
+          path.rename(aside)
         self._manager.reload()
     return None
 

@@ -25,6 +25,18 @@ _WORKDIR_MODE = flags.DEFINE_enum(
     "auto: resume a run with the same config, refuse a different one; resume: continue the run "
     "in --workdir even if the config changed; overwrite: move an existing run aside and start "
     "afresh.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False,
+    "Multi-process run: call jax.distributed.initialize(). On Cloud TPU pods and SLURM the "
+    "cluster is detected; elsewhere give the three flags below (or JAX's env variables).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0, for --distributed off TPU.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes, for --distributed.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process, for --distributed.")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache_dir", None,
+    "Persistent XLA compilation cache (e.g. ~/.cache/leave_one_out/jax or a gs:// path): "
+    "restarts and preempted runs skip recompiling the train step.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -56,8 +68,12 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import jax  # after absl parsed flags, so JAX flags from the command line apply
   from leave_one_out import train
-  if os.environ.get("LOOC_DISTRIBUTED"):
-    jax.distributed.initialize()
+  if _COMPILATION_CACHE.value:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
+                               num_processes=_NUM_PROCESSES.value,
+                               process_id=_PROCESS_ID.value)
   logging.info("JAX process %d/%d, %d local / %d global devices (%s)", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)

@@ -25,6 +25,7 @@ import time
 from typing import Any
 
 import flax
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -229,15 +230,26 @@ def make_meta(cfg, step: int) -> dict:
 
 
 class _JsonlWriter:
-  """Appends one JSON object per logged step to ``workdir/metrics.jsonl`` (process 0 only)."""
+  """One JSON object per logged step in ``workdir/metrics.jsonl`` (process 0 only).
+
+  Local files are appended to; object stores (gs://) cannot append, so there the file is
+  rewritten whole at each log step.
+  """
 
   def __init__(self, workdir: str, enabled: bool):
-    self.path = os.path.join(workdir, "metrics.jsonl") if enabled else None
+    self.path = epath.Path(workdir) / "metrics.jsonl" if enabled else None
+    self.remote = "://" in str(workdir)
 
   def write(self, step: int, scalars: dict):
-    if self.path:
-      with open(self.path, "a") as f:
-        f.write(json.dumps({"step": int(step), **scalars}) + "\n")
+    if not self.path:
+      return
+    line = json.dumps({"step": int(step), **scalars}) + "\n"
+    if self.remote:
+      old = self.path.read_text() if self.path.exists() else ""
+      self.path.write_text(old + line)
+    else:
+      with self.path.open("a") as f:
+        f.write(line)
 
 
 def _format_progress(step, num_steps, steps_per_epoch, scalars, names, img_per_s, eta_s):
@@ -276,11 +288,11 @@ def _prepare_workdir(workdir: str, mode: str, ckpt: checkpoints.Checkpointer, cf
   if latest is None:
     return
   if mode == "overwrite":
-    aside = os.path.join(workdir, f"previous-run-{int(time.time())}")
+    aside = epath.Path(workdir) / f"previous-run-{int(time.time())}"
     logging.warning("Overwrite: moving the existing run's checkpoints to %s", aside)
     ckpt.close()
     if jax.process_index() == 0:
-      os.rename(ckpt.directory, aside)
+      epath.Path(ckpt.directory).rename(aside)
     return
   saved = None
   for step in reversed(ckpt.all_steps()):  # unreadable ones are moved aside when restoring
@@ -341,7 +353,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
   """
   mesh = make_mesh()
   config_lib.validate(cfg, num_devices=mesh.size)
-  os.makedirs(workdir, exist_ok=True)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   is_chief = jax.process_index() == 0
   names = space_names(cfg)
 

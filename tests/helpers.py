@@ -1,6 +1,16 @@
 """Tiny configs shared by the tests: every run takes seconds on CPU."""
 
+import jax
+
+from leave_one_out import checkpoints
 from leave_one_out import config as config_lib
+from leave_one_out import train
+
+# CLI flags that shrink configs/demo.py to the size of tiny_config().
+CLI_TINY = ["--config.train.batch_size=16", "--config.data.num_train=64",
+            "--config.data.image_size=20", "--config.augment.image_size=16",
+            "--config.augment.texture.freq=(2.0,6.0)", "--config.model.width=4",
+            "--config.model.head_hidden=16", "--config.model.embedding_dim=8"]
 
 
 def tiny_config(spaces=("color", "rotation"), steps=4, batch=16):
@@ -22,3 +32,15 @@ def tiny_config(spaces=("color", "rotation"), steps=4, batch=16):
   c.checkpoint_every_steps = 2
   c.async_checkpoints = False
   return c
+
+
+def final_state(workdir):
+  """(step, host state) of the newest checkpoint in ``workdir``, restored like a user would."""
+  ckpt = checkpoints.Checkpointer(str(workdir), async_save=False)
+  step = ckpt.latest_step()
+  cfg = config_lib.from_json(ckpt.restore_meta(step)["config"])
+  model = train.build_model(cfg)
+  tx, _ = train.create_optimizer(cfg, 1)
+  state, _ = ckpt.restore(step, train.abstract_state(cfg, model, tx, train.make_mesh()))
+  ckpt.close()
+  return step, jax.device_get(state)

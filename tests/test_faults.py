@@ -15,16 +15,14 @@ import numpy as np
 import pytest
 
 from leave_one_out import checkpoints
-from leave_one_out import config as config_lib
 from leave_one_out import train
+from tests import helpers
+from tests.helpers import final_state as _final_params
 from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI_TINY = ["--config.log_every_steps=1", "--config.train.batch_size=16",
-            "--config.data.num_train=64", "--config.data.image_size=20",
-            "--config.augment.image_size=16", "--config.augment.texture.freq=(2.0,6.0)",
-            "--config.model.width=4", "--config.model.head_hidden=16",
-            "--config.model.embedding_dim=8", "--config.async_checkpoints=False"]
+CLI_TINY = ["--config.log_every_steps=1", "--config.async_checkpoints=False",
+            *helpers.CLI_TINY]
 
 
 def _start(workdir, steps, every):
@@ -47,17 +45,6 @@ def _wait_for_step(workdir, step, proc, timeout=240):
     assert proc.poll() is None, proc.communicate()[1][-3000:]
     time.sleep(0.05)
   raise TimeoutError(f"run did not reach step {step}")
-
-
-def _final_params(workdir):
-  ckpt = checkpoints.Checkpointer(str(workdir), async_save=False)
-  step = ckpt.latest_step()
-  cfg = config_lib.from_json(ckpt.restore_meta(step)["config"])
-  model = train.build_model(cfg)
-  tx, _ = train.create_optimizer(cfg, 1)
-  state, _ = ckpt.restore(step, train.abstract_state(cfg, model, tx, train.make_mesh()))
-  ckpt.close()
-  return step, jax.device_get(state)
 
 
 def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):

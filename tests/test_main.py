@@ -5,19 +5,19 @@ import os
 import subprocess
 import sys
 
+import jax
 import pytest
+
+from tests.helpers import CLI_TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config.train.num_steps=4", "--config.log_every_steps=2",
-        "--config.checkpoint_every_steps=2", "--config.train.batch_size=16",
-        "--config.data.num_train=64", "--config.data.image_size=20",
-        "--config.augment.image_size=16", "--config.augment.texture.freq=(2.0,6.0)",
-        "--config.model.width=4", "--config.model.head_hidden=16",
-        "--config.model.embedding_dim=8"]
+        "--config.checkpoint_every_steps=2", *CLI_TINY]
 
 
 def _main(workdir, *extra):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "")
   return subprocess.run(
       [sys.executable, "-m", "leave_one_out.main", "--config=configs/demo.py",
        f"--workdir={workdir}", *TINY, *extra],
