@@ -1,6 +1,8 @@
 """Benchmarks, printed as Markdown tables with the machine they ran on.
 
   python -m leave_one_out.benchmark --what=views [--batch_size=256] [--sizes=64,224]
+  python -m leave_one_out.benchmark --what=step --model=resnet50 --step_size=224 \
+      --batch_size=256 --precision=bfloat16 --num_spaces=3 [--kinds=looc,moco,supervised]
 
 ``--what`` is a comma-separated list of benchmarks (``BENCHMARKS``); each is a function
 ``(args) -> str`` returning a Markdown table. Timings are of jitted functions after a warm-up
@@ -20,11 +22,24 @@ import jax
 import numpy as np
 
 from leave_one_out import augment
+from leave_one_out import config as config_lib
+from leave_one_out import train
 
 _WHAT = flags.DEFINE_list("what", ["views"], "Benchmarks to run (comma-separated).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Images per batch.")
 _SIZES = flags.DEFINE_list("sizes", ["64", "224"], "Output sides S of the views benchmark.")
 _SOURCE_FACTOR = flags.DEFINE_float("source_factor", 1.15, "Source side / output side.")
+_MODEL = flags.DEFINE_string("model", "resnet18", "step: architecture (models.ARCHITECTURES).")
+_WIDTH = flags.DEFINE_integer("width", 64, "step: channels of the first stage.")
+_STEP_SIZE = flags.DEFINE_integer("step_size", 64, "step: view side S.")
+_NUM_SPACES = flags.DEFINE_integer("num_spaces", 3, "step: n, augmentation-specific spaces.")
+_PRECISION = flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"],
+                               "step: computation dtype.")
+_KINDS = flags.DEFINE_list("kinds", ["looc", "moco", "supervised"],
+                           "step: looc (n spaces), moco (n = 0, two views), supervised (one "
+                           "view, cross-entropy) -- the same backbone in the same run.")
+_PEAK_TFLOPS = flags.DEFINE_float("peak_tflops", 0.0, "step: the device's peak TFLOP/s for the "
+                                  "utilisation column (0: look it up from the device kind).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per case (median reported); sides "
                                 "above 128 px use max(2, repeats // 2).")
 
@@ -80,9 +95,167 @@ def bench_views(batch_size: int, sizes: list[int], source_factor: float, repeats
   return "\n".join(rows)
 
 
+SPACES = ("color", "rotation", "texture", "blur", "flip")
+# Dense bf16 peak TFLOP/s by device kind, for the utilisation column.
+PEAK_TFLOPS = {"NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H100": 989.0, "NVIDIA H200": 989.0,
+               "NVIDIA A100-SXM4-80GB": 312.0, "NVIDIA A100-SXM4-40GB": 312.0,
+               "TPU v4": 275.0, "TPU v5 lite": 197.0, "TPU v5e": 197.0, "TPU v5p": 459.0}
+
+
+def step_config(kind: str, model: str, width: int, size: int, batch: int, precision: str,
+                num_spaces: int):
+  """The training config a ``--what=step`` row times."""
+  cfg = config_lib.default_config()
+  cfg.data.image_size = int(round(size * 1.15))
+  cfg.augment = views_config(size)
+  cfg.augment.spaces = SPACES[:num_spaces] if kind == "looc" else ()
+  cfg.model.architecture = model
+  cfg.model.width = width
+  cfg.model.dtype = precision
+  cfg.train.batch_size = batch
+  cfg.train.num_steps = 1000
+  return cfg
+
+
+class _Supervised(train.models.nn.Module):
+  """The same backbone with a linear classifier: the cost baseline of one forward+backward."""
+  backbone: train.models.LooCModel
+  num_classes: int = 1000
+
+  @train.models.nn.compact
+  def __call__(self, x, train: bool = True):
+    feature = self.backbone(x, train=train)["feature"]
+    return train_dense(self.num_classes)(feature)
+
+
+def train_dense(n):
+  return train.models.nn.Dense(n, name="classifier")
+
+
+def _supervised_step(cfg, mesh):
+  """(jitted step, state, batch): one crop+flip view, cross-entropy, SGD."""
+  import optax
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  model = _Supervised(train.build_model(cfg))
+  size = cfg.augment.image_size
+  variables = jax.jit(lambda: model.init(jax.random.key(0), jax.numpy.zeros((2, size, size, 3)),
+                                         train=False))()
+  tx = optax.sgd(0.1, momentum=0.9)
+  state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
+  view_cfg = cfg.augment.copy_and_resolve_references()
+  view_cfg.spaces = ()
+
+  def step(state, batch, rng):
+    params, stats, opt = state
+    views, _ = augment.make_views(rng, batch["image"], view_cfg, batch["aspect"])
+
+    def loss_fn(p):
+      logits, upd = model.apply({"params": p, "batch_stats": stats}, views[0], train=True,
+                                mutable=["batch_stats"])
+      labels = batch["label"]
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), upd
+
+    (loss, upd), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt = tx.update(grads, opt, params)
+    return (optax.apply_updates(params, updates), upd["batch_stats"], opt), loss
+
+  rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(train.DATA_AXIS))
+  jitted = jax.jit(step, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
+                   donate_argnums=0)
+  return jitted, jax.device_put(state, rep)
+
+
+def _batch(cfg, mesh, with_label=False):
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  b, s = cfg.train.batch_size, cfg.data.image_size
+  rng = np.random.RandomState(0)
+  batch = {"image": rng.randint(0, 256, (b, s, s, 3)).astype(np.uint8),
+           "aspect": np.ones((b,), np.float32)}
+  if with_label:
+    batch["label"] = rng.randint(0, 1000, (b,)).astype(np.int32)
+  return jax.device_put(batch, NamedSharding(mesh, P(train.DATA_AXIS)))
+
+
+def _peak_memory() -> str:
+  stats = jax.devices()[0].memory_stats() or {}
+  peak = stats.get("peak_bytes_in_use")
+  return f"{peak / 2**30:.1f}" if peak else "n/a"
+
+
+def bench_step(kinds, model, width, size, batch, precision, num_spaces, repeats,
+               peak_tflops) -> str:
+  """The jitted train step: compile time, step time, img/s, TFLOP/s and peak memory.
+
+  LooC's extra cost over a supervised step is n+1 key forwards plus one query forward+backward
+  (about (n+1)/3 + 1 supervised steps: 7/3 for n = 3); "x supervised" shows the measured ratio.
+  """
+  mesh = train.make_mesh()
+  kind0 = jax.devices()[0].device_kind
+  peak = peak_tflops or PEAK_TFLOPS.get(kind0, 0.0)
+  rows = [f"{model} (width {width}) at {size} px, global batch {batch}, {precision}, "
+          f"{mesh.size} x {kind0}", "",
+          "| step | views | compile s | step ms | img/s | img/s/device | x supervised | "
+          "TFLOP/step | TFLOP/s | of peak | views ms (share) | peak GiB |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  results = {}
+  for kind in kinds:
+    cfg = step_config(kind, model, width, size, batch, precision, num_spaces)
+    key = jax.random.key(1)
+    if kind == "supervised":
+      fn, state = _supervised_step(cfg, mesh)
+      data = _batch(cfg, mesh, with_label=True)
+      args = lambda st, i: (st, data, jax.random.fold_in(key, i))
+      views = 1
+    else:
+      net = train.build_model(cfg)
+      tx, schedule = train.create_optimizer(cfg, 100)
+      state = train.create_state(cfg, net, tx, mesh)
+      fn = train.compile_train_step(cfg, net, tx, mesh, schedule, 1000)
+      data = _batch(cfg, mesh)
+      args = lambda st, i: (st, data)
+      views = augment.num_views(cfg.augment)
+    t0 = time.perf_counter()
+    compiled = fn.lower(*args(state, 0)).compile()
+    compile_s = time.perf_counter() - t0
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float((cost or {}).get("flops", 0.0)) * mesh.size  # per-device program
+    state, _ = compiled(*args(state, 0))
+    jax.block_until_ready(state)
+    times = []
+    for i in range(repeats):
+      start = time.perf_counter()
+      state, out = compiled(*args(state, i + 1))
+      jax.block_until_ready(out)
+      times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
+    view_cfg = cfg.augment
+    make = jax.jit(lambda r, x, a, c=view_cfg: augment.make_views(r, x, c, a)[0])
+    view_s = time_fn(lambda i: make(jax.random.fold_in(key, i), data["image"], data["aspect"]),
+                     max(2, repeats // 2))
+    results[kind] = seconds
+    ratio = f"{seconds / results['supervised']:.2f}" if "supervised" in results else "-"
+    tflops = flops / seconds / 1e12
+    share = f"{1e3 * view_s:.0f} ({100 * view_s / seconds:.0f}%)"
+    rows.append(
+        f"| {kind} | {views} | {compile_s:.1f} | {1e3 * seconds:.1f} | {batch / seconds:,.0f} | "
+        f"{batch / seconds / mesh.size:,.0f} | {ratio} | {flops / 1e12:.3f} | {tflops:.2f} | "
+        f"{f'{100 * tflops / peak:.0f}%' if peak else 'n/a'} | {share} | {_peak_memory()} |")
+  if "supervised" in results:  # rows timed before the supervised one get their ratio here
+    for i, kind in enumerate(kinds):
+      if kind != "supervised":
+        row = rows[4 + i].split(" | ")
+        row[6] = f"{results[kind] / results['supervised']:.2f}"
+        rows[4 + i] = " | ".join(row)
+  return "\n".join(rows)
+
+
 BENCHMARKS: dict[str, Callable[[], str]] = {
     "views": lambda: bench_views(_BATCH_SIZE.value, [int(s) for s in _SIZES.value],
                                  _SOURCE_FACTOR.value, _REPEATS.value),
+    "step": lambda: bench_step(_KINDS.value, _MODEL.value, _WIDTH.value, _STEP_SIZE.value,
+                               _BATCH_SIZE.value, _PRECISION.value, _NUM_SPACES.value,
+                               _REPEATS.value, _PEAK_TFLOPS.value),
 }
 
 

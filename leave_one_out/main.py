@@ -37,6 +37,11 @@ _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache_dir", None,
     "Persistent XLA compilation cache (e.g. ~/.cache/leave_one_out/jax or a gs:// path): "
     "restarts and preempted runs skip recompiling the train step.")
+_EVALUATE = flags.DEFINE_bool(
+    "evaluate", True,
+    "After pretraining on the embedded dataset, run the evaluation suite "
+    "(leave_one_out.evaluate with configs/eval/synthetic.py) on the final checkpoint and print "
+    "its table. For other datasets run `python -m leave_one_out.evaluate` with their config.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -81,6 +86,10 @@ def main(argv):
                                      workdir_mode=_WORKDIR_MODE.value)
   if jax.process_index() == 0:
     print(summary_table(summary), flush=True)
+  evaluate_now = _EVALUATE.value and _CONFIG.value.data.name == "synthetic"
+  if evaluate_now and not summary.get("preempted") and jax.process_index() == 0:
+    from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
+    print(evaluate.format_table(evaluate.run(_WORKDIR.value)), flush=True)
 
 
 if __name__ == "__main__":

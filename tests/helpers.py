@@ -7,7 +7,7 @@ from leave_one_out import config as config_lib
 from leave_one_out import train
 
 # CLI flags that shrink configs/demo.py to the size of tiny_config().
-CLI_TINY = ["--config.train.batch_size=16", "--config.data.num_train=64",
+CLI_TINY = ["--noevaluate", "--config.train.batch_size=16", "--config.data.num_train=64",
             "--config.data.image_size=20", "--config.augment.image_size=16",
             "--config.augment.texture.freq=(2.0,6.0)", "--config.model.width=4",
             "--config.model.head_hidden=16", "--config.model.embedding_dim=8"]

@@ -1,0 +1,541 @@
+r"""Pretrained LooC models: load, extract frozen features, export.
+
+Three lines from a training workdir to features, in a fresh process::
+
+  import leave_one_out
+  model, variables, config = leave_one_out.load_pretrained("/tmp/looc_demo")
+  features = leave_one_out.extract_features(model, variables, images, kind="backbone",
+                                            image_size=config.augment.image_size)  # [N, F]
+
+``load_pretrained`` accepts a workdir (newest checkpoint), one checkpoint directory
+(``workdir/checkpoints/<step>``) or a file written by ``export``. It restores only the encoder's
+``params`` and ``batch_stats`` (the online, i.e. query, encoder by default, as MoCo evaluates),
+not the optimizer state or the EMA copy, so it needs a third of the training state's memory.
+
+Feature kinds (``extract_features(..., kind=...)``), METHOD.md "Spaces" and "LooC++":
+
+* ``"backbone"``: the pooled output of the shared backbone. For LooC this is V, the downstream
+  feature (``[N, feature_dim]``). For LooC++ the backbone is shared only up to res4, so this is
+  the pooled res4 map (``[N, feature_dim / 2]``).
+* ``"looc++"``: LooC++ only, the concatenation of every space's pooled res5 feature
+  (``[N, H * feature_dim]``), the paper's LooC++ downstream feature.
+* ``"space:i"``: space i's pooled feature (its own res5 for LooC++; equal to V for LooC).
+* ``"embedding:i"``: head i's L2-normalised output (``[N, embedding_dim]``); space 0 is
+  invariant to every augmentation, space i >= 1 sensitive to ``config.augment.spaces[i - 1]``.
+
+Extraction is jitted, batched (the last batch is padded, so one compilation serves all) and
+sharded over every device along the batch; parameters are replicated.
+
+Export::
+
+  python -m leave_one_out.pretrained --workdir=/tmp/looc_demo --out=/tmp/looc_demo.msgpack
+
+writes the backbone, the LooC++ res5 stages and (unless ``--noinclude_heads``) the heads as one
+msgpack file that needs only flax to read: ``flax.serialization.msgpack_restore(open(f, "rb")
+.read())`` gives a dict with ``params``, ``batch_stats`` (numpy arrays), ``model`` (the
+``models.LooCModel`` fields), ``image_size``, ``spaces``, ``input_mean``/``input_std`` (the
+model normalises [0, 1] RGB inputs with these itself), ``step`` and ``config`` (JSON).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+from typing import Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from etils import epath
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from leave_one_out import models
+
+DATA_AXIS = "data"  # the batch axis of the mesh, as in train.make_mesh
+EXPORT_FORMAT = "leave_one_out.export"
+EXPORT_VERSION = 1
+ENCODERS = ("online", "ema")
+_CHECKPOINT_DIR = "checkpoints"  # checkpoints.CHECKPOINT_DIR (not imported: keeps loading light)
+
+
+class CheckpointError(ValueError):
+  """A checkpoint exists but cannot be used: unreadable, corrupt, or not matching its config."""
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def _tuples(value):
+  """JSON lists -> tuples, recursively (config files use tuples, e.g. augment.spaces)."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def config_from_json(config_json: dict) -> ml_collections.ConfigDict:
+  """The pretraining config from its JSON form (``meta["config"]``), lists back to tuples."""
+  return ml_collections.ConfigDict(_tuples(config_json))
+
+
+def build_model(cfg) -> models.LooCModel:
+  """The model a pretraining config describes (same as ``train.build_model``)."""
+  return models.create_model(cfg.model, num_spaces=len(cfg.augment.spaces) + 1,
+                             image_size=cfg.augment.image_size)
+
+
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh with axis "data" over every device (same as ``train.make_mesh``)."""
+  return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
+
+
+def abstract_variables(model: models.LooCModel, image_size: int) -> dict:
+  """``{"params", "batch_stats"}`` as ``jax.ShapeDtypeStruct`` trees, without allocating."""
+  dummy = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
+  return jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), dummy)
+
+
+# ------------------------------------------------------------------------------------ loading
+
+
+def _path(path) -> epath.Path:
+  """A local path made absolute, or a remote one (gs://...) as it is."""
+  return epath.Path(path if "://" in str(path) else os.path.abspath(path))
+
+
+def _resolve(path: str, step: int | None) -> tuple[epath.Path, int | None]:
+  """(workdir, step) for a workdir, its checkpoints/ folder or one checkpoints/<step> folder."""
+  path = _path(path)
+  if re.fullmatch(r"\d+", path.name) and path.parent.name == _CHECKPOINT_DIR:
+    if step is not None and step != int(path.name):
+      raise ValueError(f"step={step} contradicts the checkpoint directory {path}")
+    return path.parent.parent, int(path.name)
+  if path.name == _CHECKPOINT_DIR and not (path / _CHECKPOINT_DIR).is_dir():
+    return path.parent, step
+  return path, step
+
+
+def load_pretrained(path: str, *, step: int | None = None, encoder: str = "online",
+                    mesh: Mesh | None = None):
+  """Loads a pretrained LooC encoder.
+
+  Args:
+    path: a training workdir (its newest checkpoint unless ``step``), a checkpoint directory
+      ``<workdir>/checkpoints/<step>``, or a file written by ``export``; local or gs://.
+    step: which checkpoint of a workdir; None = the newest.
+    encoder: "online" (the query encoder, default) or "ema" (the momentum key encoder).
+    mesh: where the variables go (replicated); None = every device.
+
+  Returns:
+    ``(model, variables, config)``: the ``models.LooCModel``; ``{"params", "batch_stats"}``
+    replicated over the mesh, ready for ``model.apply(variables, images, train=False)``; the
+    pretraining config (``ml_collections.ConfigDict``; image size ``config.augment.image_size``).
+
+  Raises:
+    FileNotFoundError: nothing loadable at ``path`` (or no checkpoint ``step``).
+    CheckpointError (a ValueError): the checkpoint is unreadable or corrupt, or its arrays do
+      not match the model its config describes; the message names the file and the arrays.
+  """
+  if encoder not in ENCODERS:
+    raise ValueError(f"encoder must be one of {ENCODERS}, got {encoder!r}")
+  mesh = make_mesh() if mesh is None else mesh
+  if not _path(path).exists():
+    raise FileNotFoundError(f"no pretrained model at {str(path)!r}: the path does not exist")
+  if _path(path).is_file():
+    if step is not None or encoder != "online":
+      raise ValueError(f"{path} is an exported file (one encoder, one step): step and encoder "
+                       "apply to workdirs only")
+    return _load_export(path, mesh)
+  workdir, step = _resolve(path, step)
+  return _load_checkpoint(workdir, step, encoder, mesh)
+
+
+def _checkpoint_steps(directory: epath.Path) -> list[int]:
+  """Committed steps under ``workdir/checkpoints`` (orbax's finished ``<step>`` folders)."""
+  if not directory.is_dir():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir()
+                if re.fullmatch(r"\d+", p.name) and p.is_dir())
+
+
+def _load_checkpoint(workdir: epath.Path, step: int | None, encoder: str, mesh: Mesh):
+  import orbax.checkpoint as ocp  # local (here and below): exported files need only flax
+  from leave_one_out import checkpoints
+
+  directory = workdir / _CHECKPOINT_DIR
+  steps = _checkpoint_steps(directory)
+  if not steps:
+    raise FileNotFoundError(
+        f"no LooC checkpoint at {str(workdir)!r}: expected a training workdir holding "
+        f"{_CHECKPOINT_DIR}/<step>/, a checkpoint directory {_CHECKPOINT_DIR}/<step>, or a "
+        "file written by leave_one_out.pretrained.export")
+  ckpt = checkpoints.Checkpointer(str(workdir), async_save=False)
+  try:
+    if step is None:
+      step = ckpt.latest_step()
+      if step is None:
+        raise FileNotFoundError(f"no finished checkpoint under {directory} (found {steps})")
+    elif step not in ckpt.all_steps():
+      raise FileNotFoundError(f"no checkpoint for step {step} under {directory}; "
+                              f"available steps: {ckpt.all_steps()}")
+    step_dir = directory / str(step)
+    try:
+      meta = ckpt.restore_meta(step)
+      config = config_from_json(meta["config"])
+      model = build_model(config)
+    except Exception as e:
+      raise CheckpointError(
+          f"checkpoint {step_dir} is corrupt or not a LooC checkpoint: its meta (config) "
+          f"cannot be read ({_brief(e)})") from e
+  finally:
+    ckpt.close()
+
+  prefix = "" if encoder == "online" else "ema_"
+  keys = {"params": f"{prefix}params", "batch_stats": f"{prefix}batch_stats"}
+  abstract = abstract_variables(model, config.augment.image_size)
+  state_dir = step_dir / "state"
+  handler = ocp.PyTreeCheckpointHandler()  # reads the "state" item alone, and only part of it
+  try:
+    return model, _restore_variables(handler, state_dir, step_dir, keys, abstract, config,
+                                     mesh), config
+  finally:
+    handler.close()
+
+
+def _restore_variables(handler, state_dir, step_dir, keys: dict, abstract: dict, config,
+                       mesh: Mesh) -> dict:
+  """Restores ``keys`` ({"params": "params" or "ema_params", ...}) of the saved train state."""
+  import orbax.checkpoint as ocp
+  try:
+    stored = handler.metadata(state_dir)
+    stored = {k: stored[v] for k, v in keys.items()}
+  except Exception as e:
+    raise CheckpointError(f"checkpoint {step_dir} is corrupt: its state metadata cannot be "
+                          f"read ({_brief(e)})") from e
+  _check_match(abstract, stored, step_dir, config)
+
+  replicated = NamedSharding(mesh, P())
+  target = {keys[k]: jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), v)
+            for k, v in abstract.items()}
+  try:
+    restored = handler.restore(state_dir, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+        partial_restore=True))
+  except Exception as e:
+    raise CheckpointError(f"checkpoint {step_dir} is corrupt: its arrays cannot be read "
+                          f"({_brief(e)})") from e
+  variables = {k: restored[v] for k, v in keys.items()}
+  bad = [_path_name(p) for p, x in jax.tree_util.tree_flatten_with_path(variables)[0]
+         if not bool(jnp.all(jnp.isfinite(x)))]
+  if bad:
+    raise CheckpointError(f"checkpoint {step_dir} holds non-finite values in {bad[:5]}")
+  return variables
+
+
+def _brief(e: Exception, limit: int = 300) -> str:
+  text = " ".join(str(e).split())
+  return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+def _path_name(path) -> str:
+  return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def _check_match(abstract: dict, stored: dict, where: str, config) -> None:
+  """CheckpointError listing arrays missing, unexpected or of another shape than the model's."""
+  want = {_path_name(p): tuple(x.shape)
+          for p, x in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+  have = {_path_name(p): tuple(getattr(x, "shape", ()) or ())
+          for p, x in jax.tree_util.tree_flatten_with_path(stored)[0]}
+  problems = [f"missing {k} {want[k]}" for k in sorted(set(want) - set(have))]
+  problems += [f"unexpected {k} {have[k]}" for k in sorted(set(have) - set(want))]
+  problems += [f"{k}: stored {have[k]}, model {want[k]}" for k in sorted(set(want) & set(have))
+               if have[k] != want[k]]
+  if problems:
+    m = config.model
+    raise CheckpointError(
+        f"{where} does not match the model its config describes (architecture={m.architecture}"
+        f", width={m.width}, looc_plus_plus={m.looc_plus_plus}, spaces="
+        f"{tuple(config.augment.spaces)}): {len(problems)} mismatched arrays, e.g. "
+        + "; ".join(problems[:6]))
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+def _export_subtree(tree: dict, include_heads: bool) -> dict:
+  """The backbone, LooC++ res5 stages and (optionally) heads of a params/batch_stats tree."""
+  return {k: v for k, v in tree.items()
+          if k == "backbone" or k.startswith("res5_space") or (include_heads and
+                                                             k.startswith("head"))}
+
+
+def export(path: str, out: str, *, step: int | None = None, encoder: str = "online",
+           include_heads: bool = True) -> str:
+  """Writes a pretrained encoder as one msgpack file that only flax is needed to read.
+
+  Args:
+    path: anything ``load_pretrained`` accepts except an exported file.
+    out: the file to write (parent folders are created).
+    step, encoder: as for ``load_pretrained``.
+    include_heads: keep the projection heads (needed for "embedding:i" features and for
+      ``load_pretrained`` of the file); False writes only the backbone (and LooC++ stages).
+
+  Returns:
+    ``out``. The file's layout is in the module docstring.
+  """
+  model, variables, config = load_pretrained(path, step=step, encoder=encoder,
+                                             mesh=make_mesh(jax.devices()[:1]))
+  host = jax.device_get(variables)
+  payload = {
+      "format": EXPORT_FORMAT,
+      "version": EXPORT_VERSION,
+      "model": _model_fields(model),
+      "image_size": int(config.augment.image_size),
+      "spaces": list(config.augment.spaces),
+      "input_mean": list(models.IMAGENET_MEAN),
+      "input_std": list(models.IMAGENET_STD),
+      "step": checkpoint_step(path, step),
+      "encoder": encoder,
+      "include_heads": include_heads,
+      "config": config.to_json(),
+      "params": _export_subtree(host["params"], include_heads),
+      "batch_stats": _export_subtree(host["batch_stats"], include_heads),
+  }
+  data = flax.serialization.msgpack_serialize(payload)
+  target = _path(out)
+  target.parent.mkdir(parents=True, exist_ok=True)
+  if "://" in str(out):
+    target.write_bytes(data)  # object stores: writes are atomic already
+  else:
+    tmp = target.parent / (target.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+  return out
+
+
+def checkpoint_step(path: str, step: int | None = None) -> int | None:
+  """The training step ``load_pretrained(path, step=step)`` loads (None if there is none)."""
+  if _path(path).is_file():
+    stored = flax.serialization.msgpack_restore(_path(path).read_bytes())["step"]
+    return None if stored is None else int(stored)
+  workdir, step = _resolve(path, step)
+  if step is not None:
+    return step
+  steps = _checkpoint_steps(workdir / _CHECKPOINT_DIR)
+  return steps[-1] if steps else None
+
+
+def _model_fields(model: models.LooCModel) -> dict:
+  return {"architecture": model.architecture, "num_spaces": int(model.num_spaces),
+          "width": int(model.width), "embedding_dim": int(model.embedding_dim),
+          "head_hidden": int(model.head_hidden), "looc_plus_plus": bool(model.looc_plus_plus),
+          "small_stem": bool(model.small_stem),
+          "dtype": "bfloat16" if model.dtype == jnp.bfloat16 else "float32",
+          "bn_momentum": float(model.bn_momentum)}
+
+
+def _load_export(path: str, mesh: Mesh):
+  try:
+    payload = flax.serialization.msgpack_restore(_path(path).read_bytes())
+    found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+    if found != EXPORT_FORMAT:
+      raise ValueError(f"its format is {found!r}, not {EXPORT_FORMAT!r}")
+  except Exception as e:
+    raise CheckpointError(f"{path} is not a file written by leave_one_out.pretrained.export "
+                          f"({_brief(e)})") from e
+  if not payload["include_heads"]:
+    raise CheckpointError(
+        f"{path} was exported without heads (include_heads=False), so the LooC model cannot "
+        "be rebuilt from it; read its backbone with flax.serialization.msgpack_restore, or "
+        "export again with heads")
+  fields = dict(payload["model"])
+  fields["dtype"] = jnp.bfloat16 if fields["dtype"] == "bfloat16" else jnp.float32
+  model = models.LooCModel(**fields)
+  config = config_from_json(json.loads(payload["config"]))
+  variables = {"params": payload["params"], "batch_stats": payload["batch_stats"]}
+  _check_match(abstract_variables(model, payload["image_size"]), variables, path, config)
+  variables = jax.device_put(variables, NamedSharding(mesh, P()))
+  return model, variables, config
+
+
+# ------------------------------------------------------------------------------------ features
+
+
+def parse_kind(kind: str, model: models.LooCModel) -> tuple[str, int]:
+  """``"space:2"`` -> ("space", 2); ValueError naming the kind and the valid ones."""
+  valid = feature_kinds(model, all_spaces=True)
+  name, _, index = kind.partition(":") if isinstance(kind, str) else ("", "", "")
+  ok = (name in ("backbone", "looc++") and not index) or (
+      name in ("space", "embedding") and index.isdigit() and int(index) < model.num_spaces)
+  if name == "looc++" and not model.looc_plus_plus:
+    raise ValueError("kind 'looc++' needs a LooC++ model (config.model.looc_plus_plus=True); "
+                     "for plain LooC the downstream feature is kind='backbone'")
+  if not ok:
+    raise ValueError(f"unknown feature kind {kind!r}; this model has: {', '.join(valid)}")
+  return name, int(index) if index else 0
+
+
+def feature_kinds(model: models.LooCModel, *, all_spaces: bool = False) -> list[str]:
+  """The kinds worth evaluating: backbone, looc++ (LooC++ only), space:i (LooC++ only, unless
+  ``all_spaces``: for LooC every space feature equals the backbone), embedding:i."""
+  h = range(model.num_spaces)
+  kinds = ["backbone"]
+  if model.looc_plus_plus:
+    kinds.append("looc++")
+  if model.looc_plus_plus or all_spaces:
+    kinds += [f"space:{i}" for i in h]
+  return kinds + [f"embedding:{i}" for i in h]
+
+
+def preprocess_batch(images, image_size: int | None):
+  """uint8 [0, 255] or float [0, 1] images `[B, H, W, 3]` -> float32 `[B, S, S, 3]` in [0, 1].
+
+  The shorter side is resized to S (bilinear, antialiased) and the centre S x S is kept;
+  ``image_size=None`` leaves the size as it is. Jittable (shapes are static).
+  """
+  x = images.astype(jnp.float32)
+  if images.dtype == jnp.uint8:
+    x = x / 255.0
+  if image_size is None:
+    return x
+  b, h, w, c = x.shape
+  if (h, w) != (image_size, image_size):
+    scale = image_size / min(h, w)
+    nh, nw = max(image_size, round(h * scale)), max(image_size, round(w * scale))
+    x = jax.image.resize(x, (b, nh, nw, c), "linear", antialias=True)
+    top, left = (nh - image_size) // 2, (nw - image_size) // 2
+    x = x[:, top:top + image_size, left:left + image_size]
+  return x
+
+
+_preprocess_jit = jax.jit(preprocess_batch, static_argnames=("image_size",))
+
+
+def preprocess(images, image_size: int | None, *, batch_size: int = 1024) -> np.ndarray:
+  """``preprocess_batch`` over a whole array in batches: float32 numpy `[N, S, S, 3]`."""
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"images must be [N, H, W, 3], got shape {images.shape}")
+  return np.concatenate([np.asarray(_preprocess_jit(images[i:i + batch_size], image_size))
+                         for i in range(0, len(images), batch_size)])
+
+
+@functools.partial(jax.jit, static_argnames=("model", "kinds", "image_size"))
+def _forward(model, variables, images, *, kinds: tuple[str, ...], image_size: int | None):
+  """Every requested kind for one batch: dict kind -> `[B, F]` float32."""
+  x = preprocess_batch(images, image_size)
+  need_trunk = model.looc_plus_plus and "backbone" in kinds
+  if need_trunk:
+    out, state = model.apply(variables, x, train=False, capture_intermediates=(
+        lambda mdl, method: mdl.name == "backbone" and method == "__call__"),
+                             mutable=["intermediates"])
+    trunk = state["intermediates"]["backbone"]["__call__"][0]
+  else:
+    out = model.apply(variables, x, train=False)
+  feats = {}
+  for kind in kinds:
+    name, i = parse_kind(kind, model)
+    if name == "backbone":
+      feats[kind] = (jnp.mean(trunk, axis=(1, 2)) if need_trunk else out["feature"])
+    elif name == "looc++":
+      feats[kind] = out["feature"]
+    elif name == "space":
+      feats[kind] = out["space_features"][:, i]
+    else:
+      feats[kind] = out["embeddings"][:, i]
+  return {k: v.astype(jnp.float32) for k, v in feats.items()}
+
+
+def extract_feature_dict(model, variables, images, kinds: Sequence[str], *,
+                         image_size: int | None = None, batch_size: int = 256,
+                         mesh: Mesh | None = None) -> dict[str, np.ndarray]:
+  """Several feature kinds from one forward pass per batch.
+
+  Args:
+    model, variables: from ``load_pretrained``. Any flax module works that has LooCModel's
+      ``num_spaces`` and ``looc_plus_plus`` attributes and returns its dict ("feature",
+      "space_features" `[B, H, F]`, "embeddings" `[B, H, D]`) from
+      ``model.apply(variables, images, train=False)``.
+    images: `[N, H, W, 3]`, uint8 in [0, 255] or float in [0, 1] (numpy or jax).
+    kinds: feature kinds (module docstring), e.g. ``("backbone", "embedding:1")``.
+    image_size: resize (shorter side) and centre-crop to this side first, on device; use
+      ``config.augment.image_size`` for the pretraining resolution. None: as given.
+    batch_size: images per forward pass; rounded up to a multiple of the device count. Every
+      batch (the last one padded) has this size, so there is one compilation.
+    mesh: a 1-D mesh with axis "data"; None = every device.
+
+  Returns:
+    dict kind -> float32 numpy `[N, F_kind]`.
+  """
+  kinds = tuple(kinds)
+  for kind in kinds:
+    parse_kind(kind, model)
+  images = np.asarray(images) if not isinstance(images, jax.Array) else images
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"images must be [N, H, W, 3], got shape {images.shape}")
+  if not isinstance(batch_size, int) or batch_size < 1:
+    raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+  if images.shape[0] == 0:
+    raise ValueError("images is empty")
+  mesh = make_mesh() if mesh is None else mesh
+  n, devices = images.shape[0], mesh.size
+  batch = math.ceil(min(batch_size, max(n, 1)) / devices) * devices
+  variables = jax.device_put(variables, NamedSharding(mesh, P()))
+  sharding = NamedSharding(mesh, P(DATA_AXIS))
+  chunks = {k: [] for k in kinds}
+  for start in range(0, n, batch):
+    chunk = np.asarray(images[start:start + batch])
+    valid = chunk.shape[0]
+    if valid < batch:
+      chunk = np.concatenate([chunk, np.zeros((batch - valid,) + chunk.shape[1:], chunk.dtype)])
+    out = _forward(model, variables, jax.device_put(chunk, sharding), kinds=kinds,
+                   image_size=image_size)
+    for k, v in jax.device_get(out).items():
+      chunks[k].append(np.asarray(v[:valid]))
+  return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+def extract_features(model, variables, images, kind: str = "backbone", *,
+                     image_size: int | None = None, batch_size: int = 256,
+                     mesh: Mesh | None = None) -> np.ndarray:
+  """Frozen features of one kind, float32 numpy `[N, F]` (see ``extract_feature_dict``).
+
+  ``kind``: "backbone" (V for LooC), "looc++" (LooC++ concatenation), "space:i" (space i's
+  pooled feature) or "embedding:i" (head i's L2-normalised output).
+  """
+  return extract_feature_dict(model, variables, images, (kind,), image_size=image_size,
+                              batch_size=batch_size, mesh=mesh)[kind]
+
+
+# ------------------------------------------------------------------------------------ CLI
+
+
+def main(argv):
+  from absl import flags, logging
+  if len(argv) > 1:
+    raise ValueError(f"unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
+  if not f["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+  out = export(f.workdir, f.out, step=f.step if f.step >= 0 else None, encoder=f.encoder,
+               include_heads=f.include_heads)
+  print(f"wrote {out} ({_path(out).stat().length / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+  from absl import app, flags
+  flags.DEFINE_string("workdir", None, "Training workdir or checkpoint directory.")
+  flags.DEFINE_string("out", None, "The msgpack file to write.")
+  flags.DEFINE_integer("step", -1, "Checkpoint step; -1 = the newest.")
+  flags.DEFINE_enum("encoder", "online", list(ENCODERS), "Which encoder to export.")
+  flags.DEFINE_bool("include_heads", True, "Also export the projection heads.")
+  flags.mark_flags_as_required(["workdir", "out"])
+  app.run(main)
