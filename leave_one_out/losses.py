@@ -44,7 +44,7 @@ def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives):
     z0_positives: "all" or "k0".
 
   Returns:
-    (losses, hits), each `[b, H]` float32.
+    (losses `[b, H]`, hits `[b, H, 2]`): top-1 over all candidates and own-view top-1.
   """
   num_keys, batch, num_spaces, _ = k.shape
   if num_keys != num_spaces:
@@ -85,11 +85,15 @@ def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives):
   best = jnp.max(flat, axis=-1)
   best_pos = jnp.max(jnp.where(pos_mask, logits, -jnp.inf), axis=(2, 3))
   hits = (best_pos >= best).astype(jnp.float32)
-  return losses, hits
+  # Own-view top-1 (space i >= 1): among the query's own n+1 keys, k_i scores highest, i.e. the
+  # space tells the view sharing augmentation i from those that do not. Space 0: always 1.
+  own = jnp.where(own_mask, logits, -jnp.inf).max(axis=-1)  # [b, H, K]
+  own_hits = (jnp.argmax(own, axis=-1) == spaces[None, :]) | (spaces[None, :] == 0)
+  return losses, jnp.stack([hits, own_hits.astype(jnp.float32)], axis=-1)
 
 
 def _reduce(losses, hits, space_reduction):
-  """Batch-mean per space -> (loss, metrics)."""
+  """Batch-mean per space -> (loss, metrics); ``hits`` `[b, H, 2]` (top-1, own-view top-1)."""
   per_space = losses.mean(axis=0)
   if space_reduction == "mean":
     loss = per_space.mean()
@@ -97,7 +101,9 @@ def _reduce(losses, hits, space_reduction):
     loss = per_space.sum()
   else:
     raise ValueError(f"space_reduction must be one of {SPACE_REDUCTIONS}, got {space_reduction!r}")
-  return loss, {"loss_per_space": per_space, "top1_per_space": hits.mean(axis=0)}
+  accuracy = hits.mean(axis=0)
+  return loss, {"loss_per_space": per_space, "top1_per_space": accuracy[:, 0],
+                "own_top1_per_space": accuracy[:, 1]}
 
 
 def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduction="mean"):
@@ -112,7 +118,9 @@ def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduct
     space_reduction: "mean" over spaces (METHOD.md) or "sum".
 
   Returns:
-    (loss scalar, metrics) with metrics "loss_per_space" `[H]` and "top1_per_space" `[H]`.
+    (loss scalar, metrics) with metrics `[H]` each: "loss_per_space"; "top1_per_space", the
+    positive beats every other candidate; "own_top1_per_space", among the query's own keys k_i
+    scores highest (1 in space 0, where all own keys are positives).
   """
   losses, hits = _per_query_losses(
       q, k, 0, temperature=temperature, queue=queue, z0_positives=z0_positives)

@@ -48,13 +48,17 @@ flags.mark_flags_as_required(["config", "workdir"])
 def summary_table(summary: dict) -> str:
   """The end-of-run table: one row per embedding space."""
   lines = [f"LooC pretraining: step {summary['step']}/{summary['num_steps']}",
-           "| space | loss | contrastive top-1 |", "|---|---|---|"]
-  for name in summary["spaces"]:
+           "| space | loss | contrastive top-1 | own-view top-1 |", "|---|---|---|---|"]
+  for i, name in enumerate(summary["spaces"]):
     loss, top1 = summary.get(f"loss/{name}"), summary.get(f"top1/{name}")
+    own = summary.get(f"own_top1/{name}")
     if loss is None:
-      lines.append(f"| {name} | - | - |")
+      lines.append(f"| {name} | - | - | - |")
     else:
-      lines.append(f"| {name} | {loss:.4f} | {100 * top1:.1f}% |")
+      own = f"{100 * own:.1f}%" if i else "(all own keys positive)"
+      lines.append(f"| {name} | {loss:.4f} | {100 * top1:.1f}% | {own} |")
+  lines.append("top-1: the positive beats every key of the global batch; own-view top-1: among "
+               "the image's own keys, the one sharing the space's augmentation scores highest")
   if summary.get("img_per_s"):
     lines.append(f"throughput: {summary['img_per_s']:.0f} img/s")
   return "\n".join(lines)

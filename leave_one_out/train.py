@@ -255,7 +255,9 @@ class _JsonlWriter:
 def _format_progress(step, num_steps, steps_per_epoch, scalars, names, img_per_s, eta_s):
   parts = [f"step {step}/{num_steps}", f"epoch {step / steps_per_epoch:.2f}",
            f"loss {scalars['loss']:.4f}"]
-  parts += [f"{n} {scalars[f'loss/{n}']:.3f}/{100 * scalars[f'top1/{n}']:.0f}%" for n in names]
+  for i, n in enumerate(names):  # loss / top-1 [/ own-view top-1 for augmentation spaces]
+    own = f"/{100 * scalars[f'own_top1/{n}']:.0f}%" if i else ""
+    parts.append(f"{n} {scalars[f'loss/{n}']:.3f}/{100 * scalars[f'top1/{n}']:.0f}%{own}")
   if img_per_s:
     parts += [f"{img_per_s:.0f} img/s", f"ETA {eta_s / 60:.1f} min"]
   return " | ".join(parts)

@@ -92,6 +92,7 @@ def test_perfect_embeddings_give_full_accuracy_and_low_loss():
                  for l in range(n + 1)])
   loss, metrics = losses.looc_loss(q, k, temperature=0.05)
   np.testing.assert_allclose(metrics["top1_per_space"], 1.0)
+  np.testing.assert_allclose(metrics["own_top1_per_space"], 1.0)
   # Space 0 has n+1 positives sharing one softmax: its floor is log(n+1).
   np.testing.assert_allclose(metrics["loss_per_space"][0], np.log(n + 1), atol=1e-3)
   assert float(metrics["loss_per_space"][1:].max()) < 1e-3
@@ -104,6 +105,8 @@ def test_space_i_negatives_include_own_other_views():
   k_bad = k.at[0, :, 1].set(q[:, 1])
   _, m1 = losses.looc_loss(q, k_bad, temperature=TAU)
   assert m1["loss_per_space"][1] > m0["loss_per_space"][1] + 0.5
+  # k_0 now beats k_1 among the own keys in space 1 for every query.
+  assert float(m1["own_top1_per_space"][1]) == 0.0 and float(m1["own_top1_per_space"][0]) == 1.0
   # In space 0 every own key is a positive: pulling k_1 onto q lowers that space's loss.
   _, m2 = losses.looc_loss(q, k.at[1, :, 0].set(q[:, 0]), temperature=TAU)
   assert m2["loss_per_space"][0] < m0["loss_per_space"][0] - 0.2
@@ -125,6 +128,7 @@ def test_sharded_matches_reference_on_8_devices(use_queue):
   np.testing.assert_allclose(got, want, rtol=1e-5)
   np.testing.assert_allclose(got_m["loss_per_space"], want_m["loss_per_space"], rtol=1e-5)
   np.testing.assert_allclose(got_m["top1_per_space"], want_m["top1_per_space"])
+  np.testing.assert_allclose(got_m["own_top1_per_space"], want_m["own_top1_per_space"])
   # Gradients with respect to the queries agree too.
   g_want = jax.grad(lambda q: losses.looc_loss(q, k, temperature=TAU, queue=queue)[0])(q)
   g_got = jax.jit(jax.grad(lambda q: losses.sharded_looc_loss(
