@@ -417,6 +417,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
                        epoch=step / source.steps_per_epoch)
         if not last_scalars:
           scalars["compile_s"] = compile_s
+        peak = (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+        if peak:  # GPU/TPU; the CPU backend keeps no statistics
+          scalars["peak_memory_gib"] = peak / 2**30
         writer.write_scalars(step, scalars)
         jsonl.write(step, scalars)
         logging.info(_format_progress(step, num_steps, source.steps_per_epoch, scalars, names,
