@@ -11,7 +11,11 @@ import ml_collections
 
 from leave_one_out import augment
 
-DATASETS = ("synthetic",)
+# Built-in dataset names; any other data.name is a tensorflow-datasets builder
+# ("caltech_birds2011", "imagenet2012_corrupted/gaussian_noise_3", "oxford_flowers102:2.1.1").
+DATASETS = ("synthetic", "imagenet100", "folder")
+RESIZE_METHODS = ("bilinear", "bicubic", "area")
+ANTIALIAS = ("auto", "always", "never")
 OPTIMIZERS = ("sgd", "lars")
 SCHEDULES = ("cosine", "step", "constant")
 ON_NONFINITE = ("stop", "skip")
@@ -23,9 +27,34 @@ def default_config() -> ml_collections.ConfigDict:
   c.seed = 0  # model init, data order and views all derive from it
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = "synthetic"  # the embedded dataset (leave_one_out.synthetic)
-  c.data.image_size = 64  # side of the uint8 image the host sends per example
+  # synthetic (the embedded dataset, leave_one_out/synthetic.py) | imagenet100 (tfds imagenet2012
+  # restricted to the CMC 100 classes) | folder (data_dir/<split>/<class>/*.jpg|jpeg|png) | any
+  # tensorflow-datasets image dataset: "name", "name/config" or "name:version".
+  c.data.name = "synthetic"
+  c.data.data_dir = ""  # tfds: its data_dir ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets;
+  #                       gs:// works); folder: the root holding <split>/<class>/ images
+  c.data.train_split = "train"  # tfds split (slicing works: "train[:90%]") or folder subdirectory
+  c.data.eval_split = "validation"  # the split evaluation pipelines read by default
+  c.data.classes = ""  # keep only these classes, relabelled 0..K-1 in sorted name order:
+  #                      "" = all; "imagenet100" = the CMC list; else a text file, one per line
+  c.data.image_size = 64  # S0: side of the uint8 image the host sends per example (the whole
+  #                         image is resized to S0 x S0; its original aspect ratio goes along)
   c.data.num_train = 4096  # synthetic only: training-set size
+  c.data.num_examples = 0  # examples per epoch over all hosts; 0 = the split's size (tfds
+  #                          metadata, folder listing, known ImageNet-100 sizes, else counted)
+  c.data.shuffle_buffer = 10_000  # tfds: encoded records per host in the shuffle buffer (about
+  #                                 110 kB each for ImageNet); folders are shuffled exactly
+  c.data.skip_corrupt = True  # an unreadable image is skipped, logged and counted (replaced by
+  #                             another image of its batch); False: an error naming the file
+  c.data.decode_threads = 0  # parallel read/decode/resize calls per host; 0 = tf.data AUTOTUNE
+  c.data.host_prefetch = 2  # decoded batches tf.data keeps ready per host
+  c.data.resize_method = "bilinear"  # bilinear | bicubic | area: the host's resize filter
+  c.data.antialias = "auto"  # auto | always | never. auto: large JPEGs are decoded at 1/2-1/8
+  #                            scale in the DCT domain; a side still shrinking > 2x gets a box
+  #                            filter (area), else plain resize_method (docs/data.md)
+  c.data.image_key = "image"  # tfds feature holding the image
+  c.data.label_key = "label"  # tfds feature holding the class label (class filter, evaluation)
+  c.data.eval_crop_fraction = 0.875  # evaluation: shorter side -> S / this, centre crop S x S
 
   c.augment = augment.default_config()  # views: see leave_one_out/augment.py
 
@@ -97,13 +126,59 @@ def _positive(value, field, *, allow_zero=False):
   _check(ok, field, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+def _integer(value, field, minimum):
+  ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+  _check(ok, field, f"must be an integer >= {minimum}, got {value!r}")
+
+
+def _nonempty_string(value, field):
+  _check(isinstance(value, str) and value.strip() != "", field,
+         f"must be a non-empty string, got {value!r}")
+
+
+def _validate_data(d: ml_collections.ConfigDict) -> None:
+  """The data section (names are checked against tfds' registry; data is not touched)."""
+  from leave_one_out import input_pipeline  # local: keeps TensorFlow out of plain imports
+
+  _nonempty_string(d.name, "data.name")
+  _check(isinstance(d.data_dir, str), "data.data_dir", f"must be a string, got {d.data_dir!r}")
+  input_pipeline.check_dataset_name(d.name, d.data_dir)  # ValueError naming config.data.name
+  if d.name == "folder":
+    _check(d.data_dir.strip() != "", "data.data_dir",
+           "must name the image folder root (root/<split>/<class>/*.jpg) when "
+           "data.name='folder'")
+  _nonempty_string(d.train_split, "data.train_split")
+  _nonempty_string(d.eval_split, "data.eval_split")
+  _check(isinstance(d.classes, str), "data.classes",
+         f"must be '', 'imagenet100' or a class-list file path, got {d.classes!r}")
+  _check(d.name != "imagenet100" or d.classes in ("", "imagenet100"), "data.classes",
+         f"must be '' for data.name='imagenet100' (its classes are fixed), got {d.classes!r}")
+  _check(d.name != "synthetic" or d.classes == "", "data.classes",
+         "must be '' for the synthetic dataset")
+  _integer(d.image_size, "data.image_size", 1)
+  _integer(d.num_train, "data.num_train", 1)
+  _integer(d.num_examples, "data.num_examples", 0)
+  _integer(d.shuffle_buffer, "data.shuffle_buffer", 1)
+  _check(isinstance(d.skip_corrupt, bool), "data.skip_corrupt",
+         f"must be True or False, got {d.skip_corrupt!r}")
+  _integer(d.decode_threads, "data.decode_threads", 0)
+  _integer(d.host_prefetch, "data.host_prefetch", 1)
+  _check(d.resize_method in RESIZE_METHODS, "data.resize_method",
+         f"must be one of {RESIZE_METHODS}, got {d.resize_method!r}")
+  _check(d.antialias in ANTIALIAS, "data.antialias",
+         f"must be one of {ANTIALIAS}, got {d.antialias!r}")
+  _nonempty_string(d.image_key, "data.image_key")
+  _nonempty_string(d.label_key, "data.label_key")
+  f = d.eval_crop_fraction
+  _check(isinstance(f, (int, float)) and 0 < f <= 1, "data.eval_crop_fraction",
+         f"must be in (0, 1], got {f!r}")
+
+
 def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   """Raises ValueError naming the first invalid field and the values it may take."""
   from leave_one_out import models  # local: models imports nothing from here, keep it that way
 
-  _one_of(cfg, "data.name", DATASETS)
-  _positive(cfg.data.image_size, "data.image_size")
-  _positive(cfg.data.num_train, "data.num_train")
+  _validate_data(cfg.data)
   augment.validate(cfg.augment)
   _one_of(cfg, "model.architecture", models.ARCHITECTURES)
   _one_of(cfg, "model.stem", models.STEMS)
@@ -126,6 +201,8 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   if cfg.data.name == "synthetic":
     _check(cfg.data.num_train >= batch, "data.num_train",
            f"({cfg.data.num_train}) must hold at least one batch ({batch})")
+  _check(cfg.data.num_examples == 0 or cfg.data.num_examples >= batch, "data.num_examples",
+         f"({cfg.data.num_examples}) must be 0 or hold at least one batch ({batch})")
   _positive(cfg.train.num_epochs, "train.num_epochs")
   _positive(cfg.train.num_steps, "train.num_steps", allow_zero=True)
   _one_of(cfg, "train.optimizer", OPTIMIZERS)

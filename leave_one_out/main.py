@@ -9,6 +9,7 @@ summaries and metrics.jsonl in workdir; prints a summary table at the end.
 
 import logging as pylogging
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow is only clu's summary writer
 
@@ -86,8 +87,13 @@ def main(argv):
   logging.info("JAX process %d/%d, %d local / %d global devices (%s)", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
-  summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                                     workdir_mode=_WORKDIR_MODE.value)
+  from leave_one_out import input_pipeline  # pylint: disable=import-outside-toplevel
+  try:
+    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
+                                       workdir_mode=_WORKDIR_MODE.value)
+  except input_pipeline.DataError as e:  # bad data: the message says what to do, no traceback
+    logging.error("%s", e)
+    sys.exit(1)
   if jax.process_index() == 0:
     print(summary_table(summary), flush=True)
   evaluate_now = _EVALUATE.value and _CONFIG.value.data.name == "synthetic"

@@ -391,11 +391,11 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
   end = num_steps if stop_at is None else min(num_steps, stop_at)
   history, last_scalars, preempted = [], {}, False
   interval_start, interval_images, compile_s = time.perf_counter(), 0, None
-  batches = source.iterate(step)
+  # A background thread keeps the next batches decoded and placed on the devices.
+  batches = input_pipeline.prefetch_to_device(source.iterate(step), data_sharding, size=2)
   with _Preemption() as preemption:
     while step < end:
-      batch = jax.tree.map(
-          lambda x: jax.make_array_from_process_local_data(data_sharding, x), next(batches))
+      batch = next(batches)
       t0 = time.perf_counter()
       state, metrics = step_fn(state, batch)
       step += 1
@@ -414,7 +414,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
         img_per_s = interval_images / elapsed if interval_images else 0.0
         eta = (num_steps - step) * cfg.train.batch_size / img_per_s if img_per_s else 0.0
         scalars.update(img_per_s=img_per_s, img_per_s_per_device=img_per_s / mesh.size,
-                       epoch=step / source.steps_per_epoch)
+                       epoch=step / source.steps_per_epoch,
+                       data_skipped=float(getattr(source, "num_corrupt", 0)))
         if not last_scalars:
           scalars["compile_s"] = compile_s
         peak = (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
@@ -433,6 +434,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
         logging.warning("Stopped at step %d on a preemption request; run the same command "
                         "again to continue.", step)
         break
+  batches.close()
   ckpt.close()
   writer.flush()
   return {"step": step, "num_steps": num_steps, "spaces": names, "state": state,

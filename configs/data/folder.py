@@ -1,0 +1,21 @@
+"""A user image folder: ``<root>/<split>/<class>/*.{jpg,jpeg,png}``.
+
+``configs/data/folder.py:<root>`` (or set ``data_dir`` afterwards). Classes are the sorted
+subdirectory names of the training split (labels 0..K-1); evaluation splits use the same labels.
+Unreadable files are skipped and counted (``skip_corrupt``). Works for local paths and gs://.
+Pretraining on a folder: ``--config.data.name=folder --config.data.data_dir=<root>``.
+"""
+
+from leave_one_out import config as config_lib
+
+
+def get_config(arg=None):
+  d = config_lib.default_config().data
+  d.name = "folder"
+  d.data_dir = arg or ""
+  d.train_split = "train"
+  d.eval_split = "val"
+  d.image_size = 256
+  d.eval_crop_fraction = 0.875
+  d.classes = ""  # or "imagenet100" / a class-list file, to keep only some class directories
+  return d

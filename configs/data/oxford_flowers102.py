@@ -1,0 +1,23 @@
+"""VGG Flowers-102 (tfds oxford_flowers102): few-shot transfer (5 and 10 shots per class).
+
+102 flower classes; the official split has 1,020 train, 1,020 validation (10 per class each) and
+6,149 test images. The paper's protocol (METHOD.md): frozen features, per trial sample K images
+per class from the training images, fit a linear classifier (Adam, lr 0.03, 250 iterations),
+report the test accuracy over 10 trials (mean and 95% CI). Use train (or "train+validation" for a
+larger pool to sample from) as the shot pool and test for accuracy. Prepare once (about 330 MB):
+tfds build oxford_flowers102 --data_dir=<dir>.
+"""
+
+from leave_one_out import config as config_lib
+
+
+def get_config(arg=None):
+  del arg
+  d = config_lib.default_config().data
+  d.name = "oxford_flowers102"
+  d.data_dir = ""
+  d.train_split = "train"  # shot pool; "train+validation" doubles it (20 per class)
+  d.eval_split = "test"
+  d.image_size = 256
+  d.eval_crop_fraction = 0.875
+  return d
