@@ -95,6 +95,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3  # the last N are kept ...
   c.keep_every_steps = 0  # ... plus every K-th step for good (0 = none)
   c.async_checkpoints = True
+  # Online monitoring: every N steps, kNN top-1 (k=20) of the downstream feature on a slice of
+  # the embedded dataset (leave_one_out.evaluate.online_knn_accuracy), logged as eval/knn_top1.
+  c.eval_every_steps = 0  # 0 = off
   return c
 
 
@@ -219,3 +222,4 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   _positive(cfg.checkpoint_every_steps, "checkpoint_every_steps")
   _positive(cfg.keep_checkpoints, "keep_checkpoints")
   _positive(cfg.keep_every_steps, "keep_every_steps", allow_zero=True)
+  _positive(cfg.eval_every_steps, "eval_every_steps", allow_zero=True)

@@ -266,7 +266,8 @@ def _format_progress(step, num_steps, steps_per_epoch, scalars, names, img_per_s
 WORKDIR_MODES = ("auto", "resume", "overwrite")
 # Fields that may change when a run is resumed; any other difference is a different run.
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-                    "keep_every_steps", "async_checkpoints", "train.on_nonfinite")
+                    "keep_every_steps", "async_checkpoints", "eval_every_steps",
+                    "train.on_nonfinite")
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -430,6 +431,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
         _check_finite(cfg, scalars, step)
       if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
         ckpt.save(step, state, make_meta(cfg, step), force=True)
+      if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
+        from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
+        knn = evaluate.online_knn_accuracy(
+            model, {"params": state.params, "batch_stats": state.batch_stats}, cfg, mesh=mesh)
+        writer.write_scalars(step, {"eval/knn_top1": knn})
+        jsonl.write(step, {"eval/knn_top1": knn})
+        logging.info("step %d | online kNN top-1 %.1f%%", step, 100 * knn)
       if preempted:
         logging.warning("Stopped at step %d on a preemption request; run the same command "
                         "again to continue.", step)

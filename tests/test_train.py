@@ -126,3 +126,12 @@ def test_bfloat16_matches_float32_loss():
   assert all(s.dtype == np.float32 for s in jax.tree.leaves(state.batch_stats))
   for a, b in zip(m32, m16):
     np.testing.assert_allclose(b["loss"], a["loss"], rtol=2e-2)
+
+
+def test_online_knn_monitoring_is_logged(tmp_path):
+  cfg = tiny_config(steps=2)
+  cfg.eval_every_steps = 2
+  train.train_and_evaluate(cfg, str(tmp_path))
+  logged = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  knn = [m["eval/knn_top1"] for m in logged if "eval/knn_top1" in m]
+  assert len(knn) == 1 and 0.0 <= knn[0] <= 1.0
