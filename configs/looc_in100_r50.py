@@ -19,7 +19,7 @@ storage export the 100 classes once to an image folder (input_pipeline.export_im
 about 14 GB) and add --config.data.name=folder --config.data.data_dir=<that folder>.
 
 Hardware: one accelerator host. The batch (256) is global, so the same command runs on 1, 8 or
-more devices (and hosts, with LOOC_DISTRIBUTED=1). Expected runtime (an estimate from FLOPs and
+more devices (and hosts: add --distributed, or use launch/tpu.sh). Expected runtime (an estimate from FLOPs and
 typical ResNet-50 throughput, not a measurement): LooC with n = 2 costs about 2x a supervised
 ResNet-50 step per image (one query pass with gradients, three key passes), so 500 epochs
 (63M images) take roughly 10-12 hours on one H100 in bfloat16, 2-3 hours on 8; MoCo v2

@@ -20,9 +20,6 @@ Hardware and expected runtime: one accelerator host; roughly 6-8 hours on one H1
 an estimate, not a measurement. The host must supply about 2,500 images/s per H100.
 """
 
-from leave_one_out import config as config_lib
-
-
 def _looc_config():
   import importlib.util  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top

@@ -241,3 +241,9 @@ def create_model(model_cfg, *, num_spaces: int, image_size: int) -> LooCModel:
       dtype=jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32,
       bn_momentum=model_cfg.bn_momentum,
   )
+
+
+def build_model(cfg) -> LooCModel:
+  """The model a full pretraining config describes (H = len(cfg.augment.spaces) + 1 spaces)."""
+  return create_model(cfg.model, num_spaces=len(cfg.augment.spaces) + 1,
+                      image_size=cfg.augment.image_size)

@@ -49,14 +49,15 @@ from typing import Sequence
 import flax
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from leave_one_out import models
+from leave_one_out.config import from_json as config_from_json
+from leave_one_out.models import build_model
+from leave_one_out.sharding import DATA_AXIS, make_mesh
 
-DATA_AXIS = "data"  # the batch axis of the mesh, as in train.make_mesh
 EXPORT_FORMAT = "leave_one_out.export"
 EXPORT_VERSION = 1
 ENCODERS = ("online", "ema")
@@ -67,32 +68,7 @@ class CheckpointError(ValueError):
   """A checkpoint exists but cannot be used: unreadable, corrupt, or not matching its config."""
 
 
-# ------------------------------------------------------------------------------------ config
-
-
-def _tuples(value):
-  """JSON lists -> tuples, recursively (config files use tuples, e.g. augment.spaces)."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return tuple(_tuples(v) for v in value)
-  return value
-
-
-def config_from_json(config_json: dict) -> ml_collections.ConfigDict:
-  """The pretraining config from its JSON form (``meta["config"]``), lists back to tuples."""
-  return ml_collections.ConfigDict(_tuples(config_json))
-
-
-def build_model(cfg) -> models.LooCModel:
-  """The model a pretraining config describes (same as ``train.build_model``)."""
-  return models.create_model(cfg.model, num_spaces=len(cfg.augment.spaces) + 1,
-                             image_size=cfg.augment.image_size)
-
-
-def make_mesh(devices=None) -> Mesh:
-  """A 1-D mesh with axis "data" over every device (same as ``train.make_mesh``)."""
-  return Mesh(np.asarray(jax.devices() if devices is None else devices), (DATA_AXIS,))
+# ------------------------------------------------------------------------------------ model
 
 
 def abstract_variables(model: models.LooCModel, image_size: int) -> dict:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import signal
 import threading
 import time
@@ -33,17 +32,15 @@ import numpy as np
 import optax
 from absl import logging
 from clu import metric_writers
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from leave_one_out import augment
 from leave_one_out import checkpoints
 from leave_one_out import config as config_lib
 from leave_one_out import input_pipeline
 from leave_one_out import losses
-from leave_one_out import models
-
-DATA_AXIS = "data"
-
+from leave_one_out.models import build_model  # noqa: F401  (part of this module's API)
+from leave_one_out.sharding import DATA_AXIS, make_mesh
 
 @flax.struct.dataclass
 class TrainState:
@@ -62,12 +59,6 @@ class TrainState:
 def space_names(cfg) -> list[str]:
   """Names of the H = n+1 spaces: "invariant" then the augmentations with a space of their own."""
   return ["invariant"] + list(cfg.augment.spaces)
-
-
-def make_mesh(devices=None) -> Mesh:
-  """A 1-D data-parallel mesh over every device of every host."""
-  devices = jax.devices() if devices is None else devices
-  return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
 def total_steps(cfg, steps_per_epoch: int) -> int:
@@ -100,11 +91,6 @@ def create_optimizer(cfg, steps_per_epoch: int):
     tx = optax.chain(optax.add_decayed_weights(t.weight_decay, mask=decay_mask),
                      optax.sgd(schedule, momentum=t.momentum))
   return tx, schedule
-
-
-def build_model(cfg) -> models.LooCModel:
-  return models.create_model(cfg.model, num_spaces=len(cfg.augment.spaces) + 1,
-                             image_size=cfg.augment.image_size)
 
 
 def init_state(cfg, model, tx) -> TrainState:
