@@ -25,6 +25,13 @@ protocols"; each task can be switched off in the config):
   ~0 for Z_0 everywhere and a large value for Z_i at augmentation i. Written as a matrix and a
   heatmap PNG.
 
+Datasets (``DATASET_SOURCES``): "synthetic", the embedded dataset (labels shape, colour, texture;
+configs/eval/synthetic.py), and "data", a tfds dataset or an image folder read through
+``input_pipeline.load_eval_arrays`` from the data section ``dataset.data`` (one label, "label";
+train = ``data.train_split``, test = ``data.eval_split``; shorter side resized and centre-cropped
+to the model's input size on the host): configs/eval/tfds.py:<tfds name> and
+configs/eval/folder.py:<root>.
+
 Results go to ``<workdir>/evaluation.json`` (and ``sensitivity.png``); the table printed at
 the end has one row per feature kind (backbone, looc++, space:i, embedding:i) and one column per
 task. ``run`` and ``format_table`` are the library entry points; ``online_knn_accuracy`` is a
@@ -39,6 +46,7 @@ import io
 import json
 import math
 import os
+import re
 import time
 from typing import Callable
 
@@ -50,12 +58,15 @@ from absl import logging
 from etils import epath
 
 from leave_one_out import augment
+from leave_one_out import config as config_lib
 from leave_one_out import corruptions
 from leave_one_out import pretrained
 from leave_one_out import probes
 from leave_one_out import synthetic
 
 CORRUPTION_SOURCES = ("synthetic", "imagenet2012_corrupted")
+SMALL_CLASS_POLICIES = ("error", "skip")
+DATA_SPLITS = {"train": "train_split", "test": "eval_split"}  # evaluation split -> data field
 RESULTS_FILE = "evaluation.json"
 HEATMAP_FILE = "sensitivity.png"
 
@@ -67,6 +78,8 @@ def default_config() -> ml_collections.ConfigDict:
   """Every knob of the evaluation, with values sized for the embedded dataset on a CPU.
 
   configs/eval/synthetic.py documents each field; this is the same configuration.
+  configs/eval/tfds.py and folder.py are the same layout for a tfds dataset or an image folder
+  (``dataset.name = "data"``, the data section in ``dataset.data``).
   """
   c = ml_collections.ConfigDict()
   c.seed = 0
@@ -86,6 +99,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.dataset.labels = ("shape", "color", "texture")
   c.dataset.primary_label = "shape"
   c.dataset.imagenet_classes = ()
+  c.dataset.data = config_lib.default_config().data  # dataset.name="data" only
 
   c.probe = ml_collections.ConfigDict()
   c.probe.enabled = True
@@ -113,6 +127,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.fewshot.lr = 0.03
   c.fewshot.l2 = 0.0
   c.fewshot.normalize = "l2"
+  c.fewshot.small_classes = "error"
 
   c.corruption = ml_collections.ConfigDict()
   c.corruption.enabled = True
@@ -149,10 +164,15 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
   _int_at_least(c.step, "step", -1)
   _int_at_least(c.batch_size, "batch_size", 1)
   if c.dataset.name not in DATASET_SOURCES:
-    _fail("dataset.name", f"{c.dataset.name!r} is not available: the implemented sources are "
-          f"{tuple(DATASET_SOURCES)} (tfds and image-folder sources are not wired in yet)")
-  _int_at_least(c.dataset.num_train, "dataset.num_train", 2)
-  _int_at_least(c.dataset.num_test, "dataset.num_test", 1)
+    _fail("dataset.name", f"{c.dataset.name!r} is not available: the sources are "
+          f"{tuple(DATASET_SOURCES)}; a tfds dataset or an image folder is dataset.name='data' "
+          "with its data section in dataset.data (configs/eval/tfds.py:<tfds name>, "
+          "configs/eval/folder.py:<root>)")
+  if c.dataset.name == "data":
+    _validate_data_source(c)
+  else:
+    _int_at_least(c.dataset.num_train, "dataset.num_train", 2)
+    _int_at_least(c.dataset.num_test, "dataset.num_test", 1)
   _int_at_least(c.dataset.image_size, "dataset.image_size", 0)
   _int_at_least(c.dataset.seed, "dataset.seed", -1)
   if not c.dataset.labels:
@@ -177,6 +197,9 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
   if not c.fewshot.shots or any(not isinstance(k, int) or k < 1 for k in c.fewshot.shots):
     _fail("fewshot.shots", f"must be a tuple of ints >= 1, got {c.fewshot.shots!r}")
   _int_at_least(c.fewshot.trials, "fewshot.trials", 1)
+  if c.fewshot.get("small_classes", "error") not in SMALL_CLASS_POLICIES:
+    _fail("fewshot.small_classes", f"must be one of {SMALL_CLASS_POLICIES}, got "
+          f"{c.fewshot.small_classes!r}")
   _int_at_least(c.fewshot.steps, "fewshot.steps", 1)
   if c.corruption.source not in CORRUPTION_SOURCES:
     _fail("corruption.source", f"must be one of {CORRUPTION_SOURCES}, got "
@@ -199,6 +222,42 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
   _int_at_least(c.online.num_test, "online.num_test", 1)
 
 
+def _data_field_names(message: str) -> str:
+  """Rewrites the pipeline's ``config.data.<field>`` into ``eval_config.dataset.data.<field>``."""
+  return re.sub(r"(?<![\w.])config\.data\.", "eval_config.dataset.data.", message)
+
+
+def _validate_data_source(c: ml_collections.ConfigDict) -> None:
+  """dataset.name="data": sizes, the single label, and the data section (no data is read)."""
+  for field in ("num_train", "num_test"):
+    n = c.dataset[field]
+    _int_at_least(n, f"dataset.{field}", 0)
+    if 0 < n < 2:
+      _fail(f"dataset.{field}", f"must be 0 (the whole split) or >= 2, got {n!r}")
+  if tuple(c.dataset.labels) != ("label",):
+    _fail("dataset.labels", "must be ('label',) for dataset.name='data' (a tfds or image-folder "
+          f"dataset has one class label), got {tuple(c.dataset.labels)!r}")
+  d = c.dataset.get("data")
+  if not isinstance(d, ml_collections.ConfigDict):
+    _fail("dataset.data", "must be a data section (the layout of config.default_config().data, "
+          "e.g. configs/data/<name>.py's get_config()) when dataset.name='data', got "
+          f"{type(d).__name__}")
+  missing = sorted(set(config_lib.default_config().data) - set(d))
+  if missing:
+    _fail("dataset.data", f"lacks the fields {missing} of config.default_config().data")
+  if d.name == "synthetic":
+    _fail("dataset.data.name", "must name a tfds dataset, 'imagenet100' or 'folder'; the "
+          "embedded dataset is dataset.name='synthetic'")
+  try:
+    config_lib._validate_data(d)  # pylint: disable=protected-access
+  except ValueError as e:
+    raise ValueError(_data_field_names(str(e))) from e
+  if d.train_split.strip() == d.eval_split.strip():
+    _fail("dataset.data.eval_split", f"must differ from dataset.data.train_split (both "
+          f"{d.eval_split!r}): probes would be tested on their own training images. Slice one "
+          "split instead, e.g. train_split='train[:80%]', eval_split='train[80%:]'")
+
+
 # ------------------------------------------------------------------------------------ data
 
 
@@ -218,9 +277,75 @@ def load_synthetic(split: str, num_examples: int, eval_cfg, pretrain_cfg) -> dic
           "num_classes": {name: len(v) for name, v in synthetic.FACTORS.items()}}
 
 
-# name -> f(split, num_examples, eval_cfg, pretrain_cfg) -> {"image", "labels", "num_classes"}.
-# A new dataset (tfds, image folder) plugs in here with the same contract.
-DATASET_SOURCES: dict[str, Callable[..., dict]] = {"synthetic": load_synthetic}
+def data_description(d) -> str:
+  """"tfds caltech_birds2011 (train / test)" or "image folder /data/x (train / val)"."""
+  where = (f"image folder {d.data_dir}" if d.name == "folder" else
+           f"tfds {d.name}" + (f" in {d.data_dir}" if d.data_dir else ""))
+  return f"{where} ({d.train_split} / {d.eval_split})"
+
+
+def load_data(split: str, num_examples: int, eval_cfg, pretrain_cfg) -> dict:
+  """A tfds dataset or an image folder (``eval_cfg.dataset.data``) as an evaluation source.
+
+  ``dataset.data`` is a data section (``config.default_config().data`` layout, e.g.
+  ``configs/data/caltech_birds2011.py``); the evaluation's "train" split is its
+  ``train_split``, "test" its ``eval_split``. The whole split (``num_examples`` = 0) or its first
+  ``num_examples`` (tfds: the stored order; folder: a fixed pseudo-random order from
+  ``dataset.seed``) is read through ``input_pipeline.load_eval_arrays``: shorter side resized to
+  ``S / data.eval_crop_fraction``, centre S x S crop, on the host, with S = ``dataset.image_size``
+  or, when 0, the model's input size (pretraining ``augment.image_size``). One label, "label"
+  (after ``data.classes``: 0..K-1 in sorted class-name order; a folder's evaluation split uses
+  the training split's classes). Every host reads the whole split, as for the synthetic source.
+
+  Returns ``{"image": uint8 [N, S, S, 3], "labels": {"label": int32 [N]}, "num_classes":
+  {"label": K}, "class_names": {"label": names or None}, "source": description}``.
+  """
+  from leave_one_out import input_pipeline  # local: TensorFlow only for this source
+  d = eval_cfg.dataset.data
+  size = eval_cfg.dataset.image_size or pretrain_cfg.augment.image_size
+  seed = pretrain_cfg.seed if eval_cfg.dataset.seed < 0 else eval_cfg.dataset.seed
+  try:
+    data = input_pipeline.load_eval_arrays(d, d[DATA_SPLITS[split]], image_size=size,
+                                           batch_size=eval_cfg.batch_size,
+                                           num_examples=num_examples, seed=seed)
+  except input_pipeline.DataError as e:
+    raise input_pipeline.DataError(_data_field_names(str(e))) from e
+  names = data["class_names"]
+  return {"image": data["image"], "labels": {"label": data["label"]},
+          "num_classes": {"label": int(data["num_classes"])},
+          "class_names": {"label": None if names is None else tuple(names)},
+          "source": data_description(d)}
+
+
+def check_data_source(eval_cfg) -> None:
+  """Fails fast (before the model loads) where ``dataset.data`` cannot be read.
+
+  Metadata only: a tfds dataset must be prepared (the error prints the ``tfds build`` command;
+  nothing is downloaded), an image folder must have both split directories.
+  """
+  from leave_one_out import input_pipeline
+  d = eval_cfg.dataset.data
+  try:
+    if d.name == "folder":
+      tf = input_pipeline._tf()  # pylint: disable=protected-access
+      for field in ("train_split", "eval_split"):
+        path = os.path.join(d.data_dir, d[field])
+        if not tf.io.gfile.isdir(path):
+          raise input_pipeline.DataError(
+              f"image folder split {path} does not exist (eval_config.dataset.data.{field}="
+              f"{d[field]!r}, data_dir={d.data_dir!r}); expected <data_dir>/<split>/<class>/*.jpg")
+    else:
+      name = "imagenet2012" if d.name == "imagenet100" else d.name
+      input_pipeline.tfds_builder(name, d.data_dir)
+  except input_pipeline.DataError as e:
+    raise input_pipeline.DataError(_data_field_names(str(e))) from e
+
+
+# name -> f(split, num_examples, eval_cfg, pretrain_cfg) -> {"image": uint8 [N, S0, S0, 3],
+# "labels": {name: int32 [N]}, "num_classes": {name: int}} (optional: "class_names": {name:
+# names}, "source": a description). "data" reads eval_cfg.dataset.data (tfds or image folder).
+DATASET_SOURCES: dict[str, Callable[..., dict]] = {"synthetic": load_synthetic,
+                                                   "data": load_data}
 
 
 def load_dataset(eval_cfg, pretrain_cfg, split: str, num_examples: int) -> dict:
@@ -271,6 +396,33 @@ def load_imagenet_c(name: str, severity: int, num_examples: int, data_dir: str =
     images.append(ex["image"])
     labels.append(ex["label"])
   return {"image": np.stack(images), "label": np.asarray(labels, np.int32)}
+
+
+def imagenet_classes(eval_cfg, train) -> tuple[int, ...]:
+  """ImageNet-1k index of each class of the primary label, for ImageNet-C.
+
+  ``dataset.imagenet_classes`` if set. Otherwise, for a source with class names that are all
+  WordNet ids (ImageNet-100, an ImageNet folder, imagenet2012 itself), their indices in tfds
+  imagenet2012's label list (read from the tfds package, offline); for the embedded dataset,
+  () (its labels are taken as the indices). Any other dataset needs ``dataset.imagenet_classes``.
+  """
+  if eval_cfg.dataset.imagenet_classes:
+    return tuple(int(i) for i in eval_cfg.dataset.imagenet_classes)
+  names = (train.get("class_names") or {}).get(eval_cfg.dataset.primary_label)
+  if eval_cfg.dataset.name == "synthetic":
+    return ()
+  if names and all(re.fullmatch(r"n\d{8}", str(n)) for n in names):
+    import tensorflow_datasets as tfds
+    wnids = tfds.builder("imagenet2012", data_dir="/nonexistent").info.features["label"].names
+    index = {w: i for i, w in enumerate(wnids)}
+    unknown = [n for n in names if n not in index]
+    if not unknown:
+      return tuple(index[n] for n in names)
+  raise ValueError(
+      "eval_config.dataset.imagenet_classes must give the ImageNet-1k index of each of the "
+      f"dataset's classes for corruption.source='imagenet2012_corrupted': the class names of "
+      f"{train.get('source', eval_cfg.dataset.name)} are not all ImageNet WordNet ids "
+      f"(e.g. {list(names or [])[:3]}). Or use corruption.source='synthetic'.")
 
 
 # ------------------------------------------------------------------------------------ kinds
@@ -454,31 +606,96 @@ def knn_task(c, kinds, f_train, f_test, train, test) -> dict:
           for kind in kinds}
 
 
-def fewshot_task(c, kinds, f_train, f_test, train, test) -> dict:
-  """K-shot on the primary label: {kind: {str(K): {"mean", "ci95", "accuracies", ...}}}."""
+def fewshot_classes(c, train) -> dict[int, np.ndarray]:
+  """Per K of ``fewshot.shots``: the primary label's classes with >= K training examples.
+
+  Returns {K: bool [C]}. A class with fewer examples cannot give K shots: with
+  ``fewshot.small_classes="error"`` (default) that is a ValueError naming the classes (raised
+  before any feature is extracted); with "skip" the K-shot task leaves those classes, and their
+  test images, out.
+  """
   label = c.dataset.primary_label
-  return {kind: {str(k): probes.few_shot(
-      f_train[kind], train["labels"][label], f_test[kind], test["labels"][label],
-      train["num_classes"][label], shots=k, trials=c.fewshot.trials, steps=c.fewshot.steps,
-      lr=c.fewshot.lr, l2=c.fewshot.l2, normalize_mode=c.fewshot.normalize, seed=c.seed)
-                 for k in c.fewshot.shots}
-          for kind in kinds}
+  num_classes = train["num_classes"][label]
+  counts = np.bincount(train["labels"][label], minlength=num_classes)
+  names = (train.get("class_names") or {}).get(label)
+  out = {}
+  for k in c.fewshot.shots:
+    short = np.flatnonzero(counts < k)
+    if short.size and c.fewshot.get("small_classes", "error") == "error":
+      shown = ", ".join(f"{names[i] if names else i}: {counts[i]}" for i in short[:8])
+      raise ValueError(
+          f"eval_config.fewshot.shots: {k}-shot needs {k} training examples of every class, but "
+          f"{short.size} of the {num_classes} classes of {label!r} have fewer in the training "
+          f"split (class: count: {shown}{', ...' if short.size > 8 else ''}). Set "
+          f"eval_config.fewshot.small_classes='skip' to leave those classes (and their test "
+          "images) out of the K-shot task, lower fewshot.shots, or read more of the training "
+          "split (dataset.num_train; 0 = all of it).")
+    out[k] = counts >= k
+  return out
 
 
-def corruption_task(c, kinds, featurize, classifiers, test_x, f_test, test, image_size) -> dict:
-  """Accuracy of the primary label's probe on corrupted test images: {kind: summary}."""
+def fewshot_task(c, kinds, f_train, f_test, train, test) -> dict:
+  """K-shot on the primary label: {kind: {str(K): {"mean", "ci95", "accuracies", ...}}}.
+
+  Where some classes have fewer than K training examples (``fewshot.small_classes="skip"``),
+  the K-shot classifier covers only the others (relabelled) and is tested on their test images;
+  the result adds num_classes, skipped_classes and num_test. With fewer than 2 such classes, or
+  no test image of them, the K-shot result is empty (mean None).
+  """
+  label = c.dataset.primary_label
+  y_train, y_test = train["labels"][label], test["labels"][label]
+  num_classes = train["num_classes"][label]
+  kept = fewshot_classes(c, train)
+  out = {kind: {} for kind in kinds}
+  for k in c.fewshot.shots:
+    fit = lambda tr_x, tr_y, te_x, te_y, n: probes.few_shot(
+        tr_x, tr_y, te_x, te_y, n, shots=k, trials=c.fewshot.trials, steps=c.fewshot.steps,
+        lr=c.fewshot.lr, l2=c.fewshot.l2, normalize_mode=c.fewshot.normalize, seed=c.seed)
+    keep = kept[k]
+    if keep.all():
+      for kind in kinds:
+        out[kind][str(k)] = fit(f_train[kind], y_train, f_test[kind], y_test, num_classes)
+      continue
+    relabel = np.full((num_classes,), -1, np.int32)
+    relabel[keep] = np.arange(int(keep.sum()), dtype=np.int32)
+    m_train, m_test = keep[y_train], keep[y_test]
+    info = {"num_classes": int(keep.sum()), "skipped_classes": int((~keep).sum()),
+            "num_test": int(m_test.sum())}
+    logging.warning("%d-shot: %d of %d classes have fewer than %d training examples and are "
+                    "left out (eval_config.fewshot.small_classes='skip'); %d test images remain",
+                    k, info["skipped_classes"], num_classes, k, info["num_test"])
+    for kind in kinds:
+      if info["num_classes"] < 2 or info["num_test"] == 0:
+        out[kind][str(k)] = {"mean": None, "ci95": None, "accuracies": [], "shots": int(k),
+                             "trials": int(c.fewshot.trials), **info}
+      else:
+        out[kind][str(k)] = {**fit(f_train[kind][m_train], relabel[y_train[m_train]],
+                                   f_test[kind][m_test], relabel[y_test[m_test]],
+                                   info["num_classes"]), **info}
+  return out
+
+
+def corruption_task(c, kinds, featurize, classifiers, test_x, f_test, test, image_size,
+                    imagenet_classes=None) -> dict:
+  """Accuracy of the primary label's probe on corrupted test images: {kind: summary}.
+
+  ``imagenet_classes``: ImageNet-C only, the ImageNet-1k index of each class of the primary
+  label (None = ``dataset.imagenet_classes``).
+  """
   n = min(c.corruption.num_images, len(test_x))
   if c.corruption.source == "synthetic":
     corrupted = {}
+    clean_x = _as_float(test_x[:n])
     for i, name in enumerate(c.corruption.names):
       for severity in c.corruption.severities:
         key = jax.random.key(c.seed * 1000 + i * 10 + severity, impl="rbg")  # fast on CPU
-        images = np.asarray(corruptions.corrupt_jit(test_x[:n], name, severity, key))
+        images = np.asarray(corruptions.corrupt_jit(clean_x, name, severity, key))
         corrupted[(name, severity)] = featurize(images)
     y = test["labels"][c.dataset.primary_label][:n]
     clean = {kind: f_test[kind][:n] for kind in kinds}
   else:
-    corrupted, y = _imagenet_c_features(featurize, c, image_size, n)
+    classes = tuple(c.dataset.imagenet_classes) if imagenet_classes is None else imagenet_classes
+    corrupted, y = _imagenet_c_features(featurize, c, image_size, n, classes)
     clean = None
   out = {}
   for kind in kinds:
@@ -518,6 +735,22 @@ def _jsonable(x):
   return x
 
 
+def _model_input(images: np.ndarray, size: int) -> np.ndarray:
+  """Images at the model's input size: uint8 kept as it is when already S x S (the forward
+  pass scales it to [0, 1] on device, exactly as ``pretrained.preprocess``; a quarter of the
+  host memory of float32), else ``pretrained.preprocess`` (resize + centre crop, float32)."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8 and images.shape[1:3] == (size, size):
+    return images
+  return pretrained.preprocess(images, size)
+
+
+def _as_float(images: np.ndarray) -> np.ndarray:
+  """float32 [0, 1] images from ``_model_input``'s output."""
+  images = np.asarray(images)
+  return images.astype(np.float32) / 255.0 if images.dtype == np.uint8 else images
+
+
 @contextlib.contextmanager
 def _timed(seconds: dict, name: str):
   """Records the wall-clock seconds of the ``with`` block in ``seconds[name]``."""
@@ -552,6 +785,8 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
       raise ValueError("eval_config.corruption.source='imagenet2012_corrupted' needs an "
                        "evaluation dataset with ImageNet labels; dataset.name='synthetic' has "
                        "none. Use corruption.source='synthetic' for it.")
+  if c.dataset.name == "data":
+    check_data_source(c)  # metadata only: fail before the model loads
 
   with timer("load"):
     step = None if c.step < 0 else c.step
@@ -565,8 +800,13 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
   with timer("data"):
     train = load_dataset(c, cfg, "train", c.dataset.num_train)
     test = load_dataset(c, cfg, "test", c.dataset.num_test)
-    train_x = pretrained.preprocess(train["image"], size)  # float [N, S, S, 3]
-    test_x = pretrained.preprocess(test["image"], size)
+    if c.fewshot.enabled:
+      fewshot_classes(c, train)  # classes too small for K shots: fail before the features
+    in_classes = None
+    if c.corruption.enabled and c.corruption.source == "imagenet2012_corrupted":
+      in_classes = imagenet_classes(c, train)
+    train_x = _model_input(train["image"], size)  # [N, S, S, 3]
+    test_x = _model_input(test["image"], size)
 
   featurize = lambda images: pretrained.extract_feature_dict(
       model, variables, images, kinds, batch_size=c.batch_size, mesh=mesh)
@@ -592,7 +832,7 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
   if c.corruption.enabled:
     with timer("corruption"):
       task_results["corruption"] = corruption_task(c, kinds, featurize, classifiers, test_x,
-                                                   f_test, test, size)
+                                                   f_test, test, size, in_classes)
   for task, per_kind in task_results.items():
     for kind in kinds:
       rows[kind][task] = per_kind[kind]
@@ -613,8 +853,11 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
       "model": {"architecture": cfg.model.architecture, "width": cfg.model.width,
                 "looc_plus_plus": bool(cfg.model.looc_plus_plus), "image_size": size,
                 "spaces": spaces},
-      "dataset": {"name": c.dataset.name, "num_train": len(train_x), "num_test": len(test_x),
-                  "labels": list(labels), "primary_label": c.dataset.primary_label},
+      "dataset": {"name": c.dataset.name, "source": train.get("source", c.dataset.name),
+                  "num_train": len(train_x), "num_test": len(test_x),
+                  "labels": list(labels), "primary_label": c.dataset.primary_label,
+                  "num_classes": {l: train["num_classes"][l] for l in labels},
+                  "image_size": int(train["image"].shape[1])},
       "chance": {**{l: 1.0 / train["num_classes"][l] for l in labels}, "rotation": 0.25},
       "kinds": list(kinds),
       "kind_labels": {k: kind_label(k, spaces) for k in kinds},
@@ -632,9 +875,12 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
   return results
 
 
-def _imagenet_c_features(featurize, c, image_size: int, n: int):
-  """Features of prepared ImageNet-C images and their labels mapped to the dataset's."""
-  classes = tuple(c.dataset.imagenet_classes)
+def _imagenet_c_features(featurize, c, image_size: int, n: int, classes=()):
+  """Features of prepared ImageNet-C images and their labels mapped to the dataset's.
+
+  ``classes``: the ImageNet-1k index of each dataset label; () = the labels are those indices.
+  """
+  classes = tuple(classes)
   to_label = {cls: i for i, cls in enumerate(classes)}
   corrupted, labels = {}, None
   for name in c.corruption.names:
@@ -655,10 +901,17 @@ def _pct(x) -> str:
   return "-" if x is None else f"{100 * x:.1f}"
 
 
+def _fewshot_cell(r: dict) -> str:
+  if r.get("mean") is None:
+    return "-"
+  return f"{100 * r['mean']:.1f}±{100 * (r['ci95'] or 0):.1f}"
+
+
 def format_table(results: dict) -> str:
   """The evaluation table: rows = feature kinds, columns = tasks (accuracies in %).
 
-  Columns: a linear probe per label (top-1), rotation (top-1), kNN on the primary label
+  Columns: a linear probe per label (top-1; a single-label dataset, e.g. a tfds or image-folder
+  one, gets top-1 and top-5 of its class label), rotation (top-1), kNN on the primary label
   (top-1), K-shot on the primary label (mean +- 95% CI), corruption (mean top-1 of the primary
   label's probe over every corruption and severity). A second table gives the augmentation
   sensitivity matrix.
@@ -666,18 +919,22 @@ def format_table(results: dict) -> str:
   rows, kinds = results["rows"], results["kinds"]
   labels_ = results.get("kind_labels", {})
   primary = results["dataset"]["primary_label"]
+  single = len(results["dataset"]["labels"]) == 1
   first = rows[kinds[0]] if kinds else {}
   columns: list[tuple[str, Callable[[dict], str]]] = [("dim", lambda r: str(r["dim"]))]
   for label in results["dataset"]["labels"]:
     if label in first.get("probe", {}):
-      columns.append((label, lambda r, l=label: _pct(r.get("probe", {}).get(l, {}).get("top1"))))
+      for top in (("top1", "top5") if single else ("top1",)):
+        name = f"{top[:3]}-{top[3]}" if single else label
+        columns.append((name, lambda r, l=label, t=top: _pct(
+            r.get("probe", {}).get(l, {}).get(t))))
   if "rotation" in first:
     columns.append(("rotation", lambda r: _pct(r["rotation"]["top1"])))
   if "knn" in first:
-    columns.append((f"kNN {primary}", lambda r: _pct(r["knn"][primary]["top1"])))
+    columns.append(("kNN" if single else f"kNN {primary}",
+                    lambda r: _pct(r["knn"][primary]["top1"])))
   for k in first.get("fewshot", {}):
-    columns.append((f"{k}-shot", lambda r, k=k: (
-        f"{100 * r['fewshot'][k]['mean']:.1f}±{100 * (r['fewshot'][k]['ci95'] or 0):.1f}")))
+    columns.append((f"{k}-shot", lambda r, k=k: _fewshot_cell(r["fewshot"][k])))
   if "corruption" in first:
     columns.append(("corrupt", lambda r: _pct(r["corruption"]["mean"])))
 
@@ -685,14 +942,28 @@ def format_table(results: dict) -> str:
   body = [[labels_.get(k, k)] + [fn(rows[k]) for _, fn in columns] for k in kinds]
   m = results["model"]
   d = results["dataset"]
+  source = d.get("source") or d["name"]
+  if single:
+    classes = d.get("num_classes", {}).get(primary)
+    described = (f"{source}: {d['num_train']} train / {d['num_test']} test images"
+                 f"{f', {classes} classes' if classes else ''}, {m['image_size']} px centre "
+                 f"crops; accuracy %: linear probe top-1 / top-5, kNN, few-shot and corrupt on "
+                 f"{primary!r}")
+  else:
+    described = (f"{source}: {d['num_train']} train / {d['num_test']} test images; top-1 %; "
+                 f"probe/kNN/few-shot on {primary!r} except the per-label columns")
   lines = [f"LooC evaluation: {results['workdir']} (step {results.get('step')}, "
            f"{m['architecture']} width {m['width']}, {m['image_size']} px"
            f"{', LooC++' if m['looc_plus_plus'] else ''})",
-           f"{d['name']}: {d['num_train']} train / {d['num_test']} test images; top-1 %; "
-           f"probe/kNN/few-shot on {primary!r} except the per-label columns",
+           described,
            _markdown(header, body)]
   chance = results.get("chance", {})
   lines.append("chance: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in chance.items()))
+  for k, r in first.get("fewshot", {}).items():
+    if r.get("skipped_classes"):
+      lines.append(f"{k}-shot: {r['skipped_classes']} classes with fewer than {k} training "
+                   f"examples left out; {r['num_classes']} classes, {r['num_test']} test images"
+                   + ("" if r.get("mean") is not None else " (too few to classify)"))
   if "corruption" in first:
     clean = ", ".join(f"{labels_.get(k, k)} {_pct(rows[k]['corruption'].get('clean'))}"
                       for k in kinds)

@@ -30,8 +30,8 @@ def get_config(arg=None):
   c.results_file = "evaluation.json"  # written in the workdir
   c.heatmap_file = "sensitivity.png"  # the augmentation-sensitivity heatmap, in the workdir
 
-  # Images and labels. A source is a function in evaluate.DATASET_SOURCES; only "synthetic"
-  # exists so far (other names raise a ValueError naming the available ones).
+  # Images and labels. A source is a function in evaluate.DATASET_SOURCES: "synthetic" (this
+  # file) or "data" (a tfds dataset or an image folder, configs/eval/tfds.py and folder.py).
   c.dataset.name = "synthetic"
   c.dataset.num_train = 2000  # training split: probe/kNN/few-shot training set
   c.dataset.num_test = 1000  # test split: every reported accuracy
@@ -42,6 +42,9 @@ def get_config(arg=None):
   c.dataset.primary_label = "shape"  # the class label of kNN, few-shot and corruption columns
   c.dataset.imagenet_classes = ()  # ImageNet-1k indices of the dataset's labels (ImageNet-C
   #                                  only); () = the labels are ImageNet-1k indices
+  c.dataset.data = evaluate.default_config().dataset.data  # the data section read when
+  #   dataset.name="data" (a tfds dataset or an image folder: configs/eval/tfds.py, folder.py);
+  #   unused here
 
   # Linear probe (also the rotation probe and the classifier under corruption).
   c.probe.enabled = True
@@ -69,6 +72,9 @@ def get_config(arg=None):
   c.fewshot.lr = 0.03  # Adam learning rate
   c.fewshot.l2 = 0.0  # L2 strength on the weights
   c.fewshot.normalize = "l2"  # l2 | standardize | none
+  c.fewshot.small_classes = "error"  # a class with fewer than K training examples: error (a
+  #                                    ValueError naming them, before any feature is extracted)
+  #                                    | skip (the K-shot task leaves it and its test images out)
 
   # Corruption robustness of the primary label's probe (trained on clean features).
   c.corruption.enabled = True

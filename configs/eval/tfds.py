@@ -1,0 +1,178 @@
+r"""Evaluation on a tensorflow-datasets dataset: every protocol, one table.
+
+  python -m leave_one_out.evaluate --workdir=/ckpt/looc \
+      --config=configs/eval/tfds.py:caltech_birds2011 \
+      --config.dataset.data.data_dir=/data/tensorflow_datasets
+
+``arg`` (after the colon) is a tfds name: ``caltech_birds2011`` (CUB-200, train / test),
+``oxford_flowers102`` (train / test), ``i_naturalist2018`` (train / validation), ``imagenet100``
+(the CMC 100-class view of imagenet2012, train / validation), or any other tfds image dataset
+with a ClassLabel ("name", "name/config", "name:version"; train / test by default, train /
+validation for those in VALIDATION_ONLY below, e.g. imagenet2012, food101). Where
+``configs/data/<name>.py`` exists its data section (splits, crop fraction, class filter) is
+used as it is; any other name gets ``config.default_config().data`` with train / test splits.
+Nothing is downloaded: the dataset must be prepared already (``tfds build <name>
+--data_dir=<dir>``; an unprepared one fails at start-up, before the model loads, with that
+command). ImageNet-C is not an evaluation dataset of its own: it is the corruption protocol of
+ImageNet-100 (``configs/eval/tfds.py:imagenet100 --config.corruption.source=
+imagenet2012_corrupted``).
+
+What runs (docs/evaluation.md): a linear probe of the class label (top-1 / top-5 on the test
+split, L2 strength chosen on 20% of the training split), the rotation probe, kNN, K-shot with
+K = 5 and 10 drawn from the training split, the probe under 15 synthetic corruptions x 5
+severities, and augmentation sensitivity. Images: shorter side resized to S /
+``dataset.data.eval_crop_fraction``, centre crop S x S on the host (tf.data), S = the model's
+input size (pretraining ``augment.image_size``). Writes ``<workdir>/evaluation_<name>.json`` and
+``sensitivity_<name>.png`` (one file per dataset, so several evaluations of one workdir do not
+overwrite each other) and prints the table; the rows are feature kinds, the columns
+``dim | top-1 | top-5 | rotation | kNN | 5-shot | 10-shot | corrupt``.
+
+Host memory: both splits are held as uint8 at S x S (CUB-200 at 224 px: 0.9 GB train + 0.9 GB
+test; iNaturalist 2018 train would be 66 GB, so set ``--config.dataset.num_train=100000`` or
+less there). Every host reads the whole split.
+
+configs/eval/folder.py uses the same knobs for an image folder. Every field can be overridden on
+the command line (``--config.fewshot.shots=(5,)``, ``--config.dataset.data.eval_split=
+validation``); every field is validated at start-up (a ValueError naming
+``eval_config.<field>``).
+"""
+
+import importlib.util
+import os
+import re
+
+from leave_one_out import config as config_lib
+from leave_one_out import corruptions
+from leave_one_out import evaluate
+
+DATA_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")
+# tfds datasets evaluated on "validation" (no labelled test split); any other name: "test".
+VALIDATION_ONLY = ("imagenet2012", "imagenet2012_subset", "imagenet_resized", "imagenette",
+                   "food101", "i_naturalist2017", "i_naturalist2021", "places365_small")
+USAGE = ("configs/eval/tfds.py takes a tfds dataset name, e.g. "
+         "--config=configs/eval/tfds.py:caltech_birds2011")
+
+
+def data_config(name: str, arg=None):
+  """``configs/data/<name>.py``'s ``get_config(arg)`` (a data section), or None if none."""
+  path = os.path.join(DATA_CONFIGS, f"{name}.py")
+  if not os.path.exists(path):
+    return None
+  spec = importlib.util.spec_from_file_location(f"configs_data_{name}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def eval_config(data, tag: str):
+  """The evaluation config for the data section ``data``; ``tag`` names the output files.
+
+  Every knob, with its meaning (the same as configs/eval/synthetic.py where they overlap).
+  """
+  c = evaluate.default_config()
+  c.seed = 0  # held-out split of the probes, few-shot draws, corruption noise, sensitivity views
+  c.step = -1  # checkpoint step to evaluate; -1 = the newest in the workdir
+  c.encoder = "online"  # online (query encoder, as MoCo evaluates) | ema (momentum key encoder)
+  c.kinds = ()  # feature kinds (table rows); () = backbone, looc++ (LooC++ only), space:i
+  #               (LooC++ only) and embedding:i
+  c.batch_size = 256  # images per forward pass (and per host decode batch), rounded up to a
+  #                     multiple of the device count
+  tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", tag).strip("_") or "data"
+  c.results_file = f"evaluation_{tag}.json"  # written in the workdir
+  c.heatmap_file = f"sensitivity_{tag}.png"  # the augmentation-sensitivity heatmap, in the workdir
+
+  # Images and labels: the "data" source reads dataset.data through
+  # input_pipeline.load_eval_arrays; evaluation "train" = data.train_split, "test" =
+  # data.eval_split (they must differ).
+  c.dataset.name = "data"
+  c.dataset.data = data  # a data section; its fields (docs/data.md): name, data_dir,
+  #   train_split, eval_split, classes ("" | "imagenet100" | a class-list file), image_key,
+  #   label_key, eval_crop_fraction (shorter side -> S / this, centre crop S), resize_method,
+  #   antialias, skip_corrupt (unreadable images skipped and counted, else an error naming the
+  #   file). Its image_size, num_examples, shuffle_buffer, decode_threads and host_prefetch are
+  #   pretraining settings, unused here.
+  c.dataset.num_train = 0  # training images read (probe/kNN/few-shot training set); 0 = the
+  #                          whole train split (tfds: its first N in stored order; folder: N
+  #                          files in a fixed pseudo-random order drawn with dataset.seed)
+  c.dataset.num_test = 0  # test images read (every reported accuracy); 0 = the whole eval split
+  c.dataset.image_size = 0  # S, the side of the centre crops; 0 = the model's input size
+  #                           (augment.image_size); another value is resized to it on device
+  c.dataset.seed = -1  # folder subsample order; -1 = the pretraining seed
+  c.dataset.labels = ("label",)  # the one label of a tfds / folder dataset (its class)
+  c.dataset.primary_label = "label"
+  c.dataset.imagenet_classes = ()  # corruption.source="imagenet2012_corrupted" only: ImageNet-1k
+  #   index of each class; () = derived from the class names where they are WordNet ids
+  #   (imagenet100, an ImageNet folder), else an error asking for them
+
+  # Linear probe of the class (also the rotation probe and the classifier under corruption).
+  c.probe.enabled = True
+  c.probe.steps = 300  # full-batch Adam iterations
+  c.probe.lr = 0.05  # Adam learning rate
+  c.probe.l2_grid = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)  # L2 strengths tried (all in one vmapped fit)
+  c.probe.val_fraction = 0.2  # share of the training split held out to choose the L2 strength
+  c.probe.normalize = "standardize"  # standardize | l2 | none (statistics of the fitting set)
+
+  # Rotation: 4-way probe of the rotation (0/90/180/270) applied to each image.
+  c.rotation.enabled = True
+  c.rotation.num_train = 500  # training images, each at all 4 rotations
+  c.rotation.num_test = 250  # test images, each at all 4 rotations
+
+  # Weighted kNN on cosine similarity, the training split as the bank.
+  c.knn.enabled = True
+  c.knn.k = 20
+  c.knn.temperature = 0.07  # vote weight exp(cos / temperature)
+
+  # Few-shot: per trial, K training examples per class and one linear classifier (METHOD.md).
+  c.fewshot.enabled = True
+  c.fewshot.shots = (5, 10)  # K values (one column each)
+  c.fewshot.trials = 10  # trials per K; reported: mean and 95% CI (Student's t)
+  c.fewshot.steps = 250  # Adam iterations per classifier
+  c.fewshot.lr = 0.03  # Adam learning rate
+  c.fewshot.l2 = 0.0  # L2 strength on the weights
+  c.fewshot.normalize = "l2"  # l2 | standardize | none
+  c.fewshot.small_classes = "error"  # a class with fewer than K training examples: error (a
+  #   ValueError naming them, before any feature is extracted) | skip (the K-shot task leaves
+  #   such classes and their test images out; the table notes how many)
+
+  # Corruption robustness of the class probe (trained on clean features).
+  c.corruption.enabled = True
+  c.corruption.source = "synthetic"  # synthetic (on device, any dataset) |
+  #                                    imagenet2012_corrupted (tfds ImageNet-C, if prepared;
+  #                                    ImageNet-class datasets only)
+  c.corruption.names = corruptions.CORRUPTIONS  # families noise, blur, weather, digital
+  c.corruption.severities = (1, 2, 3, 4, 5)
+  c.corruption.num_images = 200  # test images corrupted per corruption and severity
+  c.corruption.tfds_data_dir = ""  # ImageNet-C's tfds data_dir; "" = tfds' default
+
+  # Augmentation sensitivity: distance moved when one augmentation's parameters change.
+  c.sensitivity.enabled = True
+  c.sensitivity.num_images = 256  # test images (views rendered on device from the S x S crops)
+  c.sensitivity.augmentations = ()  # columns; () = every augmentation enabled in pretraining
+
+  # evaluate.online_knn_accuracy (monitoring during pretraining): sizes; unused by this command.
+  c.online.num_train = 1000
+  c.online.num_test = 500
+  return c
+
+
+def get_config(arg=None):
+  if not arg:
+    raise ValueError(USAGE)
+  base = arg.split(":")[0].split("/")[0]
+  if base == "folder":
+    raise ValueError("an image folder is configs/eval/folder.py:<root>, not configs/eval/tfds.py")
+  if base == "synthetic":
+    raise ValueError("the embedded dataset is configs/eval/synthetic.py")
+  if base == "imagenet2012_corrupted":
+    raise ValueError("ImageNet-C is the corruption protocol of an ImageNet-class dataset: "
+                     "--config=configs/eval/tfds.py:imagenet100 "
+                     "--config.corruption.source=imagenet2012_corrupted")
+  data = data_config(base)
+  if data is None:
+    data = config_lib.default_config().data
+    data.train_split = "train"
+    # A missing split is an error listing the dataset's splits; override with
+    # --config.dataset.data.eval_split=<split>.
+    data.eval_split = "validation" if base in VALIDATION_ONLY else "test"
+  data.name = arg  # keeps a "/config" or ":version" suffix
+  return eval_config(data, arg)

@@ -1,0 +1,284 @@
+"""The evaluate command on a tfds dataset and an image folder, end to end, and its config checks.
+
+Offline: the image folder is generated here (tests.test_input_pipeline.make_folder), the tfds
+dataset is ``tfds.testing.mock_data`` with per-split examples; nothing is downloaded.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from leave_one_out import evaluate
+from leave_one_out import input_pipeline as ip
+from tests.helpers import tiny_config
+from tests.test_evaluate import tiny_eval_config
+from tests.test_input_pipeline import make_folder
+from tests.test_pretrained import write_checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KINDS = ["backbone", "embedding:0", "embedding:1", "embedding:2"]
+
+
+def eval_config_file(name, arg=None):
+  """configs/eval/<name>.py's get_config(arg), loaded as config_flags does (by path)."""
+  spec = importlib.util.spec_from_file_location(f"eval_{name}",
+                                                os.path.join(REPO, "configs", "eval", name))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def shrink(c):
+  """The protocol sizes of tests.test_evaluate.tiny_eval_config (seconds on CPU)."""
+  tiny = tiny_eval_config()
+  for section in ("probe", "rotation", "fewshot", "corruption", "sensitivity"):
+    for field, value in tiny[section].items():
+      c[section][field] = value
+  c.batch_size = 16  # every forward pass the same shape: two compilations (uint8, float)
+  return c
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("evaluate_datasets") / "run")
+  write_checkpoint(path, tiny_config())  # resnet10 width 4, 16 px input, spaces color, rotation
+  return path
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+  # root/{train,val}/{cat,dog,eel}/: 12 train and 4 val images per class, jpg/JPEG/png, each
+  # class with its own aspect ratio (resize + centre crop are exercised), plus an ignored .txt.
+  return make_folder(tmp_path_factory.mktemp("images"), per_class=(12, 4))
+
+
+def check_results(results, workdir, c, *, num_train, num_test, num_classes, source):
+  """Every protocol for every kind, the files written, and the single-label table."""
+  with open(os.path.join(workdir, c.results_file)) as f:
+    saved = json.load(f)
+  assert os.path.getsize(os.path.join(workdir, c.heatmap_file)) > 1000
+  d = results["dataset"]
+  assert (d["name"], d["labels"], d["primary_label"]) == ("data", ["label"], "label")
+  assert (d["num_train"], d["num_test"]) == (num_train, num_test)
+  assert d["num_classes"] == {"label": num_classes} and d["image_size"] == 16
+  assert d["source"].startswith(source), d["source"]
+  assert results["kinds"] == KINDS and saved["rows"].keys() == results["rows"].keys()
+  assert results["chance"] == pytest.approx({"label": 1 / num_classes, "rotation": 0.25})
+  for kind in KINDS:
+    row = results["rows"][kind]
+    assert set(row) == {"dim", "probe", "rotation", "knn", "fewshot", "corruption"}, kind
+    assert list(row["probe"]) == ["label"] and list(row["knn"]) == ["label"]
+    assert list(row["fewshot"]) == ["2", "3"] and len(row["fewshot"]["3"]["accuracies"]) == 3
+    accuracies = [row["probe"]["label"]["top1"], row["probe"]["label"]["top5"],
+                  row["rotation"]["top1"], row["knn"]["label"]["top1"],
+                  row["fewshot"]["2"]["mean"], row["corruption"]["mean"],
+                  row["corruption"]["clean"]]
+    assert all(0.0 <= a <= 1.0 for a in accuracies), (kind, accuracies)
+    assert sorted(row["corruption"]["by_corruption"]) == ["contrast", "gaussian_noise"]
+  assert np.asarray(results["sensitivity"]["matrix"]).shape == (4, 5)
+  table = evaluate.format_table(results)
+  header = next(line for line in table.splitlines() if line.startswith("| features"))
+  assert re.sub(r"\s+", " ", header) == ("| features | dim | top-1 | top-5 | rotation | kNN | "
+                                         "2-shot | 3-shot | corrupt |"), header
+  for text in (source, f"{num_train} train / {num_test} test images", f"{num_classes} classes",
+               "embedding:1 (color)", "chance: label", "augmentation sensitivity"):
+    assert text in table, (text, table)
+  assert evaluate.format_table(saved) == table  # the JSON alone reproduces the table
+  return table
+
+
+# ------------------------------------------------------------------------------------ folder
+
+
+def test_evaluate_on_an_image_folder(workdir, folder):
+  c = shrink(eval_config_file("folder.py", folder))
+  assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train", "val")
+  results = evaluate.run(workdir, c)
+  assert c.results_file == f"evaluation_folder_{os.path.basename(folder)}.json"
+  table = check_results(results, workdir, c, num_train=36, num_test=12, num_classes=3,
+                        source=f"image folder {folder} (train / val)")
+  print(table)
+
+
+# ------------------------------------------------------------------------------------ tfds
+
+
+def flowers_as_dataset(requested):
+  """A mock ``_as_dataset``: encoded images and labels, different for train and test."""
+  def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
+    del self, decoders, read_config, shuffle_files
+    base = split.split("[")[0]
+    requested.append(base)
+    n, seed = {"train": (36, 0), "test": (18, 1)}[base]
+    rng = np.random.default_rng(seed)
+    shapes = [(20, 30), (28, 22)]
+    images = [tf.io.encode_jpeg(rng.integers(0, 256, shapes[i % 2] + (3,), dtype=np.uint8))
+              .numpy() for i in range(n)]
+    labels = np.arange(n, dtype=np.int64) % 6  # flower classes 0..5, 6 or 3 of each
+    return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+  return as_dataset
+
+
+def test_evaluate_on_a_tfds_dataset(workdir, monkeypatch, tmp_path):
+  names = tfds.builder("oxford_flowers102", data_dir="/nonexistent").info.features["label"].names
+  classes = tmp_path / "classes.txt"  # keep 4 of the 6 classes present: data.classes works too
+  classes.write_text("\n".join(names[i] for i in (0, 2, 3, 5)) + "\n")
+  c = shrink(eval_config_file("tfds.py", "oxford_flowers102"))
+  assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train", "test")
+  c.dataset.data.classes = str(classes)
+  requested = []
+  monkeypatch.setattr(ip, "_is_prepared", lambda builder: True)  # mock data has no files
+  with tfds.testing.mock_data(as_dataset_fn=flowers_as_dataset(requested)):
+    results = evaluate.run(workdir, c)
+  assert {"train", "test"} <= set(requested)  # the mock served both splits
+  assert c.results_file == "evaluation_oxford_flowers102.json"
+  check_results(results, workdir, c, num_train=24, num_test=12, num_classes=4,
+                source="tfds oxford_flowers102 (train / test)")
+  assert results["rows"]["backbone"]["fewshot"]["2"].get("skipped_classes") is None
+
+
+# ------------------------------------------------------------------------------------ few-shot
+
+
+def _fewshot_inputs():
+  rng = np.random.default_rng(0)
+  y_train = np.array([0] * 6 + [1] * 6 + [2] * 2, np.int32)  # class 2 ("eel"): 2 examples
+  y_test = np.array([0, 1, 2] * 4, np.int32)
+  f_train = {"backbone": rng.normal(size=(14, 8)).astype(np.float32)}
+  f_test = {"backbone": rng.normal(size=(12, 8)).astype(np.float32)}
+  train = {"labels": {"label": y_train}, "num_classes": {"label": 3},
+           "class_names": {"label": ("cat", "dog", "eel")}}
+  return f_train, f_test, train, {"labels": {"label": y_test}}
+
+
+def test_fewshot_classes_smaller_than_k_error_or_skip():
+  c = eval_config_file("tfds.py", "caltech_birds2011")
+  c.fewshot.shots, c.fewshot.trials, c.fewshot.steps = (2, 3), 2, 5
+  f_train, f_test, train, test = _fewshot_inputs()
+  with pytest.raises(ValueError, match=r"eval_config.fewshot.shots: 3-shot needs 3 training "
+                     r"examples of every class, but 1 of the 3 classes .*eel: 2.*"
+                     r"small_classes='skip'"):
+    evaluate.fewshot_task(c, ("backbone",), f_train, f_test, train, test)
+  c.fewshot.small_classes = "skip"
+  out = evaluate.fewshot_task(c, ("backbone",), f_train, f_test, train, test)["backbone"]
+  assert "skipped_classes" not in out["2"] and len(out["2"]["accuracies"]) == 2
+  assert (out["3"]["num_classes"], out["3"]["skipped_classes"], out["3"]["num_test"]) == (2, 1, 8)
+  assert 0.0 <= out["3"]["mean"] <= 1.0
+  c.fewshot.shots = (7,)  # no class has 7: nothing to classify, reported as empty
+  empty = evaluate.fewshot_task(c, ("backbone",), f_train, f_test, train, test)["backbone"]["7"]
+  assert empty["mean"] is None and empty["skipped_classes"] == 3
+  assert evaluate._fewshot_cell(empty) == "-"
+
+
+def test_run_fails_on_small_classes_before_features(workdir, folder, monkeypatch):
+  c = shrink(eval_config_file("folder.py", folder))
+  c.fewshot.shots = (2, 20)  # 12 training images per class
+  monkeypatch.setattr(evaluate.pretrained, "extract_feature_dict",
+                      lambda *a, **k: pytest.fail("features extracted before the check"))
+  with pytest.raises(ValueError, match=r"20-shot needs 20 training examples.*3 of the 3 "
+                     r"classes.*cat: 12"):
+    evaluate.run(workdir, c)
+
+
+# ------------------------------------------------------------------------------------ configs
+
+
+def test_eval_config_files():
+  birds = eval_config_file("tfds.py", "caltech_birds2011")
+  evaluate.validate_config(birds)
+  d = birds.dataset.data
+  assert (d.name, d.train_split, d.eval_split, d.eval_crop_fraction) == (
+      "caltech_birds2011", "train", "test", 0.875)
+  assert birds.dataset.labels == ("label",) and birds.dataset.num_train == 0
+  assert eval_config_file("tfds.py", "imagenet100").dataset.data.eval_split == "validation"
+  other = eval_config_file("tfds.py", "cifar10:3.0.2")  # no configs/data file: defaults
+  assert (other.dataset.data.name, other.dataset.data.eval_split) == ("cifar10:3.0.2", "test")
+  assert other.results_file == "evaluation_cifar10_3.0.2.json"
+  evaluate.validate_config(other)
+  folder = eval_config_file("folder.py", "/data/my_images/")
+  assert (folder.dataset.data.name, folder.dataset.data.data_dir) == ("folder", "/data/my_images/")
+  assert folder.results_file == "evaluation_folder_my_images.json"
+  # Every field of the data sections and of the embedded config is present (same layout).
+  assert set(folder.to_dict()) == set(evaluate.default_config().to_dict())
+  for arg, message in ((None, "takes a tfds dataset name"), ("folder", "configs/eval/folder.py"),
+                       ("imagenet2012_corrupted/fog_3", "corruption.source")):
+    with pytest.raises(ValueError, match=message):
+      eval_config_file("tfds.py", arg)
+
+
+def _set(c, field, value):
+  *path, last = field.split(".")
+  section = c
+  for part in path:
+    section = section[part]
+  section[last] = value
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("dataset.data.name", "caltech_bird2011",
+     "eval_config.dataset.data.name: unknown dataset 'caltech_bird2011'.*did you mean "
+     "'caltech_birds2011'"),
+    ("dataset.data.name", "synthetic", "eval_config.dataset.data.name must name a tfds dataset"),
+    ("dataset.data.eval_crop_fraction", 1.5,
+     r"eval_config.dataset.data.eval_crop_fraction must be in \(0, 1\]"),
+    ("dataset.data.eval_split", "train", "eval_config.dataset.data.eval_split must differ"),
+    ("dataset.data.resize_method", "nearest", "eval_config.dataset.data.resize_method must be"),
+    ("dataset.labels", ("shape",), r"eval_config.dataset.labels must be \('label',\)"),
+    ("dataset.num_train", 1, "eval_config.dataset.num_train must be 0 .* or >= 2"),
+    ("dataset.num_test", -1, "eval_config.dataset.num_test must be an int >= 0"),
+    ("fewshot.small_classes", "drop", "eval_config.fewshot.small_classes must be one of"),
+    ("dataset.name", "caltech_birds2011", "dataset.name 'caltech_birds2011' is not available.*"
+     "dataset.name='data'.*configs/eval/tfds.py"),
+])
+def test_eval_config_errors_name_the_field(field, value, message):
+  c = eval_config_file("tfds.py", "caltech_birds2011")
+  _set(c, field, value)
+  with pytest.raises(ValueError, match=message):
+    evaluate.validate_config(c)
+
+
+def test_unreadable_data_fails_before_the_model_loads(folder, tmp_path, monkeypatch):
+  monkeypatch.setattr(evaluate.pretrained, "load_pretrained",
+                      lambda *a, **k: pytest.fail("model loaded before the data check"))
+  c = eval_config_file("folder.py", folder)
+  c.dataset.data.eval_split = "validation"
+  with pytest.raises(ip.DataError, match=r"split .*validation does not exist "
+                     r"\(eval_config.dataset.data.eval_split='validation'"):
+    evaluate.run(str(tmp_path), c)
+  c = eval_config_file("tfds.py", "oxford_flowers102")
+  c.dataset.data.data_dir = str(tmp_path / "tfds")
+  with pytest.raises(ip.DataError, match=r"(?s)not prepared.*tfds build oxford_flowers102 "
+                     r"--data_dir=.*point eval_config.dataset.data.data_dir"):
+    evaluate.run(str(tmp_path), c)
+  assert not os.path.exists(tmp_path / "tfds" / "downloads")
+
+
+def test_imagenet_classes_from_wordnet_ids():
+  c = eval_config_file("tfds.py", "imagenet100")
+  train = {"class_names": {"label": ("n01440764", "n01443537", "n15075141")}}
+  assert evaluate.imagenet_classes(c, train) == (0, 1, 999)
+  c.dataset.imagenet_classes = (5, 7, 9)
+  assert evaluate.imagenet_classes(c, train) == (5, 7, 9)
+  c = eval_config_file("folder.py", "/x")
+  with pytest.raises(ValueError, match="eval_config.dataset.imagenet_classes must give"):
+    evaluate.imagenet_classes(c, {"class_names": {"label": ("cat", "dog")}})
+
+
+def test_cli_rejects_a_bad_eval_config_field(workdir):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  run = subprocess.run(
+      [sys.executable, "-m", "leave_one_out.evaluate", f"--workdir={workdir}",
+       "--config=configs/eval/tfds.py:caltech_birds2011",
+       "--config.dataset.data.eval_crop_fraction=1.5"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+  assert run.returncode != 0
+  assert "eval_config.dataset.data.eval_crop_fraction must be in (0, 1], got 1.5" in run.stderr, \
+      run.stderr[-3000:]
