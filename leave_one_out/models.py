@@ -72,7 +72,8 @@ class Bottleneck(nn.Module):
     y = self.conv(self.features * 4, (1, 1))(y)
     y = self.norm(scale_init=nn.initializers.zeros)(y)
     if residual.shape != y.shape:
-      residual = self.conv(self.features * 4, (1, 1), self.strides, name="downsample_conv")(residual)
+      residual = self.conv(self.features * 4, (1, 1), self.strides,
+                           name="downsample_conv")(residual)
       residual = self.norm(name="downsample_bn")(residual)
     return nn.relu(residual + y)
 

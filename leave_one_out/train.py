@@ -133,14 +133,14 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   views, _ = augment.make_views(rng, batch["image"], cfg.augment, batch["aspect"])
   views = batch_sharded(views, P(None, DATA_AXIS))  # [n+2, B, S, S, 3]: q, k_0, k_1..k_n
-  num_keys, batch = views.shape[0] - 1, views.shape[1]
+  num_keys, batch_size = views.shape[0] - 1, views.shape[1]
 
   # Key encoder: all n+1 key views in one call, batch-major so each device keeps its images.
-  key_images = jnp.swapaxes(views[1:], 0, 1).reshape((batch * num_keys,) + views.shape[2:])
+  key_images = jnp.swapaxes(views[1:], 0, 1).reshape((batch_size * num_keys,) + views.shape[2:])
   key_out, key_updates = model.apply(
       {"params": state.ema_params, "batch_stats": state.ema_batch_stats}, key_images,
       train=True, mutable=["batch_stats"])
-  k = key_out["embeddings"].reshape((batch, num_keys) + key_out["embeddings"].shape[1:])
+  k = key_out["embeddings"].reshape((batch_size, num_keys) + key_out["embeddings"].shape[1:])
   k = jax.lax.stop_gradient(jnp.swapaxes(k, 0, 1))  # [n+1, B, H, D]
   k = batch_sharded(k, P(None, DATA_AXIS))
   queue = state.queue if cfg.loss.queue_size else None
