@@ -98,6 +98,11 @@ def default_config() -> ml_collections.ConfigDict:
   # Online monitoring: every N steps, kNN top-1 (k=20) of the downstream feature on a slice of
   # the embedded dataset (leave_one_out.evaluate.online_knn_accuracy), logged as eval/knn_top1.
   c.eval_every_steps = 0  # 0 = off
+  # Profiling: a jax.profiler trace of steps [profile_start_step, + profile_num_steps) goes to
+  # workdir/plugins/profile (TensorBoard's profile tab / Perfetto): the per-op time breakdown of
+  # views, forward/backward, loss and collectives. 0 steps = off.
+  c.profile_start_step = 10
+  c.profile_num_steps = 0
   return c
 
 
@@ -223,3 +228,5 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   _positive(cfg.keep_checkpoints, "keep_checkpoints")
   _positive(cfg.keep_every_steps, "keep_every_steps", allow_zero=True)
   _positive(cfg.eval_every_steps, "eval_every_steps", allow_zero=True)
+  _positive(cfg.profile_start_step, "profile_start_step", allow_zero=True)
+  _positive(cfg.profile_num_steps, "profile_num_steps", allow_zero=True)

@@ -253,7 +253,7 @@ WORKDIR_MODES = ("auto", "resume", "overwrite")
 # Fields that may change when a run is resumed; any other difference is a different run.
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                     "keep_every_steps", "async_checkpoints", "eval_every_steps",
-                    "train.on_nonfinite")
+                    "profile_start_step", "profile_num_steps", "train.on_nonfinite")
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -376,13 +376,16 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
 
   step = int(jax.device_get(state.step))
   end = num_steps if stop_at is None else min(num_steps, stop_at)
-  history, last_scalars, preempted = [], {}, False
+  history, last_scalars, preempted, profiling = [], {}, False, False
   interval_start, interval_images, compile_s = time.perf_counter(), 0, None
   # A background thread keeps the next batches decoded and placed on the devices.
   batches = input_pipeline.prefetch_to_device(source.iterate(step), data_sharding, size=2)
   with _Preemption() as preemption:
     while step < end:
       batch = next(batches)
+      if cfg.profile_num_steps and step == cfg.profile_start_step and is_chief:
+        jax.profiler.start_trace(workdir)
+        profiling = True
       t0 = time.perf_counter()
       state, metrics = step_fn(state, batch)
       step += 1
@@ -393,6 +396,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
         interval_start, interval_images = time.perf_counter(), 0
       else:
         interval_images += cfg.train.batch_size
+      if profiling and (step == cfg.profile_start_step + cfg.profile_num_steps or step == end):
+        jax.block_until_ready(metrics["loss"])
+        jax.profiler.stop_trace()
+        profiling = False
+        logging.info("Wrote a profile of steps %d-%d to %s/plugins/profile",
+                     cfg.profile_start_step, step - 1, workdir)
       preempted = preemption.requested or ckpt.reached_preemption(step)
       if step % cfg.log_every_steps == 0 or step in (end, num_steps) or preempted:
         scalars = _average(history, names)

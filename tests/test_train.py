@@ -134,3 +134,11 @@ def test_online_knn_monitoring_is_logged(tmp_path):
   logged = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
   knn = [m["eval/knn_top1"] for m in logged if "eval/knn_top1" in m]
   assert len(knn) == 1 and 0.0 <= knn[0] <= 1.0
+
+
+def test_profile_trace_is_written(tmp_path):
+  cfg = tiny_config(steps=3)
+  cfg.profile_start_step, cfg.profile_num_steps = 1, 1
+  train.train_and_evaluate(cfg, str(tmp_path))
+  traces = [f for _, _, files in os.walk(tmp_path / "plugins" / "profile") for f in files]
+  assert any(f.endswith(".xplane.pb") for f in traces), traces
