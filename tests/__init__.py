@@ -1,0 +1,1 @@
+"""Tests: run with `python -m pytest -q tests` from the repository root."""
