@@ -42,7 +42,6 @@ import os
 import re
 
 from leave_one_out import config as config_lib
-from leave_one_out import corruptions
 from leave_one_out import evaluate
 
 DATA_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")
@@ -67,16 +66,10 @@ def data_config(name: str, arg=None):
 def eval_config(data, tag: str):
   """The evaluation config for the data section ``data``; ``tag`` names the output files.
 
-  Every knob, with its meaning (the same as configs/eval/synthetic.py where they overlap).
+  Starts from ``evaluate.default_config()`` (every knob documented in configs/eval/synthetic.py)
+  and changes only what a single-label tfds or folder dataset needs.
   """
   c = evaluate.default_config()
-  c.seed = 0  # held-out split of the probes, few-shot draws, corruption noise, sensitivity views
-  c.step = -1  # checkpoint step to evaluate; -1 = the newest in the workdir
-  c.encoder = "online"  # online (query encoder, as MoCo evaluates) | ema (momentum key encoder)
-  c.kinds = ()  # feature kinds (table rows); () = backbone, looc++ (LooC++ only), space:i
-  #               (LooC++ only) and embedding:i
-  c.batch_size = 256  # images per forward pass (and per host decode batch), rounded up to a
-  #                     multiple of the device count
   tag = re.sub(r"[^A-Za-z0-9_.-]+", "_", tag).strip("_") or "data"
   c.results_file = f"evaluation_{tag}.json"  # written in the workdir
   c.heatmap_file = f"sensitivity_{tag}.png"  # the augmentation-sensitivity heatmap, in the workdir
@@ -95,63 +88,8 @@ def eval_config(data, tag: str):
   #                          whole train split (tfds: its first N in stored order; folder: N
   #                          files in a fixed pseudo-random order drawn with dataset.seed)
   c.dataset.num_test = 0  # test images read (every reported accuracy); 0 = the whole eval split
-  c.dataset.image_size = 0  # S, the side of the centre crops; 0 = the model's input size
-  #                           (augment.image_size); another value is resized to it on device
-  c.dataset.seed = -1  # folder subsample order; -1 = the pretraining seed
   c.dataset.labels = ("label",)  # the one label of a tfds / folder dataset (its class)
   c.dataset.primary_label = "label"
-  c.dataset.imagenet_classes = ()  # corruption.source="imagenet2012_corrupted" only: ImageNet-1k
-  #   index of each class; () = derived from the class names where they are WordNet ids
-  #   (imagenet100, an ImageNet folder), else an error asking for them
-
-  # Linear probe of the class (also the rotation probe and the classifier under corruption).
-  c.probe.enabled = True
-  c.probe.steps = 300  # full-batch Adam iterations
-  c.probe.lr = 0.05  # Adam learning rate
-  c.probe.l2_grid = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)  # L2 strengths tried (all in one vmapped fit)
-  c.probe.val_fraction = 0.2  # share of the training split held out to choose the L2 strength
-  c.probe.normalize = "standardize"  # standardize | l2 | none (statistics of the fitting set)
-
-  # Rotation: 4-way probe of the rotation (0/90/180/270) applied to each image.
-  c.rotation.enabled = True
-  c.rotation.num_train = 500  # training images, each at all 4 rotations
-  c.rotation.num_test = 250  # test images, each at all 4 rotations
-
-  # Weighted kNN on cosine similarity, the training split as the bank.
-  c.knn.enabled = True
-  c.knn.k = 20
-  c.knn.temperature = 0.07  # vote weight exp(cos / temperature)
-
-  # Few-shot: per trial, K training examples per class and one linear classifier (METHOD.md).
-  c.fewshot.enabled = True
-  c.fewshot.shots = (5, 10)  # K values (one column each)
-  c.fewshot.trials = 10  # trials per K; reported: mean and 95% CI (Student's t)
-  c.fewshot.steps = 250  # Adam iterations per classifier
-  c.fewshot.lr = 0.03  # Adam learning rate
-  c.fewshot.l2 = 0.0  # L2 strength on the weights
-  c.fewshot.normalize = "l2"  # l2 | standardize | none
-  c.fewshot.small_classes = "error"  # a class with fewer than K training examples: error (a
-  #   ValueError naming them, before any feature is extracted) | skip (the K-shot task leaves
-  #   such classes and their test images out; the table notes how many)
-
-  # Corruption robustness of the class probe (trained on clean features).
-  c.corruption.enabled = True
-  c.corruption.source = "synthetic"  # synthetic (on device, any dataset) |
-  #                                    imagenet2012_corrupted (tfds ImageNet-C, if prepared;
-  #                                    ImageNet-class datasets only)
-  c.corruption.names = corruptions.CORRUPTIONS  # families noise, blur, weather, digital
-  c.corruption.severities = (1, 2, 3, 4, 5)
-  c.corruption.num_images = 200  # test images corrupted per corruption and severity
-  c.corruption.tfds_data_dir = ""  # ImageNet-C's tfds data_dir; "" = tfds' default
-
-  # Augmentation sensitivity: distance moved when one augmentation's parameters change.
-  c.sensitivity.enabled = True
-  c.sensitivity.num_images = 256  # test images (views rendered on device from the S x S crops)
-  c.sensitivity.augmentations = ()  # columns; () = every augmentation enabled in pretraining
-
-  # evaluate.online_knn_accuracy (monitoring during pretraining): sizes; unused by this command.
-  c.online.num_train = 1000
-  c.online.num_test = 500
   return c
 
 
