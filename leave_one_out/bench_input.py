@@ -78,13 +78,7 @@ def bench_decode(root: str, batch: int, batches: int) -> float:
   ds = tf.data.Dataset.from_tensor_slices(sorted(files)).repeat()
   ds = ds.map(lambda p: tf.shape(tf.io.decode_jpeg(tf.io.read_file(p), channels=3))[0],
               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  it = iter(ds.batch(batch).prefetch(2))
-  for _ in range(2):
-    next(it)
-  start = time.perf_counter()
-  for _ in range(batches):
-    next(it)
-  return batch * batches / (time.perf_counter() - start)
+  return _examples_per_s(iter(ds.batch(batch).prefetch(2)), batch, batches)
 
 
 def bench_pipeline(root: str, batch: int, image_size: int, batches: int, threads: int,
@@ -95,7 +89,11 @@ def bench_pipeline(root: str, batch: int, image_size: int, batches: int, threads
   source = ip.FolderSource(listing.files, global_batch=batch, image_size=image_size, seed=0,
                            decode_threads=threads, antialias=antialias,
                            description="benchmark folder")
-  it = source.iterate(0)
+  return _examples_per_s(source.iterate(0), batch, batches)
+
+
+def _examples_per_s(it, batch: int, batches: int) -> float:
+  """examples/s of ``batches`` batches of ``it`` after two warm-up batches."""
   for _ in range(2):
     next(it)
   start = time.perf_counter()
