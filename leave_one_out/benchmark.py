@@ -23,6 +23,7 @@ import numpy as np
 
 from leave_one_out import augment
 from leave_one_out import config as config_lib
+from leave_one_out import models
 from leave_one_out import train
 
 _WHAT = flags.DEFINE_list("what", ["views"], "Benchmarks to run (comma-separated).")
@@ -117,19 +118,19 @@ def step_config(kind: str, model: str, width: int, size: int, batch: int, precis
   return cfg
 
 
-class _Supervised(train.models.nn.Module):
+class _Supervised(models.nn.Module):
   """The same backbone with a linear classifier: the cost baseline of one forward+backward."""
-  backbone: train.models.LooCModel
+  backbone: models.LooCModel
   num_classes: int = 1000
 
-  @train.models.nn.compact
+  @models.nn.compact
   def __call__(self, x, train: bool = True):
     feature = self.backbone(x, train=train)["feature"]
     return train_dense(self.num_classes)(feature)
 
 
 def train_dense(n):
-  return train.models.nn.Dense(n, name="classifier")
+  return models.nn.Dense(n, name="classifier")
 
 
 def _supervised_step(cfg, mesh):

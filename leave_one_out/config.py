@@ -40,6 +40,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.data.image_size = 64  # S0: side of the uint8 image the host sends per example (the whole
   #                         image is resized to S0 x S0; its original aspect ratio goes along)
   c.data.num_train = 4096  # synthetic only: training-set size
+  c.data.synthetic_light = 0.5  # synthetic only: strength of the light from above, in [0, 1)
+  #                               (leave_one_out/synthetic.py); 0 = evenly lit scenes, where
+  #                               orientation shows only in the object's shape
   c.data.num_examples = 0  # examples per epoch over all hosts; 0 = the split's size (tfds
   #                          metadata, folder listing, known ImageNet-100 sizes, else counted)
   c.data.shuffle_buffer = 10_000  # tfds: encoded records per host in the shuffle buffer (about
@@ -115,6 +118,12 @@ def from_json(data: dict) -> ml_collections.ConfigDict:
       return tuple(fix(v) for v in value)
     return value
   return ml_collections.ConfigDict(fix(data))
+
+
+def synthetic_light(data_cfg) -> float:
+  """The embedded dataset's ``max_light`` for a data section. A config saved before the field
+  existed (``data.synthetic_light``, added 2026-11-29) trained on evenly lit scenes: 0."""
+  return float(data_cfg.get("synthetic_light", 0.0))
 
 
 def _check(ok, field, message):
@@ -207,6 +216,9 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   _check(q == 0 or q % batch == 0, "loss.queue_size",
          f"({q}) must be 0 or a multiple of train.batch_size ({batch}) so whole batches enqueue")
   if cfg.data.name == "synthetic":
+    light = cfg.data.synthetic_light
+    _check(isinstance(light, (int, float)) and not isinstance(light, bool) and 0 <= light < 1,
+           "data.synthetic_light", f"must be a number in [0, 1), got {light!r}")
     _check(cfg.data.num_train >= batch, "data.num_train",
            f"({cfg.data.num_train}) must hold at least one batch ({batch})")
   _check(cfg.data.num_examples == 0 or cfg.data.num_examples >= batch, "data.num_examples",

@@ -267,11 +267,13 @@ def load_synthetic(split: str, num_examples: int, eval_cfg, pretrain_cfg) -> dic
   Returns ``{"image": uint8 [N, S0, S0, 3], "labels": {name: int32 [N]},
   "num_classes": {name: int}}`` with labels shape, color and texture. The image side S0 is
   ``dataset.image_size`` or, when 0, the pretraining ``data.image_size``; the seed is
-  ``dataset.seed`` or, when -1, the pretraining seed (train and test never share images).
+  ``dataset.seed`` or, when -1, the pretraining seed (train and test never share images); the
+  light from above is the pretraining ``data.synthetic_light``.
   """
   size = eval_cfg.dataset.image_size or pretrain_cfg.data.image_size
   seed = pretrain_cfg.seed if eval_cfg.dataset.seed < 0 else eval_cfg.dataset.seed
-  data = synthetic.load(split, num_examples=num_examples, image_size=size, seed=seed)
+  data = synthetic.load(split, num_examples=num_examples, image_size=size, seed=seed,
+                        max_light=config_lib.synthetic_light(pretrain_cfg.data))
   return {"image": data["image"],
           "labels": {name: data[name] for name in synthetic.FACTORS},
           "num_classes": {name: len(v) for name, v in synthetic.FACTORS.items()}}

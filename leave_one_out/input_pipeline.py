@@ -85,6 +85,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from leave_one_out import config as config_lib
 from leave_one_out import imagenet100
 from leave_one_out import synthetic
 
@@ -974,8 +975,8 @@ def create_train_source(cfg):
   """The training source named by ``cfg.data`` for this host (see the module docstring)."""
   d = cfg.data
   if d.name == SYNTHETIC:
-    data = synthetic.load("train", num_examples=d.num_train,
-                          image_size=d.image_size, seed=cfg.seed)
+    data = synthetic.load("train", num_examples=d.num_train, image_size=d.image_size,
+                          seed=cfg.seed, max_light=config_lib.synthetic_light(d))
     return InMemorySource(data["image"], cfg.train.batch_size, cfg.seed,
                           jax.process_index(), jax.process_count())
   classes = class_list(d.classes)

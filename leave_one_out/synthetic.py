@@ -15,11 +15,21 @@ uniformly and independently per image, and each is returned with the image:
   so texture and rotation are not confounded. Period, phase, brightness and contrast are jittered.
 - ``position`` / ``scale`` (continuous): the object's centre and size, jittered so that the object's
   bounding box always lies inside the image.
+- ``light`` (continuous): the scene is lit from above, like most photographs (sky and sun up):
+  the illumination falls linearly from full brightness on the top row to ``(1 - light) /
+  (1 + light)`` of it on the bottom row (a third for ``light = 0.5``), with ``light`` drawn per
+  image from ``[max_light / 2, max_light]`` (``generate``'s argument; 0 gives evenly lit
+  scenes). It scales every pixel by at most 1, so it never clips, changes no hue and keeps the
+  background grey. It is the dataset's cheap, low-level orientation cue: without it an
+  image's orientation is visible only through the object's shape, which small models learn
+  slowly (docs/claims.md), and with it a rotation by 90, 180 or 270 degrees moves the light to
+  the side or the bottom, as it would in a natural image.
 
 This is the setting LooC is about: a downstream task may need exactly the information a contrastive
 augmentation destroys. Colour jitter erases ``color`` (but not ``shape`` or ``texture``), rotation
-erases orientation (recoverable only from the object, never from the background), and texture
-randomisation erases ``texture`` (but not ``color``, which lives in other pixels).
+erases orientation (visible from the object's shape and from the direction of the light; the
+background patterns themselves are rotation-symmetric), and texture randomisation erases
+``texture`` (but not ``color``, which lives in other pixels).
 
 Everything is pure numpy and deterministic: ``generate`` draws the factors from
 ``np.random.default_rng(seed)`` and ``render`` turns explicit factors into pixels without any
@@ -59,6 +69,7 @@ _PERIOD = (0.10, 0.19)  # texture period / image side
 _MIN_PERIOD_PX = 4.0
 _BRIGHTNESS = (0.3, 0.7)  # background grey level
 _CONTRAST = (0.15, 0.35)  # peak-to-peak amplitude of the pattern, random sign
+MAX_LIGHT = 0.5  # default strength of the light from above; per image in [MAX_LIGHT / 2, MAX_LIGHT]
 
 _CHUNK = 256  # images rendered at once; bounds the float32 temporaries
 
@@ -212,8 +223,21 @@ def hsv_to_rgb(hue: np.ndarray, saturation: np.ndarray, value: np.ndarray) -> np
     return v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
 
 
+def _checked_light(max_light: float) -> float:
+    if isinstance(max_light, (bool, np.bool_)) or not isinstance(
+        max_light, (int, float, np.integer, np.floating)
+    ):
+        raise ValueError(f"max_light must be a number in [0, 1), got {max_light!r}")
+    if not 0.0 <= float(max_light) < 1.0:
+        raise ValueError(f"max_light must be in [0, 1), got {max_light!r}")
+    return float(max_light)
+
+
 def sample_factors(
-    num_examples: int, image_size: int, rng: np.random.Generator
+    num_examples: int,
+    image_size: int,
+    rng: np.random.Generator,
+    max_light: float = MAX_LIGHT,
 ) -> dict[str, np.ndarray]:
     """Draws every factor of ``num_examples`` images (labels uniform and independent).
 
@@ -223,10 +247,13 @@ def sample_factors(
       object_rgb: float32 [N, 3] the jittered object colour in [0, 1];
       texture_period: float32 [N] pixels; texture_phase: float32 [N, 2] pixels in [0, period);
       brightness: float32 [N] background grey level; contrast: float32 [N] signed pattern amplitude;
-      noise_key: uint32 [N] key of the "noise" texture.
+      noise_key: uint32 [N] key of the "noise" texture;
+      light: float32 [N] strength of the light from above, in [max_light / 2, max_light].
+    The light is drawn last, so ``max_light`` changes no other factor of the same ``rng``.
     """
     n = _checked_int(num_examples, "num_examples", 1)
     image_size = _checked_int(image_size, "image_size", MIN_IMAGE_SIZE)
+    max_light = _checked_light(max_light)
 
     shape = rng.integers(0, len(SHAPES), n).astype(np.int32)
     color = rng.integers(0, len(COLORS), n).astype(np.int32)
@@ -245,6 +272,7 @@ def sample_factors(
     brightness = rng.uniform(*_BRIGHTNESS, n).astype(np.float32)
     contrast = (rng.uniform(*_CONTRAST, n) * rng.choice([-1.0, 1.0], n)).astype(np.float32)
     noise_key = rng.integers(0, 2**32, n, dtype=np.uint32)
+    light = (max_light * rng.uniform(0.5, 1.0, n)).astype(np.float32)
 
     return {
         "shape": shape,
@@ -258,6 +286,7 @@ def sample_factors(
         "brightness": brightness,
         "contrast": contrast,
         "noise_key": noise_key,
+        "light": light,
     }
 
 
@@ -318,7 +347,9 @@ def render(factors: dict[str, np.ndarray], image_size: int = 64) -> np.ndarray:
     """Renders explicit factors (as returned by ``sample_factors``) to uint8 images [N, S, S, 3].
 
     Deterministic: no randomness is involved. Object pixels take ``object_rgb``; every other
-    pixel is grey, ``brightness + contrast / 2 * pattern``.
+    pixel is grey, ``brightness + contrast / 2 * pattern``; then every pixel of row y (pixel
+    centres at y in (0, 1), top to bottom) is multiplied by ``(1 + light (1 - 2 y)) / (1 + light)``.
+    Factors without ``light`` render evenly lit.
     """
     image_size = _checked_int(image_size, "image_size", MIN_IMAGE_SIZE)
     n = len(factors["shape"])
@@ -330,30 +361,46 @@ def render(factors: dict[str, np.ndarray], image_size: int = 64) -> np.ndarray:
             f["texture"], f["texture_period"], f["texture_phase"], f["noise_key"], image_size
         )
         grey = f["brightness"][:, None, None] + 0.5 * f["contrast"][:, None, None] * patterns
-        rgb = _to_uint8(f["object_rgb"])[:, None, None, :]
-        images[start : start + _CHUNK] = np.where(masks[..., None], rgb, _to_uint8(grey)[..., None])
+        scene = np.where(masks[..., None], f["object_rgb"][:, None, None, :], grey[..., None])
+        if "light" in f:
+            y = _pixel_centres(image_size) / np.float32(image_size)
+            light = f["light"][:, None]
+            gain = (1.0 + light * (1.0 - 2.0 * y)) / (1.0 + light)  # [n, S] rows, in (0, 1]
+            scene = scene * gain[:, :, None, None]
+        images[start : start + _CHUNK] = _to_uint8(scene)
     return images
 
 
-def generate(num_examples: int, *, image_size: int = 64, seed: int = 0) -> dict[str, np.ndarray]:
+def generate(
+    num_examples: int, *, image_size: int = 64, seed: int = 0, max_light: float = MAX_LIGHT
+) -> dict[str, np.ndarray]:
     """Generates ``num_examples`` images with their factors, deterministically from ``seed``.
+
+    ``max_light`` in [0, 1) is the strongest light from above (module docstring); 0 renders
+    evenly lit scenes and leaves every other factor as it is.
 
     Returns:
       image: uint8 [N, S, S, 3]; shape, color, texture: int32 [N] labels (indices into SHAPES,
       COLORS, TEXTURES); position: float32 [N, 2] object centre (x, y) in [0, 1];
-      scale: float32 [N] object bounding-box side / image side.
+      scale: float32 [N] object bounding-box side / image side; light: float32 [N].
     """
     num_examples = _checked_int(num_examples, "num_examples", 1)
     image_size = _checked_int(image_size, "image_size", MIN_IMAGE_SIZE)
     seed = _checked_int(seed, "seed", 0)
-    factors = sample_factors(num_examples, image_size, np.random.default_rng(seed))
+    factors = sample_factors(num_examples, image_size, np.random.default_rng(seed), max_light)
     out = {"image": render(factors, image_size)}
-    out.update({name: factors[name] for name in ("shape", "color", "texture", "position", "scale")})
+    names = ("shape", "color", "texture", "position", "scale", "light")
+    out.update({name: factors[name] for name in names})
     return out
 
 
 def load(
-    split: str = "train", *, num_examples: int | None = None, image_size: int = 64, seed: int = 0
+    split: str = "train",
+    *,
+    num_examples: int | None = None,
+    image_size: int = 64,
+    seed: int = 0,
+    max_light: float = MAX_LIGHT,
 ) -> dict[str, np.ndarray]:
     """Loads a split (see ``generate`` for the arrays). Train uses seed ``2 * seed``, test
     ``2 * seed + 1``, so splits never share a random stream. ``num_examples`` defaults to
@@ -363,7 +410,12 @@ def load(
     if num_examples is None:
         num_examples = SPLITS[split]
     seed = _checked_int(seed, "seed", 0)
-    return generate(num_examples, image_size=image_size, seed=2 * seed + _SPLIT_SEED_OFFSET[split])
+    return generate(
+        num_examples,
+        image_size=image_size,
+        seed=2 * seed + _SPLIT_SEED_OFFSET[split],
+        max_light=max_light,
+    )
 
 
 def rotate90(images: np.ndarray, k: int | np.ndarray) -> np.ndarray:

@@ -1,24 +1,28 @@
 """The claims experiment (leave_one_out/experiments/claims.py, configs/claims.py).
 
-What is tested, and why not more: at the CPU budgets of the presets the backbone does not learn
-shape, so the rotation probe is at chance for every method and the paper's ordering (MoCo >
-MoCo + rotation on rotation, LooC / LooC++ >= MoCo + rotation) does not appear reliably
-(docs/claims.md, "Why the effect does not appear here"). A test of that ordering would either
-fail or have to be tuned toward the claim, so there is none; these tests check that the methods
-differ only where they should and that the pipeline runs end to end and writes its outputs.
+The CI preset is run as its command is documented (a subprocess, one CPU device) and its
+result must show the paper's qualitative ordering on the rotation probe (Table 1): MoCo keeps
+rotation information, MoCo + rotation loses part of it, LooC and LooC++ keep it. "Keeps more"
+is asserted as *non-overlapping seed ranges*: the worst seed of one method must beat the best
+seed of the other, so the margin is the measured spread over seeds of the run itself.
+docs/claims.md reports the numbers and how far they sit from these thresholds.
 """
 
 import json
 import os
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
 from leave_one_out.experiments import claims
 
-
-@pytest.fixture(scope="module")
-def smoke():
-  return claims.load_config("smoke")
+ROTATION_ORDER = (  # (keeps more rotation information, than)
+    ("moco", "moco_rotation"),
+    ("looc", "moco_rotation"),
+    ("looc_pp", "moco_rotation"),
+)
 
 
 def test_presets_share_everything_but_the_method_fields():
@@ -27,14 +31,18 @@ def test_presets_share_everything_but_the_method_fields():
   assert cfgs["moco"].augment.spaces == () and not cfgs["moco"].augment.rotation.enabled
   assert cfgs["moco_rotation"].augment.spaces == ()
   assert cfgs["moco_rotation"].augment.rotation.enabled
-  assert cfgs["looc"].augment.spaces == tuple(c.looc_spaces)
+  assert cfgs["looc"].augment.spaces == tuple(c.looc_spaces) == ("rotation",)
+  assert cfgs["looc"].augment.rotation.enabled and cfgs["looc"].augment.color.enabled
   assert cfgs["looc_pp"].model.looc_plus_plus and not cfgs["looc"].model.looc_plus_plus
   for cfg in cfgs.values():  # same budget, data, optimizer and seed for every method
     assert cfg.seed == 3
     assert cfg.train.to_dict() == c.base.train.to_dict()
     assert cfg.data.to_dict() == c.base.data.to_dict()
+    assert cfg.data.synthetic_light > 0  # the dataset's orientation cue is on
   with pytest.raises(ValueError, match="preset"):
     claims.load_config("huge")
+  with pytest.raises(ValueError, match="unknown method"):
+    claims.method_config(c.base, "simclr", c.looc_spaces, seed=0)
 
 
 def test_aggregate_and_table():
@@ -46,17 +54,55 @@ def test_aggregate_and_table():
   assert "chance: rotation 25.0, shape 16.7" in table
 
 
-def test_smoke_preset_runs_end_to_end(tmp_path, smoke):
-  out = claims.run_experiment(smoke, str(tmp_path))
+def _command(*args):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as documented
+  return subprocess.run([sys.executable, "-m", "leave_one_out.experiments.claims", *args],
+                        env=env, capture_output=True, text=True, timeout=1200, check=False)
+
+
+def test_preset_and_overrides_do_not_mix():
+  proc = _command("--preset=ci", "--claims.base.train.num_steps=5", "--workdir=/nonexistent")
+  assert proc.returncode != 0
+  assert "--preset cannot be combined with --claims.base.train.num_steps" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("claims_ci")
+  cache = os.path.join(tempfile.gettempdir(), "leave_one_out_test_jax_cache")
+  proc = _command("--preset=ci", f"--workdir={workdir}", f"--compilation_cache_dir={cache}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, json.loads((workdir / "claims.json").read_text()), proc.stdout
+
+
+def test_ci_preset_writes_the_table_json_and_chart(ci_run):
+  workdir, out, stdout = ci_run
+  assert out["preset"] == "ci" and out["seeds"] == [0, 1]
   assert set(out["summary"]) == {"moco", "moco_rotation", "looc", "looc_pp"}
   assert out["summary"]["looc_pp"]["feature"] == "looc++"
   for s in out["summary"].values():
     assert set(s["metrics"]) == {"rotation", "shape", "color", "texture"}
     for a in s["metrics"].values():
-      assert 0.0 <= a["mean"] <= 1.0 and a["n"] == 1
+      assert 0.0 <= a["mean"] <= 1.0 and a["n"] == 2
   for name in ("claims.json", "claims.md", "claims.png"):
-    assert (tmp_path / name).stat().st_size > 0
-  saved = json.loads((tmp_path / "claims.json").read_text())
-  assert saved["seeds"] == [0] and "LooC++" in saved["table"]
-  assert os.path.isdir(tmp_path / "looc_pp" / "seed0" / "checkpoints")
-  assert "rotation" in saved["runs"]["looc"]["0"]["sensitivity"]["columns"]
+    assert (workdir / name).stat().st_size > 0
+  assert out["table"] in stdout and "LooC++" in out["table"]
+  assert os.path.isdir(workdir / "looc_pp" / "seed1" / "checkpoints")
+
+
+@pytest.mark.parametrize("better, worse", ROTATION_ORDER)
+def test_ci_preset_shows_the_rotation_ordering(ci_run, better, worse):
+  _, out, _ = ci_run
+  runs = out["runs"]
+  best_of_worse = max(r["metrics"]["rotation"] for r in runs[worse].values())
+  worst_of_better = min(r["metrics"]["rotation"] for r in runs[better].values())
+  assert worst_of_better > best_of_worse, out["table"]
+
+
+def test_ci_preset_keeps_colour_for_every_method(ci_run):
+  # Colour jitter (MoCo v2 strength) is on for every method and no method loses the 6-way colour
+  # label: the colour half of the paper's story (fine-grained tasks) does not show on this
+  # coarse probe (docs/claims.md), so the check is that colour stays far above chance (16.7%).
+  _, out, _ = ci_run
+  for method, s in out["summary"].items():
+    assert s["metrics"]["color"]["mean"] > 0.9, (method, out["table"])

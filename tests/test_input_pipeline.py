@@ -417,6 +417,21 @@ def test_imagenet100_view_with_mock_data(monkeypatch):
 # ------------------------------------------------------------------------------ config, device
 
 
+def test_synthetic_source_uses_the_configured_light():
+  cfg = config_lib.default_config()
+  cfg.data.image_size, cfg.data.num_train, cfg.train.batch_size = 16, 64, 64
+  images = {}
+  for light in (0.0, 0.5):
+    cfg.data.synthetic_light = light
+    images[light] = next(ip.create_train_source(cfg).iterate(0))["image"].astype(np.float32)
+  rows = {k: v.mean(axis=(0, 2, 3)) for k, v in images.items()}  # [S] per light
+  assert rows[0.5][:4].mean() > rows[0.5][-4:].mean() + 10
+  assert abs(rows[0.0][:4].mean() - rows[0.0][-4:].mean()) < 10
+  # A config saved before the field existed described the evenly lit dataset.
+  del cfg.data["synthetic_light"]
+  assert config_lib.synthetic_light(cfg.data) == 0.0
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("name", "caltech_bird2011", "did you mean 'caltech_birds2011'"),
     ("name", "Not A Name", "config.data.name must be one of"),
@@ -426,6 +441,8 @@ def test_imagenet100_view_with_mock_data(monkeypatch):
     ("shuffle_buffer", 0, "config.data.shuffle_buffer must be an integer >= 1"),
     ("resize_method", "nearest", "config.data.resize_method must be one of"),
     ("num_examples", 10, "config.data.num_examples (10) must be 0 or hold at least one batch"),
+    ("synthetic_light", 1.0, "config.data.synthetic_light must be a number in [0, 1), got 1.0"),
+    ("synthetic_light", -0.2, "config.data.synthetic_light must be a number in [0, 1)"),
 ])
 def test_data_config_validation(field, value, message):
   cfg = config_lib.default_config()

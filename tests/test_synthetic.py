@@ -64,7 +64,7 @@ def test_label_sets():
 def test_generate_shapes_dtypes_and_ranges(image_size):
     n = 40
     data = synthetic.generate(n, image_size=image_size, seed=3)
-    assert set(data) == {"image", *LABELS, "position", "scale"}
+    assert set(data) == {"image", *LABELS, "position", "scale", "light"}
     assert data["image"].shape == (n, image_size, image_size, 3)
     assert data["image"].dtype == np.uint8
     for name in LABELS:
@@ -75,6 +75,9 @@ def test_generate_shapes_dtypes_and_ranges(image_size):
     assert position.shape == (n, 2) and position.dtype == np.float32
     assert scale.shape == (n,) and scale.dtype == np.float32
     assert np.all((scale > 0.0) & (scale <= 1.0))
+    light = data["light"]
+    assert light.shape == (n,) and light.dtype == np.float32
+    assert np.all((light >= synthetic.MAX_LIGHT / 2) & (light <= synthetic.MAX_LIGHT))
     # The object's bounding box lies inside the image.
     assert np.all(position - scale[:, None] / 2 >= 0.0)
     assert np.all(position + scale[:, None] / 2 <= 1.0)
@@ -90,7 +93,8 @@ def test_every_object_is_visible_and_inside():
     background = images[~masks]
     assert np.all(background == background[:, :1])
     foreground = images[masks].astype(int)
-    assert np.all(foreground.max(axis=1) - foreground.min(axis=1) > 60)  # saturated
+    top, bottom = foreground.max(axis=1), foreground.min(axis=1)
+    assert np.all(top > 40) and np.all((top - bottom) / top > 0.6)  # lit, and saturated
 
 
 # ----------------------------------------------------------------------------- determinism
@@ -267,6 +271,52 @@ def test_rotate90_rejects_non_square_images():
         synthetic.rotate90(np.zeros((2, 8, 9, 3), np.uint8), 1)
 
 
+# ----------------------------------------------------------------------------- light
+
+
+def _row_brightness(images):
+    """Mean grey level of each image row, [N, S]."""
+    return images.astype(np.float32).mean(axis=(2, 3))
+
+
+def test_the_light_comes_from_above_and_moves_with_a_rotation():
+    data = synthetic.generate(64, image_size=32, seed=4)
+    rows = _row_brightness(data["image"])
+    assert np.all(rows[:, :8].mean(1) > rows[:, -8:].mean(1) + 10)  # every image, by a margin
+    # A quarter turn (counter-clockwise) puts the light on the left: columns, not rows, fall off.
+    turned = synthetic.rotate90(data["image"], 1)
+    cols = turned.astype(np.float32).mean(axis=(1, 3))
+    assert np.all(cols[:, :8].mean(1) > cols[:, -8:].mean(1) + 10)
+    rows_turned = _row_brightness(turned)  # objects differ top to bottom, not on average
+    assert abs(np.mean(rows_turned[:, :8] - rows_turned[:, -8:])) < 5
+
+
+def test_no_light_is_the_evenly_lit_dataset_with_the_same_factors():
+    lit = synthetic.generate(40, image_size=32, seed=9)
+    even = synthetic.generate(40, image_size=32, seed=9, max_light=0.0)
+    for name in (*LABELS, "position", "scale"):
+        np.testing.assert_array_equal(lit[name], even[name])
+    assert np.all(even["light"] == 0.0)
+    rows = _row_brightness(even["image"])
+    assert abs(np.mean(rows[:, :8] - rows[:, -8:])) < 5
+    factors = _factors(8, image_size=32)
+    unlit = {name: value for name, value in factors.items() if name != "light"}
+    no_light = {**factors, "light": 0 * factors["light"]}
+    np.testing.assert_array_equal(synthetic.render(unlit, 32), synthetic.render(no_light, 32))
+
+
+def test_the_light_changes_brightness_not_hue():
+    factors = _factors(16, image_size=32)
+    masks = synthetic.shape_masks(factors["shape"], factors["position"], factors["scale"], 32)
+    lit = synthetic.render(factors, 32).astype(np.float32)
+    even = synthetic.render({**factors, "light": 0 * factors["light"]}, 32).astype(np.float32)
+    assert np.all(lit[~masks] == lit[~masks][:, :1])  # the background stays grey
+    # Object pixels keep their hue: the lit colour is a multiple of the evenly lit one.
+    a, b = lit[masks], even[masks]
+    ratio = a.sum(1, keepdims=True) / b.sum(1, keepdims=True)
+    assert np.abs(a - ratio * b).max() <= 3.0  # uint8 rounding
+
+
 # ----------------------------------------------------------------------------- bad arguments
 
 
@@ -282,6 +332,9 @@ def test_rotate90_rejects_non_square_images():
         (lambda: synthetic.load("train", num_examples=0), "num_examples"),
         (lambda: synthetic.load("test", image_size=8), "image_size"),
         (lambda: synthetic.load("train", num_examples=4, seed=-2), "seed"),
+        (lambda: synthetic.generate(4, max_light=1.0), "max_light"),
+        (lambda: synthetic.generate(4, max_light=-0.1), "max_light"),
+        (lambda: synthetic.load("train", num_examples=4, max_light="strong"), "max_light"),
     ],
 )
 def test_bad_arguments_raise_value_error_naming_the_argument(call, argument):

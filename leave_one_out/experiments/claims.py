@@ -1,7 +1,10 @@
 r"""The paper's rotation claim at small scale: MoCo vs MoCo + rotation vs LooC vs LooC++.
 
-  python -m leave_one_out.experiments.claims [--preset=full|ci|smoke] [--seeds=0,1] \
-      [--workdir=/tmp/looc_claims] [--claims.base.train.num_steps=...]
+  python -m leave_one_out.experiments.claims [--preset=full|ci] [--seeds=0,1] \
+      [--workdir=/tmp/looc_claims] [--compilation_cache_dir=~/.cache/leave_one_out/jax]
+  python -m leave_one_out.experiments.claims --claims=configs/claims.py:ci \
+      --claims.base.train.num_steps=400 --claims.looc_spaces='("color", "rotation")'
+
 
 For every method (configs/claims.py) and seed: pretrain in ``<workdir>/<method>/seed<s>``
 (resumed if already there), evaluate the frozen features with ``leave_one_out.evaluate``
@@ -30,20 +33,29 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+PRESETS = ("full", "ci")  # configs/claims.py
+
 # Table columns: (key in a run's metrics, column title).
 COLUMNS = (("rotation", "rotation"), ("shape", "shape"), ("color", "colour"),
            ("texture", "texture"))
 METHOD_TITLES = {"moco": "MoCo (colour)", "moco_rotation": "MoCo + rotation",
                  "looc": "LooC", "looc_pp": "LooC++"}
 
+CONFIG_PATH = os.path.normpath(
+    os.path.join(os.path.dirname(__file__), "..", "..", "configs", "claims.py"))
+
 _CLAIMS = config_flags.DEFINE_config_file(
-    "claims", None, "Experiment config, e.g. configs/claims.py:ci; overrides then work as "
-    "--claims.base.train.num_steps=1200. Default: configs/claims.py with --preset.",
-    lock_config=True)
-_PRESET = flags.DEFINE_enum("preset", "full", ["full", "ci", "smoke"],
-                            "Budget preset of configs/claims.py (ignored with --claims).")
+    "claims", CONFIG_PATH, "Experiment config, with a preset after the colon: "
+    "configs/claims.py:ci. Fields are overridden as --claims.base.train.num_steps=1200. "
+    "Default: configs/claims.py (the full preset).", lock_config=True)
+_PRESET = flags.DEFINE_enum("preset", None, list(PRESETS),
+                            "Shorthand for --claims=configs/claims.py:<preset>; not together "
+                            "with --claims or its overrides.")
 _SEEDS = flags.DEFINE_list("seeds", None, "Seeds, e.g. 0,1,2 (default: the preset's).")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/looc_claims", "Output directory.")
+_COMPILATION_CACHE = flags.DEFINE_string(
+    "compilation_cache_dir", None, "Persistent XLA compilation cache: the second seed of a "
+    "method and reruns skip compiling (e.g. ~/.cache/leave_one_out/jax).")
 
 
 def method_config(base: ml_collections.ConfigDict, method: str, looc_spaces, seed: int
@@ -191,9 +203,6 @@ def run_experiment(claims: ml_collections.ConfigDict, workdir: str, seeds=None) 
   return out
 
 
-CONFIG_PATH = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "claims.py")
-
-
 def load_config(preset: str = "full") -> ml_collections.ConfigDict:
   """configs/claims.py's ``get_config(preset)`` (the repository's configs/ is not a package)."""
   import importlib.util  # pylint: disable=import-outside-toplevel
@@ -207,8 +216,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   claims = _CLAIMS.value
-  if claims is None:
+  if _PRESET.value is not None:
+    given = [f"--{name}" for name in flags.FLAGS
+             if (name == "claims" or name.startswith("claims.")) and flags.FLAGS[name].present]
+    if given:
+      raise app.UsageError(f"--preset cannot be combined with {', '.join(sorted(given))}; use "
+                           f"--claims=configs/claims.py:{_PRESET.value} with the overrides")
     claims = load_config(_PRESET.value)
+  if _COMPILATION_CACHE.value:
+    import jax  # pylint: disable=import-outside-toplevel
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
   out = run_experiment(claims, _WORKDIR.value, _SEEDS.value)
   print(out["table"])
   print(f"preset {out['preset']}, seeds {out['seeds']}: {out['seconds']:.0f} s; "
