@@ -44,10 +44,13 @@ def demo_config():
   return cfg
 
 
-def load_images(num_images: int, image_size: int = 64) -> np.ndarray:
-  """uint8 [N, S, S, 3] from the synthetic dataset."""
+def load_images(num_images: int, image_size: int = 64, max_light: float | None = None
+                ) -> np.ndarray:
+  """uint8 [N, S, S, 3] from the synthetic dataset (``max_light`` None: its default light)."""
   from leave_one_out import synthetic  # local: only the CLI needs it
-  return synthetic.load("train", num_examples=num_images, image_size=image_size)["image"]
+  light = synthetic.MAX_LIGHT if max_light is None else max_light
+  return synthetic.load("train", num_examples=num_images, image_size=image_size,
+                        max_light=light)["image"]
 
 
 def plot_views(images: np.ndarray, views: np.ndarray, titles: list[str], path: str) -> None:
@@ -73,11 +76,12 @@ def main(argv):
   del argv
   cfg = _CONFIG.value.augment if _CONFIG.value is not None else demo_config()
   augment.validate(cfg)
+  data = _CONFIG.value.get("data") if _CONFIG.value is not None else None
   source_size = _SOURCE_SIZE.value
   if source_size is None:
-    data = _CONFIG.value.get("data") if _CONFIG.value is not None else None
     source_size = data.get("image_size", 64) if data is not None else 64
-  images = load_images(_NUM_IMAGES.value, source_size)
+  light = data.get("synthetic_light") if data is not None else None
+  images = load_images(_NUM_IMAGES.value, source_size, light)
   views, _ = jax.jit(lambda r, x: augment.make_views(r, x, cfg))(
       jax.random.key(_SEED.value), images)
   plot_views(images, np.asarray(views), augment.view_names(cfg), _OUT.value)
