@@ -7,19 +7,20 @@ Command (from the repository root; ``leave_one_out/experiments/claims.py`` runs 
 
 Presets (hardware: 2 CPU cores; measured runtimes and results in docs/claims.md):
 
-- ``full``: 5 seeds x 4 methods x 500 steps, with the sensitivity matrix (about 20 min).
+- ``full``: 5 seeds x 4 methods x 500 steps, with the sensitivity matrix (about 16 min).
 - ``ci``: 2 seeds x 4 methods x 200 steps, smaller probe sets, no sensitivity matrix (about
   3.5 min); tests/test_claims.py runs it and checks the ordering of the rotation probe.
 
-Expected result (both presets): rotation probe MoCo > MoCo + rotation, and LooC, LooC++ >
-MoCo + rotation, each with non-overlapping seed ranges; colour above 98% for every method.
+Expected result (both presets): on the rotation probe, MoCo > MoCo + rotation and LooC, LooC++
+> MoCo + rotation, each for every seed (paired by seed) and with a gap of the means larger than
+the seed spread; colour above 98% for every method.
 
 Every method gets the same pretraining config (``base``: backbone, data, common augmentations,
 optimizer, steps, seeds); a method only changes what the paper's Table 1 row changes:
 
   moco           spaces=(), rotation off          MoCo v2 (colour): the baseline
   moco_rotation  spaces=(), rotation on (common)  MoCo v2 + rotation: learns to ignore rotation
-  looc           spaces=looc_spaces, rotation on  LooC: the same augmentations, with a rotation space
+  looc           spaces=looc_spaces, rotation on  LooC: the same augmentations + a rotation space
   looc_pp        as looc, model.looc_plus_plus    LooC++: each space owns its res5 stage
 
 Probed feature (frozen, linear probes of leave_one_out.evaluate on the embedded dataset): the

@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 from leave_one_out import augment  # noqa: E402
+from leave_one_out import config as config_lib  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "views.png", "Where to write the PNG.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 6, "Rows: how many source images.")
@@ -80,7 +81,7 @@ def main(argv):
   source_size = _SOURCE_SIZE.value
   if source_size is None:
     source_size = data.get("image_size", 64) if data is not None else 64
-  light = data.get("synthetic_light") if data is not None else None
+  light = config_lib.synthetic_light(data) if data is not None else None
   images = load_images(_NUM_IMAGES.value, source_size, light)
   views, _ = jax.jit(lambda r, x: augment.make_views(r, x, cfg))(
       jax.random.key(_SEED.value), images)

@@ -117,7 +117,7 @@ def test_keeps_more_is_paired_by_seed_and_beats_the_seed_spread():
   summary = {"a": sa, "b": sb, "c": sc}
   assert keeps_more({"a": a, "b": b}, summary, "a", "b", "rotation") == []
   assert keeps_more({"b": b, "a": a}, summary, "b", "a", "rotation") != []
-  # c beats b on average but not for seed 1, and its spread (0.125) exceeds the mean gap.
+  # c ties b on average (0.725), loses for seed 1, and its spread (0.125) exceeds the mean gap.
   assert len(keeps_more({"c": c, "b": b}, summary, "c", "b", "rotation")) == 2
 
 

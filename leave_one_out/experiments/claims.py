@@ -5,10 +5,10 @@ r"""The paper's rotation claim at small scale: MoCo vs MoCo + rotation vs LooC v
   python -m leave_one_out.experiments.claims --claims=configs/claims.py:ci \
       --claims.base.train.num_steps=400 --claims.looc_spaces='("color", "rotation")'
 
-
 For every method (configs/claims.py) and seed: pretrain in ``<workdir>/<method>/seed<s>``
 (resumed if already there), evaluate the frozen features with ``leave_one_out.evaluate``
-(linear probes for shape, colour, texture; the 4-way rotation probe; the sensitivity matrix),
+(linear probes for shape, colour, texture; the 4-way rotation probe; the sensitivity matrix
+when the preset asks for it),
 then aggregate over seeds and write, in ``<workdir>``:
 
 - ``claims.json``: per method and seed, every probe accuracy and the sensitivity rows; the
