@@ -45,13 +45,11 @@ def demo_config():
   return cfg
 
 
-def load_images(num_images: int, image_size: int = 64, max_light: float | None = None
-                ) -> np.ndarray:
-  """uint8 [N, S, S, 3] from the synthetic dataset (``max_light`` None: its default light)."""
+def load_images(num_images: int, image_size: int = 64, **kwargs) -> np.ndarray:
+  """uint8 [N, S, S, 3] from the synthetic dataset; ``kwargs`` go to ``synthetic.load``."""
   from leave_one_out import synthetic  # local: only the CLI needs it
-  light = synthetic.MAX_LIGHT if max_light is None else max_light
   return synthetic.load("train", num_examples=num_images, image_size=image_size,
-                        max_light=light)["image"]
+                        **kwargs)["image"]
 
 
 def plot_views(images: np.ndarray, views: np.ndarray, titles: list[str], path: str) -> None:
@@ -81,8 +79,8 @@ def main(argv):
   source_size = _SOURCE_SIZE.value
   if source_size is None:
     source_size = data.get("image_size", 64) if data is not None else 64
-  light = config_lib.synthetic_light(data) if data is not None else None
-  images = load_images(_NUM_IMAGES.value, source_size, light)
+  light = {} if data is None else {"max_light": config_lib.synthetic_light(data)}
+  images = load_images(_NUM_IMAGES.value, source_size, **light)
   views, _ = jax.jit(lambda r, x: augment.make_views(r, x, cfg))(
       jax.random.key(_SEED.value), images)
   plot_views(images, np.asarray(views), augment.view_names(cfg), _OUT.value)
