@@ -30,6 +30,7 @@ from leave_one_out import config as config_lib
 
 
 def get_config(arg=None):
+  """The recipe (``config.default_config()``) shrunk to the embedded dataset and a CPU."""
   del arg
   c = config_lib.default_config()
   c.data.name = "synthetic"
@@ -40,6 +41,8 @@ def get_config(arg=None):
   c.model.architecture = "resnet10"
   c.model.width = 16
   c.model.head_hidden = 128
+  c.model.dtype = "float32"
+  c.loss.queue_size = 0  # in-batch negatives only
   c.train.batch_size = 128
   c.train.num_epochs = 10
   c.train.num_steps = 300
@@ -47,7 +50,7 @@ def get_config(arg=None):
   c.train.weight_decay = 5e-4
   c.train.warmup_epochs = 1.0
   c.train.ema_momentum = 0.99
-  c.loss.temperature = 0.2
   c.log_every_steps = 25
   c.checkpoint_every_steps = 100
+  c.keep_every_steps = 0
   return c

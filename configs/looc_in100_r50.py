@@ -9,13 +9,13 @@ Command (from the repository root; ImageNet prepared once with tfds, see docs/da
   python -m leave_one_out.main --config=configs/looc_in100_r50.py:texture --workdir=...
 
 Data: ImageNet-100 = tfds imagenet2012 restricted to the 100 classes of Tian et al. 2019 (CMC,
-leave_one_out/imagenet100.py): 126,689 training images, 494 steps of 256 per epoch. Prepare
+leave_one_out/data/classes.py): 126,689 training images, 494 steps of 256 per epoch. Prepare
 ImageNet once (manual download of ILSVRC2012_img_{train,val}.tar, about 150 GB, a few hours):
 
   tfds build imagenet2012 --data_dir=/data/tensorflow_datasets --manual_dir=/data/ilsvrc
 
 Training never downloads. The view reads every ImageNet record and keeps one in ten; on slow
-storage export the 100 classes once to an image folder (input_pipeline.export_image_folder,
+storage export the 100 classes once to an image folder (leave_one_out.data.tfds.export_image_folder,
 about 14 GB) and add --config.data.name=folder --config.data.data_dir=<that folder>.
 
 Hardware: one accelerator host. The batch (256) is global, so the same command runs on 1, 8 or
@@ -38,50 +38,14 @@ from leave_one_out import config as config_lib
 
 
 def get_config(arg=None):
-  """``arg``: "" (spaces colour, rotation) or "texture" (colour, rotation, texture)."""
+  """``arg``: "" (spaces colour, rotation) or "texture" (colour, rotation, texture).
+
+  ``config.default_config()`` is this recipe; only the texture variant changes anything.
+  """
   if arg not in (None, "", "texture"):
     raise ValueError(f"configs/looc_in100_r50.py takes '' or 'texture', got {arg!r}")
   c = config_lib.default_config()
-  c.seed = 0
-
-  c.data.name = "imagenet100"  # tfds imagenet2012, the CMC 100 classes, relabelled 0..99
-  c.data.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets (gs:// works)
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
-  c.data.image_size = 256  # S0: whole image resized to 256 x 256 on the host (plus its aspect)
-  c.data.shuffle_buffer = 10_000  # about 1.1 GB of encoded JPEGs per host
-
-  c.augment.image_size = 224
-  c.augment.spaces = ("color", "rotation")
-  c.augment.rotation.enabled = True
   if arg == "texture":
     c.augment.texture.enabled = True
     c.augment.spaces = ("color", "rotation", "texture")
-
-  c.model.architecture = "resnet50"
-  c.model.width = 64
-  c.model.embedding_dim = 128
-  c.model.head_hidden = 0  # = 2048, MoCo v2's MLP head
-  c.model.looc_plus_plus = False  # --config.model.looc_plus_plus=True for LooC++
-  c.model.dtype = "bfloat16"  # float32 for a bit-faithful fp32 run (about 2x slower)
-
-  c.loss.temperature = 0.2
-  c.loss.queue_size = 16_384  # per space, as in the paper; 0 = in-batch negatives only
-
-  c.train.batch_size = 256
-  c.train.num_epochs = 500
-  c.train.num_steps = 0
-  c.train.optimizer = "sgd"
-  c.train.base_lr = 0.03
-  c.train.momentum = 0.9
-  c.train.weight_decay = 1e-4
-  c.train.schedule = "cosine"
-  c.train.warmup_epochs = 0.0
-  c.train.step_epochs = (300, 400)  # used with --config.train.schedule=step
-  c.train.ema_momentum = 0.999
-
-  c.log_every_steps = 100
-  c.checkpoint_every_steps = 1000  # about 2 epochs
-  c.keep_checkpoints = 3
-  c.keep_every_steps = 49_400  # 100 epochs, kept for good
   return c

@@ -20,21 +20,14 @@ Hardware and expected runtime: one accelerator host; roughly 6-8 hours on one H1
 an estimate, not a measurement. The host must supply about 2,500 images/s per H100.
 """
 
-def _looc_config():
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "looc_in100_r50.py")
-  spec = importlib.util.spec_from_file_location("looc_in100_r50", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from leave_one_out import config as config_lib
 
 
 def get_config(arg=None):
   """``arg``: "" (MoCo v2) or "rotation" (MoCo v2 + rotation as a common augmentation)."""
   if arg not in (None, "", "rotation"):
     raise ValueError(f"configs/moco_in100_r50.py takes '' or 'rotation', got {arg!r}")
-  c = _looc_config()
+  c = config_lib.load_file("looc_in100_r50.py", relative_to=__file__)
   c.augment.spaces = ()
   c.augment.rotation.enabled = arg == "rotation"
   c.augment.texture.enabled = False

@@ -88,7 +88,7 @@ Params = dict[str, dict[str, jax.Array]]
 def default_config() -> ml_collections.ConfigDict:
   """MoCo v2 augmentations plus rotation, with spaces colour and rotation (LooC's default)."""
   c = ml_collections.ConfigDict()
-  c.image_size = 32  # S: output views are S x S
+  c.image_size = 224  # S: output views are S x S
   c.spaces = ("color", "rotation")  # augmentations with their own embedding space, in order
   c.redraw = "different"  # different | independent: re-drawn space factors vs q (module doc)
 

@@ -8,7 +8,7 @@ Writes ``--num_files`` JPEG files of ``--file_size`` px (quality 90, smooth rand
 about the entropy of photos) as an image folder, then measures, on this host:
 
 * decode: read + JPEG decode only (tf.data, AUTOTUNE parallelism), the floor of any pipeline;
-* pipeline S0: the training source (``input_pipeline.FolderSource``: read, decode, resize to
+* pipeline S0: the training source (``leave_one_out.data.folder.FolderSource``: read, decode, resize to
   S0 x S0, batch, corrupt-image bookkeeping) for each ``--image_sizes`` S0, steady state after two
   warm-up batches; the figure train.py can draw from this host.
 
@@ -84,11 +84,11 @@ def bench_decode(root: str, batch: int, batches: int) -> float:
 def bench_pipeline(root: str, batch: int, image_size: int, batches: int, threads: int,
                    antialias: str = "auto") -> float:
   """examples/s of the training source (FolderSource.iterate)."""
-  from leave_one_out import input_pipeline as ip  # pylint: disable=g-import-not-at-top
-  listing = ip.list_image_folder(root, "train")
-  source = ip.FolderSource(listing.files, global_batch=batch, image_size=image_size, seed=0,
-                           decode_threads=threads, antialias=antialias,
-                           description="benchmark folder")
+  from leave_one_out.data import folder  # pylint: disable=g-import-not-at-top
+  listing = folder.list_image_folder(root, "train")
+  source = folder.FolderSource(listing.files, global_batch=batch, image_size=image_size, seed=0,
+                               decode_threads=threads, antialias=antialias,
+                               description="benchmark folder")
   return _examples_per_s(source.iterate(0), batch, batches)
 
 
@@ -106,27 +106,27 @@ def bench_train_step(config_path: str, batch: int, image_size: int, steps: int) 
   """(examples/s, description) of the config's compiled train step at ``batch``."""
   import jax  # pylint: disable=g-import-not-at-top
   from jax.sharding import NamedSharding, PartitionSpec as P  # pylint: disable=g-import-not-at-top
-  import importlib.util  # pylint: disable=g-import-not-at-top
+  from leave_one_out import config as config_lib  # pylint: disable=g-import-not-at-top
+  from leave_one_out import models  # pylint: disable=g-import-not-at-top
+  from leave_one_out import sharding  # pylint: disable=g-import-not-at-top
   from leave_one_out import train  # pylint: disable=g-import-not-at-top
 
-  spec = importlib.util.spec_from_file_location("bench_config", config_path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cfg = module.get_config()
+  cfg = config_lib.load_file(config_path)
   cfg.train.batch_size = batch
   cfg.data.image_size = image_size
-  mesh = train.make_mesh()
-  model = train.build_model(cfg)
+  mesh = sharding.make_mesh()
+  model = models.build_model(cfg)
   steps_per_epoch = 1000
   tx, schedule = train.create_optimizer(cfg, steps_per_epoch)
   state = train.create_state(cfg, model, tx, mesh)
   step = train.compile_train_step(cfg, model, tx, mesh, schedule, 10 * steps_per_epoch)
-  sharding = NamedSharding(mesh, P(train.DATA_AXIS))
+  data_sharding = NamedSharding(mesh, P(sharding.DATA_AXIS))
   rng = np.random.default_rng(0)
   local = batch // jax.process_count()
   host = {"image": rng.integers(0, 256, (local, image_size, image_size, 3), dtype=np.uint8),
           "aspect": np.full((local,), 4 / 3, np.float32)}
-  batch_arrays = jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), host)
+  batch_arrays = jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(data_sharding, x), host)
   state, metrics = step(state, batch_arrays)  # compile
   jax.block_until_ready(metrics["loss"])
   times = []

@@ -24,6 +24,7 @@ import numpy as np
 from leave_one_out import augment
 from leave_one_out import config as config_lib
 from leave_one_out import models
+from leave_one_out import sharding
 from leave_one_out import train
 
 _WHAT = flags.DEFINE_list("what", ["views"], "Benchmarks to run (comma-separated).")
@@ -113,6 +114,7 @@ def step_config(kind: str, model: str, width: int, size: int, batch: int, precis
   cfg.model.architecture = model
   cfg.model.width = width
   cfg.model.dtype = precision
+  cfg.loss.queue_size = 0  # in-batch negatives, as the figures in BENCHMARKS.md
   cfg.train.batch_size = batch
   cfg.train.num_steps = 1000
   return cfg
@@ -137,7 +139,7 @@ def _supervised_step(cfg, mesh):
   """(jitted step, state, batch): one crop+flip view, cross-entropy, SGD."""
   import optax
   from jax.sharding import NamedSharding, PartitionSpec as P
-  model = _Supervised(train.build_model(cfg))
+  model = _Supervised(models.build_model(cfg))
   size = cfg.augment.image_size
   variables = jax.jit(lambda: model.init(jax.random.key(0), jax.numpy.zeros((2, size, size, 3)),
                                          train=False))()
@@ -160,7 +162,7 @@ def _supervised_step(cfg, mesh):
     updates, opt = tx.update(grads, opt, params)
     return (optax.apply_updates(params, updates), upd["batch_stats"], opt), loss
 
-  rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(train.DATA_AXIS))
+  rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(sharding.DATA_AXIS))
   jitted = jax.jit(step, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
                    donate_argnums=0)
   return jitted, jax.device_put(state, rep)
@@ -174,7 +176,7 @@ def _batch(cfg, mesh, with_label=False):
            "aspect": np.ones((b,), np.float32)}
   if with_label:
     batch["label"] = rng.randint(0, 1000, (b,)).astype(np.int32)
-  return jax.device_put(batch, NamedSharding(mesh, P(train.DATA_AXIS)))
+  return jax.device_put(batch, NamedSharding(mesh, P(sharding.DATA_AXIS)))
 
 
 def _peak_memory() -> str:
@@ -190,7 +192,7 @@ def bench_step(kinds, model, width, size, batch, precision, num_spaces, repeats,
   LooC's extra cost over a supervised step is n+1 key forwards plus one query forward+backward
   (about (n+1)/3 + 1 supervised steps: 7/3 for n = 3); "x supervised" shows the measured ratio.
   """
-  mesh = train.make_mesh()
+  mesh = sharding.make_mesh()
   kind0 = jax.devices()[0].device_kind
   peak = peak_tflops or PEAK_TFLOPS.get(kind0, 0.0)
   rows = [f"{model} (width {width}) at {size} px, global batch {batch}, {precision}, "
@@ -208,7 +210,7 @@ def bench_step(kinds, model, width, size, batch, precision, num_spaces, repeats,
       args = lambda st, i: (st, data, jax.random.fold_in(key, i))
       views = 1
     else:
-      net = train.build_model(cfg)
+      net = models.build_model(cfg)
       tx, schedule = train.create_optimizer(cfg, 100)
       state = train.create_state(cfg, net, tx, mesh)
       fn = train.compile_train_step(cfg, net, tx, mesh, schedule, 1000)

@@ -27,7 +27,7 @@ protocols"; each task can be switched off in the config):
 
 Datasets (``DATASET_SOURCES``): "synthetic", the embedded dataset (labels shape, colour, texture;
 configs/eval/synthetic.py), and "data", a tfds dataset or an image folder read through
-``input_pipeline.load_eval_arrays`` from the data section ``dataset.data`` (one label, "label";
+``leave_one_out.data.load_eval_arrays`` from the data section ``dataset.data`` (one label, "label";
 train = ``data.train_split``, test = ``data.eval_split``; shorter side resized and centre-cropped
 to the model's input size on the host): configs/eval/tfds.py:<tfds name> and
 configs/eval/folder.py:<root>.
@@ -58,11 +58,14 @@ from absl import logging
 from etils import epath
 
 from leave_one_out import augment
-from leave_one_out import config as config_lib
+from leave_one_out import data as data_lib
 from leave_one_out import corruptions
 from leave_one_out import pretrained
 from leave_one_out import probes
 from leave_one_out import synthetic
+from leave_one_out.data import common as data_common
+from leave_one_out.data import config as data_config
+from leave_one_out.data import synthetic as synthetic_source
 
 CORRUPTION_SOURCES = ("synthetic", "imagenet2012_corrupted")
 SMALL_CLASS_POLICIES = ("error", "skip")
@@ -99,7 +102,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.dataset.labels = ("shape", "color", "texture")
   c.dataset.primary_label = "shape"
   c.dataset.imagenet_classes = ()
-  c.dataset.data = config_lib.default_config().data  # dataset.name="data" only
+  c.dataset.data = data_config.default_config()  # dataset.name="data" only
 
   c.probe = ml_collections.ConfigDict()
   c.probe.enabled = True
@@ -239,17 +242,17 @@ def _validate_data_source(c: ml_collections.ConfigDict) -> None:
           f"dataset has one class label), got {tuple(c.dataset.labels)!r}")
   d = c.dataset.get("data")
   if not isinstance(d, ml_collections.ConfigDict):
-    _fail("dataset.data", "must be a data section (the layout of config.default_config().data, "
+    _fail("dataset.data", "must be a data section (the layout of data.config.default_config(), "
           "e.g. configs/data/<name>.py's get_config()) when dataset.name='data', got "
           f"{type(d).__name__}")
-  missing = sorted(set(config_lib.default_config().data) - set(d))
+  missing = sorted(set(data_config.default_config()) - set(d))
   if missing:
-    _fail("dataset.data", f"lacks the fields {missing} of config.default_config().data")
+    _fail("dataset.data", f"lacks the fields {missing} of data.config.default_config()")
   if d.name == "synthetic":
     _fail("dataset.data.name", "must name a tfds dataset, 'imagenet100' or 'folder'; the "
           "embedded dataset is dataset.name='synthetic'")
   try:
-    config_lib._validate_data(d)  # pylint: disable=protected-access
+    data_config.validate(d)
   except ValueError as e:
     raise ValueError(_data_field_names(str(e))) from e
   if d.train_split.strip() == d.eval_split.strip():
@@ -273,27 +276,20 @@ def load_synthetic(split: str, num_examples: int, eval_cfg, pretrain_cfg) -> dic
   size = eval_cfg.dataset.image_size or pretrain_cfg.data.image_size
   seed = pretrain_cfg.seed if eval_cfg.dataset.seed < 0 else eval_cfg.dataset.seed
   data = synthetic.load(split, num_examples=num_examples, image_size=size, seed=seed,
-                        max_light=config_lib.synthetic_light(pretrain_cfg.data))
+                        max_light=synthetic_source.light(pretrain_cfg.data))
   return {"image": data["image"],
           "labels": {name: data[name] for name in synthetic.FACTORS},
           "num_classes": {name: len(v) for name, v in synthetic.FACTORS.items()}}
 
 
-def data_description(d) -> str:
-  """"tfds caltech_birds2011 (train / test)" or "image folder /data/x (train / val)"."""
-  where = (f"image folder {d.data_dir}" if d.name == "folder" else
-           f"tfds {d.name}" + (f" in {d.data_dir}" if d.data_dir else ""))
-  return f"{where} ({d.train_split} / {d.eval_split})"
-
-
 def load_data(split: str, num_examples: int, eval_cfg, pretrain_cfg) -> dict:
   """A tfds dataset or an image folder (``eval_cfg.dataset.data``) as an evaluation source.
 
-  ``dataset.data`` is a data section (``config.default_config().data`` layout, e.g.
+  ``dataset.data`` is a data section (``data.config.default_config()`` layout, e.g.
   ``configs/data/caltech_birds2011.py``); the evaluation's "train" split is its
   ``train_split``, "test" its ``eval_split``. The whole split (``num_examples`` = 0) or its first
   ``num_examples`` (tfds: the stored order; folder: a fixed pseudo-random order from
-  ``dataset.seed``) is read through ``input_pipeline.load_eval_arrays``: shorter side resized to
+  ``dataset.seed``) is read through ``data.load_eval_arrays``: shorter side resized to
   ``S / data.eval_crop_fraction``, centre S x S crop, on the host, with S = ``dataset.image_size``
   or, when 0, the model's input size (pretraining ``augment.image_size``). One label, "label"
   (after ``data.classes``: 0..K-1 in sorted class-name order; a folder's evaluation split uses
@@ -302,21 +298,20 @@ def load_data(split: str, num_examples: int, eval_cfg, pretrain_cfg) -> dict:
   Returns ``{"image": uint8 [N, S, S, 3], "labels": {"label": int32 [N]}, "num_classes":
   {"label": K}, "class_names": {"label": names or None}, "source": description}``.
   """
-  from leave_one_out import input_pipeline  # local: TensorFlow only for this source
   d = eval_cfg.dataset.data
   size = eval_cfg.dataset.image_size or pretrain_cfg.augment.image_size
   seed = pretrain_cfg.seed if eval_cfg.dataset.seed < 0 else eval_cfg.dataset.seed
   try:
-    data = input_pipeline.load_eval_arrays(d, d[DATA_SPLITS[split]], image_size=size,
-                                           batch_size=eval_cfg.batch_size,
-                                           num_examples=num_examples, seed=seed)
-  except input_pipeline.DataError as e:
-    raise input_pipeline.DataError(_data_field_names(str(e))) from e
+    data = data_lib.load_eval_arrays(d, d[DATA_SPLITS[split]], image_size=size,
+                                     batch_size=eval_cfg.batch_size,
+                                     num_examples=num_examples, seed=seed)
+  except data_common.DataError as e:
+    raise data_common.DataError(_data_field_names(str(e))) from e
   names = data["class_names"]
   return {"image": data["image"], "labels": {"label": data["label"]},
           "num_classes": {"label": int(data["num_classes"])},
           "class_names": {"label": None if names is None else tuple(names)},
-          "source": data_description(d)}
+          "source": data_lib.describe(d)}
 
 
 def check_data_source(eval_cfg) -> None:
@@ -325,22 +320,11 @@ def check_data_source(eval_cfg) -> None:
   Metadata only: a tfds dataset must be prepared (the error prints the ``tfds build`` command;
   nothing is downloaded), an image folder must have both split directories.
   """
-  from leave_one_out import input_pipeline
   d = eval_cfg.dataset.data
   try:
-    if d.name == "folder":
-      tf = input_pipeline._tf()  # pylint: disable=protected-access
-      for field in ("train_split", "eval_split"):
-        path = os.path.join(d.data_dir, d[field])
-        if not tf.io.gfile.isdir(path):
-          raise input_pipeline.DataError(
-              f"image folder split {path} does not exist (eval_config.dataset.data.{field}="
-              f"{d[field]!r}, data_dir={d.data_dir!r}); expected <data_dir>/<split>/<class>/*.jpg")
-    else:
-      name = "imagenet2012" if d.name == "imagenet100" else d.name
-      input_pipeline.tfds_builder(name, d.data_dir)
-  except input_pipeline.DataError as e:
-    raise input_pipeline.DataError(_data_field_names(str(e))) from e
+    data_lib.check_ready(d)
+  except data_common.DataError as e:
+    raise data_common.DataError(_data_field_names(str(e))) from e
 
 
 # name -> f(split, num_examples, eval_cfg, pretrain_cfg) -> {"image": uint8 [N, S0, S0, 3],

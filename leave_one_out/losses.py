@@ -26,13 +26,43 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 from jax.sharding import PartitionSpec as P
 
 Z0_POSITIVES = ("all", "k0")
 SPACE_REDUCTIONS = ("mean", "sum")
 
 
-def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives):
+def default_config() -> ml_collections.ConfigDict:
+  """The loss section (``config.loss``): METHOD.md's loss with a MoCo queue per space."""
+  c = ml_collections.ConfigDict()
+  c.temperature = 0.2  # tau of s(a, b) = a.b / tau
+  c.z0_positives = "all"  # all (every own key is a positive in Z_0, METHOD.md) | k0 (only k_0,
+  #                         as the public re-implementations)
+  c.space_reduction = "mean"  # mean (METHOD.md) | sum: how the H per-space losses combine
+  c.queue_size = 16_384  # per-space MoCo queue of extra negatives (the paper's); 0 = in-batch
+  #                        negatives only (MoCo v3 style); a multiple of train.batch_size
+  return c
+
+
+def validate(c: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first invalid field of the loss section (the queue size
+  against the batch is checked with the train section, in ``leave_one_out.config``)."""
+  t = c.temperature
+  if not (isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0):
+    raise ValueError(f"config.loss.temperature must be > 0, got {t!r}")
+  if c.z0_positives not in Z0_POSITIVES:
+    raise ValueError(f"config.loss.z0_positives must be one of {Z0_POSITIVES}, got "
+                     f"{c.z0_positives!r}")
+  if c.space_reduction not in SPACE_REDUCTIONS:
+    raise ValueError(f"config.loss.space_reduction must be one of {SPACE_REDUCTIONS}, got "
+                     f"{c.space_reduction!r}")
+  q = c.queue_size
+  if not (isinstance(q, int) and not isinstance(q, bool) and q >= 0):
+    raise ValueError(f"config.loss.queue_size must be an integer >= 0, got {q!r}")
+
+
+def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives, valid=None):
   """Loss and top-1 hit of each local query in each space.
 
   Args:
@@ -42,6 +72,8 @@ def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives):
     temperature: tau.
     queue: `[H, Q, D]` extra negatives per space, or None.
     z0_positives: "all" or "k0".
+    valid: bool `[B]` over the global batch, or None (all valid): the keys of an invalid image
+      (an unreadable file's empty slot) are no candidates of any query.
 
   Returns:
     (losses `[b, H]`, hits `[b, H, 2]`): top-1 over all candidates and own-view top-1.
@@ -70,6 +102,8 @@ def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives):
   if z0_positives == "k0":
     drop = drop.at[0, 1:].set(True)
   keep = ~(own_mask & drop[None, :, :, None])
+  if valid is not None:
+    keep = keep & valid[None, None, None, :]
 
   flat = jnp.where(keep, logits, -jnp.inf).reshape(b, num_spaces, num_keys * batch)
   if queue is not None:
@@ -92,21 +126,30 @@ def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives):
   return losses, jnp.stack([hits, own_hits.astype(jnp.float32)], axis=-1)
 
 
-def _reduce(losses, hits, space_reduction):
-  """Batch-mean per space -> (loss, metrics); ``hits`` `[b, H, 2]` (top-1, own-view top-1)."""
-  per_space = losses.mean(axis=0)
+def _sums(losses, hits, weights):
+  """Weighted sums over queries: (losses `[H]`, hits `[H, 2]`, weight scalar)."""
+  w = weights.astype(jnp.float32)
+  return (jnp.einsum("b,bh->h", w, jnp.where(weights[:, None], losses, 0.0)),
+          jnp.einsum("b,bhc->hc", w, hits), w.sum())
+
+
+def _reduce(loss_sum, hit_sum, count, space_reduction):
+  """Mean over the valid queries per space -> (loss, metrics)."""
+  count = jnp.maximum(count, 1.0)
+  per_space = loss_sum / count
   if space_reduction == "mean":
     loss = per_space.mean()
   elif space_reduction == "sum":
     loss = per_space.sum()
   else:
     raise ValueError(f"space_reduction must be one of {SPACE_REDUCTIONS}, got {space_reduction!r}")
-  accuracy = hits.mean(axis=0)
+  accuracy = hit_sum / count
   return loss, {"loss_per_space": per_space, "top1_per_space": accuracy[:, 0],
                 "own_top1_per_space": accuracy[:, 1]}
 
 
-def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduction="mean"):
+def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduction="mean",
+              valid=None):
   """LooC loss over a whole batch (the reference implementation).
 
   Args:
@@ -116,38 +159,47 @@ def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduct
     queue: `[H, Q, D]` per-space negatives, or None.
     z0_positives: "all" (METHOD.md) or "k0" (public reproductions' variant).
     space_reduction: "mean" over spaces (METHOD.md) or "sum".
+    valid: bool `[B]`, or None (all valid). An invalid image (an unreadable file's empty slot)
+      is masked out: it is no query (the loss and metrics average the valid ones) and its keys
+      are no candidates.
 
   Returns:
     (loss scalar, metrics) with metrics `[H]` each: "loss_per_space"; "top1_per_space", the
     positive beats every other candidate; "own_top1_per_space", among the query's own keys k_i
     scores highest (1 in space 0, where all own keys are positives).
   """
+  weights = jnp.ones(q.shape[:1], bool) if valid is None else valid
   losses, hits = _per_query_losses(
-      q, k, 0, temperature=temperature, queue=queue, z0_positives=z0_positives)
-  return _reduce(losses, hits, space_reduction)
+      q, k, 0, temperature=temperature, queue=queue, z0_positives=z0_positives, valid=valid)
+  return _reduce(*_sums(losses, hits, weights), space_reduction)
 
 
 def sharded_looc_loss(q, k, *, mesh, axis, temperature, queue=None, z0_positives="all",
-                      space_reduction="mean"):
+                      space_reduction="mean", valid=None):
   """``looc_loss`` with the batch sharded over ``mesh`` axis ``axis``.
 
   Each device scores its own ``B / devices`` queries against the keys of the global batch,
-  all-gathered over ``axis``; losses and accuracies are averaged with ``pmean``. ``q`` is
-  `[B, H, D]` sharded on dim 0, ``k`` `[n+1, B, H, D]` sharded on dim 1, ``queue`` replicated.
-  Gradients flow to ``q`` (keys come from the momentum encoder and are not differentiated here).
+  all-gathered over ``axis``; the sums of losses and accuracies (and the count of valid queries)
+  are ``psum``-ed, so the result equals ``looc_loss``. ``q`` is `[B, H, D]` sharded on dim 0,
+  ``k`` `[n+1, B, H, D]` sharded on dim 1, ``valid`` `[B]` sharded on dim 0, ``queue``
+  replicated. Gradients flow to ``q`` (keys come from the momentum encoder and are not
+  differentiated here).
   """
   queue_spec = None if queue is None else P()
+  if valid is None:
+    valid = jnp.ones(q.shape[:1], bool)
 
   @functools.partial(
-      jax.shard_map, mesh=mesh, in_specs=(P(axis), P(None, axis), queue_spec), out_specs=P(),
-      check_vma=False)
-  def local(q_local, k_local, queue_local):
+      jax.shard_map, mesh=mesh, in_specs=(P(axis), P(None, axis), P(axis), queue_spec),
+      out_specs=P(), check_vma=False)
+  def local(q_local, k_local, valid_local, queue_local):
     k_all = jax.lax.all_gather(jax.lax.stop_gradient(k_local), axis, axis=1, tiled=True)
+    valid_all = jax.lax.all_gather(valid_local, axis, axis=0, tiled=True)
     offset = jax.lax.axis_index(axis) * q_local.shape[0]
     losses, hits = _per_query_losses(
         q_local, k_all, offset, temperature=temperature, queue=queue_local,
-        z0_positives=z0_positives)
-    loss, metrics = _reduce(losses, hits, space_reduction)
-    return jax.lax.pmean((loss, metrics), axis)
+        z0_positives=z0_positives, valid=valid_all)
+    sums = jax.lax.psum(_sums(losses, hits, valid_local), axis)
+    return _reduce(*sums, space_reduction)
 
-  return local(q, k, queue)
+  return local(q, k, valid, queue)

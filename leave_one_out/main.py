@@ -87,11 +87,11 @@ def main(argv):
   logging.info("JAX process %d/%d, %d local / %d global devices (%s)", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
-  from leave_one_out import input_pipeline  # pylint: disable=import-outside-toplevel
+  from leave_one_out.data import common  # pylint: disable=import-outside-toplevel
   try:
     summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
                                        workdir_mode=_WORKDIR_MODE.value)
-  except input_pipeline.DataError as e:  # bad data: the message says what to do, no traceback
+  except common.DataError as e:  # bad data: the message says what to do, no traceback
     logging.error("%s", e)
     sys.exit(1)
   if jax.process_index() == 0:

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+import ml_collections
 
 ARCHITECTURES = {
     # name: (block, stage sizes)
@@ -32,7 +33,46 @@ ARCHITECTURES = {
     "resnet10": ("basic", (1, 1, 1, 1)),
 }
 STEMS = ("auto", "imagenet", "small")
+DTYPES = ("float32", "bfloat16")
 SMALL_IMAGE_SIZE = 64  # "auto" uses the small stem at or below this input size
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """The model section (``config.model``): MoCo v2's ResNet-50 with 2048-2048-128 heads."""
+  m = ml_collections.ConfigDict()
+  m.architecture = "resnet50"  # resnet10 | resnet18 | resnet34 | resnet50 | resnet101
+  m.width = 64  # channels of the first stage (64 = torchvision)
+  m.embedding_dim = 128  # output of each head
+  m.head_hidden = 0  # hidden width of each head; 0 = the backbone feature dim (MoCo v2)
+  m.looc_plus_plus = False  # each space owns its res5 stage (LooC++)
+  m.stem = "auto"  # auto | imagenet | small (3x3 stride 1, no max-pool; auto: <= 64 px)
+  m.dtype = "bfloat16"  # float32 | bfloat16 (computation; params stay float32)
+  m.bn_momentum = 0.9  # running-average decay of BatchNorm statistics
+  return m
+
+
+def validate(m: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming the first invalid field of the model section."""
+  def check(ok, field, message):
+    if not ok:
+      raise ValueError(f"config.model.{field} {message}")
+
+  def positive_int(field, allow_zero=False):
+    value = m[field]
+    ok = isinstance(value, int) and not isinstance(value, bool) and (
+        value >= 0 if allow_zero else value > 0)
+    check(ok, field, f"must be an integer {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+  check(m.architecture in ARCHITECTURES, "architecture",
+        f"must be one of {tuple(ARCHITECTURES)}, got {m.architecture!r}")
+  check(m.stem in STEMS, "stem", f"must be one of {STEMS}, got {m.stem!r}")
+  check(m.dtype in DTYPES, "dtype", f"must be one of {DTYPES}, got {m.dtype!r}")
+  positive_int("width")
+  positive_int("embedding_dim")
+  positive_int("head_hidden", allow_zero=True)
+  check(isinstance(m.looc_plus_plus, bool), "looc_plus_plus",
+        f"must be True or False, got {m.looc_plus_plus!r}")
+  check(0 <= m.bn_momentum < 1, "bn_momentum", f"must be in [0, 1), got {m.bn_momentum!r}")
 
 
 class BasicBlock(nn.Module):
@@ -223,7 +263,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def create_model(model_cfg, *, num_spaces: int, image_size: int) -> LooCModel:
-  """Builds the model from a config's ``model`` section (see configs/default.py)."""
+  """Builds the model from a config's ``model`` section (``default_config()`` layout)."""
   if model_cfg.architecture not in ARCHITECTURES:
     raise ValueError(f"config.model.architecture must be one of {sorted(ARCHITECTURES)}, "
                      f"got {model_cfg.architecture!r}")

@@ -37,9 +37,10 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from leave_one_out import augment
 from leave_one_out import checkpoints
 from leave_one_out import config as config_lib
-from leave_one_out import input_pipeline
+from leave_one_out import data
 from leave_one_out import losses
-from leave_one_out.models import build_model  # noqa: F401  (part of this module's API)
+from leave_one_out import models
+from leave_one_out.data import prefetch
 from leave_one_out.sharding import DATA_AXIS, make_mesh
 
 @flax.struct.dataclass
@@ -127,7 +128,8 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
   Args:
     state: the replicated train state.
     batch: {"image": uint8 `[B, H0, W0, 3]`, "aspect": float32 `[B]` (each original image's
-      width / height, for torchvision crop semantics)}, batch sharded over ``mesh``.
+      width / height, for torchvision crop semantics), optionally "valid": bool `[B]` (False:
+      an unreadable file's empty slot, masked out of the loss)}, batch sharded over ``mesh``.
   """
   batch_sharded = lambda x, spec: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
@@ -151,7 +153,7 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
     loss, metrics = losses.sharded_looc_loss(
         out["embeddings"], k, mesh=mesh, axis=DATA_AXIS, temperature=cfg.loss.temperature,
         queue=queue, z0_positives=cfg.loss.z0_positives,
-        space_reduction=cfg.loss.space_reduction)
+        space_reduction=cfg.loss.space_reduction, valid=batch.get("valid"))
     return loss, (metrics, updates["batch_stats"])
 
   (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -346,9 +348,9 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
   is_chief = jax.process_index() == 0
   names = space_names(cfg)
 
-  source = input_pipeline.create_train_source(cfg)
+  source = data.create_train_source(cfg)
   num_steps = total_steps(cfg, source.steps_per_epoch)
-  model = build_model(cfg)
+  model = models.build_model(cfg)
   tx, schedule = create_optimizer(cfg, source.steps_per_epoch)
   make_ckpt = lambda: checkpoints.Checkpointer(
       workdir, keep=cfg.keep_checkpoints, keep_every=cfg.keep_every_steps,
@@ -379,7 +381,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
   history, last_scalars, preempted, profiling = [], {}, False, False
   interval_start, interval_images, compile_s = time.perf_counter(), 0, None
   # A background thread keeps the next batches decoded and placed on the devices.
-  batches = input_pipeline.prefetch_to_device(source.iterate(step), data_sharding, size=2)
+  batches = prefetch.prefetch_to_device(source.iterate(step), data_sharding, size=2)
   try:
     with _Preemption() as preemption:
       while step < end:

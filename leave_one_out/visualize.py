@@ -6,8 +6,8 @@
 Images come from the embedded synthetic dataset (``leave_one_out.synthetic``, train split, at the
 config's ``data.image_size``, else 64 px; ``--source_size`` overrides).
 ``--config`` is a config file whose ``.augment`` field is an augment config (overrides such as
-``--config.augment.image_size=64`` work); without it, ``augment.default_config()`` with spaces
-colour, rotation and texture (texture enabled) is used. Each column is titled with what that view
+``--config.augment.image_size=64`` work); without it, ``augment.default_config()`` at 32 px with
+spaces colour, rotation and texture (texture enabled) is used. Each column is titled with what that view
 shares with q.
 """
 
@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 from leave_one_out import augment  # noqa: E402
-from leave_one_out import config as config_lib  # noqa: E402
+from leave_one_out.data import synthetic as synthetic_source  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "views.png", "Where to write the PNG.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 6, "Rows: how many source images.")
@@ -38,8 +38,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file with an .
 
 
 def demo_config():
-  """The default augment config with spaces colour, rotation and texture."""
+  """The default augment config at 32 px with spaces colour, rotation and texture."""
   cfg = augment.default_config()
+  cfg.image_size = 32
   cfg.texture.enabled = True
   cfg.spaces = ("color", "rotation", "texture")
   return cfg
@@ -79,7 +80,7 @@ def main(argv):
   source_size = _SOURCE_SIZE.value
   if source_size is None:
     source_size = data.get("image_size", 64) if data is not None else 64
-  light = {} if data is None else {"max_light": config_lib.synthetic_light(data)}
+  light = {} if data is None else {"max_light": synthetic_source.light(data)}
   images = load_images(_NUM_IMAGES.value, source_size, **light)
   views, _ = jax.jit(lambda r, x: augment.make_views(r, x, cfg))(
       jax.random.key(_SEED.value), images)

@@ -4,6 +4,8 @@ import jax
 
 from leave_one_out import checkpoints
 from leave_one_out import config as config_lib
+from leave_one_out import models
+from leave_one_out import sharding
 from leave_one_out import train
 
 # CLI flags that shrink configs/demo.py to the size of tiny_config().
@@ -15,6 +17,7 @@ CLI_TINY = ["--noevaluate", "--config.train.batch_size=16", "--config.data.num_t
 
 def tiny_config(spaces=("color", "rotation"), steps=4, batch=16):
   c = config_lib.default_config()
+  c.data.name = "synthetic"
   c.data.image_size = 20
   c.data.num_train = 64
   c.augment.image_size = 16
@@ -24,12 +27,15 @@ def tiny_config(spaces=("color", "rotation"), steps=4, batch=16):
   c.model.width = 4
   c.model.embedding_dim = 8
   c.model.head_hidden = 16
+  c.model.dtype = "float32"
+  c.loss.queue_size = 0
   c.train.batch_size = batch
   c.train.num_steps = steps
   c.train.base_lr = 0.1
   c.train.ema_momentum = 0.9
   c.log_every_steps = 2
   c.checkpoint_every_steps = 2
+  c.keep_every_steps = 0
   c.async_checkpoints = False
   return c
 
@@ -39,8 +45,8 @@ def final_state(workdir):
   ckpt = checkpoints.Checkpointer(str(workdir), async_save=False)
   step = ckpt.latest_step()
   cfg = config_lib.from_json(ckpt.restore_meta(step)["config"])
-  model = train.build_model(cfg)
+  model = models.build_model(cfg)
   tx, _ = train.create_optimizer(cfg, 1)
-  state, _ = ckpt.restore(step, train.abstract_state(cfg, model, tx, train.make_mesh()))
+  state, _ = ckpt.restore(step, train.abstract_state(cfg, model, tx, sharding.make_mesh()))
   ckpt.close()
   return step, jax.device_get(state)

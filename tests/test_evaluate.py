@@ -1,6 +1,5 @@
 """Probes, corruptions, augmentation sensitivity and the evaluate command, on tiny inputs."""
 
-import importlib.util
 import json
 import math
 import os
@@ -13,6 +12,7 @@ import pytest
 
 from leave_one_out import augment
 from leave_one_out import corruptions
+from leave_one_out import config as config_lib
 from leave_one_out import evaluate
 from leave_one_out import probes
 from leave_one_out import synthetic
@@ -212,11 +212,8 @@ def test_online_knn_accuracy(workdir):
 
 
 def test_config_file_and_errors(workdir, tmp_path):
-  spec = importlib.util.spec_from_file_location(
-      "eval_synthetic", os.path.join(REPO, "configs", "eval", "synthetic.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  assert module.get_config().to_json() == evaluate.default_config().to_json()
+  loaded = config_lib.load_file(os.path.join(REPO, "configs", "eval", "synthetic.py"))
+  assert loaded.to_json() == evaluate.default_config().to_json()
 
   c = evaluate.default_config()
   c.dataset.name = "imagenet100"

@@ -1,10 +1,9 @@
 """The evaluate command on a tfds dataset and an image folder, end to end, and its config checks.
 
-Offline: the image folder is generated here (tests.test_input_pipeline.make_folder), the tfds
+Offline: the image folder is generated here (tests.test_data_folder.make_folder), the tfds
 dataset is ``tfds.testing.mock_data`` with per-split examples; nothing is downloaded.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -16,11 +15,13 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from leave_one_out import config as config_lib
 from leave_one_out import evaluate
-from leave_one_out import input_pipeline as ip
+from leave_one_out.data import common
+from leave_one_out.data import tfds as tfds_source
 from tests.helpers import tiny_config
 from tests.test_evaluate import tiny_eval_config
-from tests.test_input_pipeline import make_folder
+from tests.test_data_folder import make_folder
 from tests.test_pretrained import write_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,12 +29,8 @@ KINDS = ["backbone", "embedding:0", "embedding:1", "embedding:2"]
 
 
 def eval_config_file(name, arg=None):
-  """configs/eval/<name>.py's get_config(arg), loaded as config_flags does (by path)."""
-  spec = importlib.util.spec_from_file_location(f"eval_{name}",
-                                                os.path.join(REPO, "configs", "eval", name))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  """configs/eval/<name>.py's get_config(arg), through the project's one config loader."""
+  return config_lib.load_file(os.path.join(REPO, "configs", "eval", name), arg)
 
 
 def shrink(c):
@@ -135,7 +132,7 @@ def test_evaluate_on_a_tfds_dataset(workdir, monkeypatch, tmp_path):
   assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train", "test")
   c.dataset.data.classes = str(classes)
   requested = []
-  monkeypatch.setattr(ip, "_is_prepared", lambda builder: True)  # mock data has no files
+  monkeypatch.setattr(tfds_source, "_is_prepared", lambda builder: True)  # mock data has no files
   with tfds.testing.mock_data(as_dataset_fn=flowers_as_dataset(requested)):
     results = evaluate.run(workdir, c)
   assert {"train", "test"} <= set(requested)  # the mock served both splits
@@ -250,12 +247,12 @@ def test_unreadable_data_fails_before_the_model_loads(folder, tmp_path, monkeypa
                       lambda *a, **k: pytest.fail("model loaded before the data check"))
   c = eval_config_file("folder.py", folder)
   c.dataset.data.eval_split = "validation"
-  with pytest.raises(ip.DataError, match=r"split .*validation does not exist "
+  with pytest.raises(common.DataError, match=r"split .*validation does not exist "
                      r"\(eval_config.dataset.data.eval_split='validation'"):
     evaluate.run(str(tmp_path), c)
   c = eval_config_file("tfds.py", "oxford_flowers102")
   c.dataset.data.data_dir = str(tmp_path / "tfds")
-  with pytest.raises(ip.DataError, match=r"(?s)not prepared.*tfds build oxford_flowers102 "
+  with pytest.raises(common.DataError, match=r"(?s)not prepared.*tfds build oxford_flowers102 "
                      r"--data_dir=.*point eval_config.dataset.data.data_dir"):
     evaluate.run(str(tmp_path), c)
   assert not os.path.exists(tmp_path / "tfds" / "downloads")

@@ -144,3 +144,29 @@ def test_bad_arguments_are_named():
     losses.looc_loss(q, k, temperature=TAU, space_reduction="max")
   with pytest.raises(ValueError, match="key views"):
     losses.looc_loss(q, k[:2], temperature=TAU)
+
+
+def test_invalid_images_are_masked_out_as_if_absent():
+  """An unreadable file's slot (valid=False) is neither a query nor a candidate: the loss, its
+  metrics and the gradients of the other queries equal those of the batch without that image,
+  in the reference and the sharded loss."""
+  mesh = Mesh(np.array(jax.devices()), ("data",))
+  q, k = _embeddings(seed=7, batch=16, n=2)
+  valid = np.ones(16, bool)
+  valid[[3, 10]] = False
+  keep = np.flatnonzero(valid)
+  want, want_m = losses.looc_loss(q[keep], k[:, keep], temperature=TAU)
+  got, got_m = losses.looc_loss(q, k, temperature=TAU, valid=jnp.asarray(valid))
+  sharded = jax.jit(lambda q, k, v: losses.sharded_looc_loss(
+      q, k, mesh=mesh, axis="data", temperature=TAU, valid=v))
+  put = lambda x, spec: jax.device_put(x, NamedSharding(mesh, spec))
+  got_s, got_sm = sharded(put(q, P("data")), put(k, P(None, "data")), put(valid, P("data")))
+  for loss, metrics in ((got, got_m), (got_s, got_sm)):
+    np.testing.assert_allclose(loss, want, rtol=1e-5)
+    for name in ("loss_per_space", "top1_per_space", "own_top1_per_space"):
+      np.testing.assert_allclose(metrics[name], want_m[name], rtol=1e-5)
+  g_want = jax.grad(lambda x: losses.looc_loss(x, k[:, keep], temperature=TAU)[0])(q[keep])
+  g_got = jax.grad(lambda x: losses.looc_loss(x, k, temperature=TAU,
+                                              valid=jnp.asarray(valid))[0])(q)
+  np.testing.assert_allclose(g_got[keep], g_want, rtol=1e-4, atol=1e-7)
+  assert not np.asarray(g_got[~valid]).any()  # an empty slot gets no gradient

@@ -17,6 +17,7 @@ from leave_one_out import checkpoints
 from leave_one_out import models
 from leave_one_out import pretrained
 from leave_one_out import synthetic
+from leave_one_out import sharding
 from leave_one_out import train
 from tests.helpers import tiny_config
 
@@ -29,8 +30,8 @@ def write_checkpoint(workdir, cfg, step=STEP):
 
   The EMA encoder is shifted by 0.01 so tests can tell the two encoders apart.
   """
-  mesh = train.make_mesh()
-  model = train.build_model(cfg)
+  mesh = sharding.make_mesh()
+  model = models.build_model(cfg)
   tx, _ = train.create_optimizer(cfg, steps_per_epoch=1)
   state = train.create_state(cfg, model, tx, mesh)
   state = state.replace(ema_params=jax.tree.map(lambda p: p + 0.01, state.ema_params))
@@ -82,7 +83,7 @@ def test_features_match_the_model_and_the_saved_state(workdir, images):
   cfg = tiny_config()
   model, variables, config = pretrained.load_pretrained(workdir)
   assert tuple(config.augment.spaces) == ("color", "rotation")  # JSON lists back to tuples
-  assert model == train.build_model(cfg)
+  assert model == models.build_model(cfg)
   x = pretrained.preprocess(images, cfg.augment.image_size)
   assert x.shape == (13, 16, 16, 3) and x.dtype == np.float32
   direct = jax.jit(lambda v, x: model.apply(v, x, train=False))(jax.device_get(variables), x)
@@ -114,7 +115,7 @@ def test_kinds_are_checked(workdir, images):
 def test_looc_plus_plus_kinds(images):
   cfg = tiny_config()
   cfg.model.looc_plus_plus = True
-  model = train.build_model(cfg)
+  model = models.build_model(cfg)
   init = lambda x: model.init(jax.random.key(0, impl="rbg"), x, train=False)  # fast to compile
   variables = jax.jit(init)(
       np.zeros((1, 16, 16, 3), np.float32))

@@ -8,22 +8,24 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from leave_one_out import input_pipeline
+from leave_one_out import data as data_lib
+from leave_one_out import models
+from leave_one_out import sharding
 from leave_one_out import train
 from tests.helpers import tiny_config
 
 
 def _setup(cfg, devices):
-  mesh = train.make_mesh(devices)
-  model = train.build_model(cfg)
-  source = input_pipeline.create_train_source(cfg)
+  mesh = sharding.make_mesh(devices)
+  model = models.build_model(cfg)
+  source = data_lib.create_train_source(cfg)
   num_steps = train.total_steps(cfg, source.steps_per_epoch)
   tx, schedule = train.create_optimizer(cfg, source.steps_per_epoch)
   state = train.create_state(cfg, model, tx, mesh)
   step = train.compile_train_step(cfg, model, tx, mesh, schedule, num_steps)
-  sharding = NamedSharding(mesh, P(train.DATA_AXIS))
+  batch_sharding = NamedSharding(mesh, P(sharding.DATA_AXIS))
   batch = lambda i: jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(sharding, x), source.batch(i))
+      lambda x: jax.make_array_from_process_local_data(batch_sharding, x), source.batch(i))
   return state, step, batch
 
 

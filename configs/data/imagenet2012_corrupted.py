@@ -12,7 +12,7 @@ config once (it corrupts the ImageNet validation tar; manual download):
   tfds build imagenet2012_corrupted/gaussian_noise_3 --data_dir=<dir> --manual_dir=<dir with tars>
 """
 
-from leave_one_out import config as config_lib
+from leave_one_out.data import config as data_config
 
 CORRUPTIONS = (
     "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur",
@@ -29,7 +29,7 @@ def get_config(arg=None):
   if name not in CORRUPTIONS + extra or severity not in ("1", "2", "3", "4", "5"):
     raise ValueError(f"configs/data/imagenet2012_corrupted.py takes <corruption>_<1..5> with a "
                      f"corruption in {CORRUPTIONS + extra}, got {arg!r}")
-  d = config_lib.default_config().data
+  d = data_config.default_config()
   d.name = f"imagenet2012_corrupted/{arg}"
   d.data_dir = ""
   d.classes = "imagenet100"  # the 100 classes, relabelled 0..99 in sorted wnid order

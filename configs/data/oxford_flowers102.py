@@ -8,12 +8,12 @@ larger pool to sample from) as the shot pool and test for accuracy. Prepare once
 tfds build oxford_flowers102 --data_dir=<dir>.
 """
 
-from leave_one_out import config as config_lib
+from leave_one_out.data import config as data_config
 
 
 def get_config(arg=None):
   del arg
-  d = config_lib.default_config().data
+  d = data_config.default_config()
   d.name = "oxford_flowers102"
   d.data_dir = ""
   d.train_split = "train"  # shot pool; "train+validation" doubles it (20 per class)

@@ -25,24 +25,16 @@ Every other knob, its default and its meaning are those of configs/eval/tfds.py
 ``eval_config.<field>``).
 """
 
-import importlib.util
 import os
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _load(path, name):
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from leave_one_out import config as config_lib
 
 
 def get_config(arg=None):
   root = arg or ""  # "" fails validation: eval_config.dataset.data.data_dir must name the root
-  tfds_eval = _load(os.path.join(_HERE, "tfds.py"), "configs_eval_tfds")
-  data = tfds_eval.data_config("folder", root)  # configs/data/folder.py: name "folder",
+  data = config_lib.load_file("../data/folder.py", root, relative_to=__file__)  # name "folder",
   #   data_dir = root, train_split "train", eval_split "val", classes "", eval_crop_fraction
-  #   0.875 (every data field is documented in leave_one_out/config.py and docs/data.md)
+  #   0.875 (every data field is documented in leave_one_out/data/config.py and docs/data.md)
   name = os.path.basename(os.path.normpath(root)) if root else "folder"
+  tfds_eval = config_lib.load_module("tfds.py", relative_to=__file__)
   return tfds_eval.eval_config(data, f"folder_{name}")

@@ -10,7 +10,7 @@ r"""Evaluation on a tensorflow-datasets dataset: every protocol, one table.
 with a ClassLabel ("name", "name/config", "name:version"; train / test by default, train /
 validation for those in VALIDATION_ONLY below, e.g. imagenet2012, food101). Where
 ``configs/data/<name>.py`` exists its data section (splits, crop fraction, class filter) is
-used as it is; any other name gets ``config.default_config().data`` with train / test splits.
+used as it is; any other name gets ``data.config.default_config()`` with train / test splits.
 Nothing is downloaded: the dataset must be prepared already (``tfds build <name>
 --data_dir=<dir>``; an unprepared one fails at start-up, before the model loads, with that
 command). ImageNet-C is not an evaluation dataset of its own: it is the corruption protocol of
@@ -37,12 +37,12 @@ validation``); every field is validated at start-up (a ValueError naming
 ``eval_config.<field>``).
 """
 
-import importlib.util
 import os
 import re
 
 from leave_one_out import config as config_lib
 from leave_one_out import evaluate
+from leave_one_out.data import config as data_section
 
 DATA_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")
 # tfds datasets evaluated on "validation" (no labelled test split); any other name: "test".
@@ -57,10 +57,7 @@ def data_config(name: str, arg=None):
   path = os.path.join(DATA_CONFIGS, f"{name}.py")
   if not os.path.exists(path):
     return None
-  spec = importlib.util.spec_from_file_location(f"configs_data_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_lib.load_file(path, arg)
 
 
 def eval_config(data, tag: str):
@@ -75,7 +72,7 @@ def eval_config(data, tag: str):
   c.heatmap_file = f"sensitivity_{tag}.png"  # the augmentation-sensitivity heatmap, in the workdir
 
   # Images and labels: the "data" source reads dataset.data through
-  # input_pipeline.load_eval_arrays; evaluation "train" = data.train_split, "test" =
+  # leave_one_out.data.load_eval_arrays; evaluation "train" = data.train_split, "test" =
   # data.eval_split (they must differ).
   c.dataset.name = "data"
   c.dataset.data = data  # a data section; its fields (docs/data.md): name, data_dir,
@@ -107,7 +104,7 @@ def get_config(arg=None):
                      "--config.corruption.source=imagenet2012_corrupted")
   data = data_config(base)
   if data is None:
-    data = config_lib.default_config().data
+    data = data_section.default_config()
     data.train_split = "train"
     # A missing split is an error listing the dataset's splits; override with
     # --config.dataset.data.eval_split=<split>.

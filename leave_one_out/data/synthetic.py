@@ -1,0 +1,71 @@
+"""The embedded shapes dataset as a data source (``config.data.name = "synthetic"``).
+
+The images come from ``leave_one_out.synthetic`` (procedural, numpy, no download), held in host
+memory. Splits: "train" (``data.num_train`` images) and a held-out split named "test" (or
+"validation", the data section's default ``eval_split``), drawn from disjoint seeds. Evaluation
+batches carry every factor as a label: "label" is the shape, plus "shape", "color", "texture".
+"""
+
+from __future__ import annotations
+
+import jax
+
+from leave_one_out import synthetic
+from leave_one_out.data import evaluation
+from leave_one_out.data import memory
+
+SPLITS = {"train": "train", "test": "test", "validation": "test"}  # config split -> generator's
+
+
+def light(d) -> float:
+  """The generator's ``max_light`` for a data section. A config saved before the field existed
+  (``data.synthetic_light``, added 2026-11-29) trained on evenly lit scenes: 0."""
+  return float(d.get("synthetic_light", 0.0))
+
+
+def validate(d) -> None:
+  value = d.synthetic_light
+  if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
+    raise ValueError(f"config.data.synthetic_light must be a number in [0, 1), got {value!r}")
+  if d.classes:
+    raise ValueError("config.data.classes must be '' for the synthetic dataset")
+  for field in ("train_split", "eval_split"):
+    if d[field] not in SPLITS:
+      raise ValueError(f"config.data.{field} must be one of {tuple(SPLITS)} for the synthetic "
+                       f"dataset, got {d[field]!r}")
+
+
+def check_ready(d, splits: dict) -> None:
+  del d, splits  # generated on demand: always ready
+
+
+def describe(d) -> str:
+  return f"the embedded shapes dataset (light from above {light(d):g})"
+
+
+def train_source(cfg) -> memory.InMemorySource:
+  d = cfg.data
+  if d.num_train < cfg.train.batch_size:
+    raise ValueError(f"config.data.num_train ({d.num_train}) must hold at least one batch "
+                     f"(config.train.batch_size = {cfg.train.batch_size})")
+  data = synthetic.load(SPLITS[d.train_split], num_examples=d.num_train,
+                        image_size=d.image_size, seed=cfg.seed, max_light=light(d))
+  return memory.InMemorySource(data["image"], cfg.train.batch_size, cfg.seed,
+                               jax.process_index(), jax.process_count())
+
+
+def eval_source(d, split: str, *, image_size: int, batch_size: int, num_examples: int,
+                seed: int, process_index: int, process_count: int,
+                **unused) -> evaluation.ArrayEvalSource:
+  """``split`` rendered at ``image_size`` from ``seed`` (the pretraining seed, to reproduce the
+  run's own images); ``num_examples`` 0 = the generator's default split size."""
+  del unused  # host decoding settings: nothing to decode
+  data = synthetic.load(SPLITS[split], num_examples=num_examples or None,
+                        image_size=image_size, seed=seed, max_light=light(d))
+  n = len(data["image"])
+  share = slice(process_index * n // process_count, (process_index + 1) * n // process_count)
+  arrays = {"image": data["image"][share], "label": data["shape"][share]}
+  arrays.update({name: data[name][share] for name in synthetic.FACTORS})
+  return evaluation.ArrayEvalSource(
+      arrays, num_classes=len(synthetic.SHAPES), class_names=synthetic.SHAPES,
+      batch_size=batch_size, description=f"{describe(d)}, {split}")
