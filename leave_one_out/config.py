@@ -19,6 +19,7 @@ ANTIALIAS = ("auto", "always", "never")
 OPTIMIZERS = ("sgd", "lars")
 SCHEDULES = ("cosine", "step", "constant")
 ON_NONFINITE = ("stop", "skip")
+WEIGHT_DECAY_MASKS = ("no_bn_bias", "all")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -70,6 +71,15 @@ def default_config() -> ml_collections.ConfigDict:
   c.model.stem = "auto"  # auto | imagenet | small (3x3 stride 1, no max-pool; auto: <= 64 px)
   c.model.dtype = "float32"  # float32 | bfloat16 (computation; params stay float32)
   c.model.bn_momentum = 0.9  # running-average decay of BatchNorm statistics
+  c.model.zero_init_residual = False  # last BN of each residual branch starts at scale 0
+  #                                     (Goyal et al.); False = scale 1 (torchvision, MoCo)
+  c.model.key_bn = "auto"  # auto | global | shuffle: BatchNorm statistics of the key encoder.
+  #                          shuffle (MoCo v2's shuffle-BN): the key batch is normalised in
+  #                          bn_groups groups of a random permutation of the images, the query
+  #                          batch in the same number of groups in order, so a key's statistics
+  #                          are not its query's; global: both over the whole batch (MoCo v3);
+  #                          auto: shuffle with a queue (loss.queue_size > 0), else global
+  c.model.bn_groups = 0  # G for shuffle-BN; 0 = the number of devices (MoCo: one per GPU)
 
   c.loss = ml_collections.ConfigDict()
   c.loss.temperature = 0.2
@@ -84,7 +94,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.optimizer = "sgd"  # sgd | lars
   c.train.base_lr = 0.03  # per 256 images: lr = base_lr * batch_size / 256
   c.train.momentum = 0.9
-  c.train.weight_decay = 1e-4  # not applied to BatchNorm parameters and biases
+  c.train.weight_decay = 1e-4  # L2 penalty added to the gradient (SGD) / LARS weight decay
+  c.train.weight_decay_mask = "no_bn_bias"  # no_bn_bias: skip BatchNorm parameters and biases
+  #                                           (every parameter with < 2 dims); all: decay every
+  #                                           parameter (MoCo v2, PyTorch SGD)
   c.train.schedule = "cosine"  # cosine | step | constant
   c.train.warmup_epochs = 0.0
   c.train.step_epochs = (300, 400)  # step schedule: multiply by step_decay at these epochs
@@ -204,6 +217,10 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   _positive(cfg.model.embedding_dim, "model.embedding_dim")
   _positive(cfg.model.head_hidden, "model.head_hidden", allow_zero=True)
   _check(0 <= cfg.model.bn_momentum < 1, "model.bn_momentum", "must be in [0, 1)")
+  _check(isinstance(cfg.model.zero_init_residual, bool), "model.zero_init_residual",
+         f"must be True or False, got {cfg.model.zero_init_residual!r}")
+  _one_of(cfg, "model.key_bn", models.KEY_BN)
+  _integer(cfg.model.bn_groups, "model.bn_groups", 0)
   _positive(cfg.loss.temperature, "loss.temperature")
   _one_of(cfg, "loss.z0_positives", ("all", "k0"))
   _one_of(cfg, "loss.space_reduction", ("mean", "sum"))
@@ -215,6 +232,15 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   q = cfg.loss.queue_size
   _check(q == 0 or q % batch == 0, "loss.queue_size",
          f"({q}) must be 0 or a multiple of train.batch_size ({batch}) so whole batches enqueue")
+  groups = models.bn_groups(cfg.model, num_devices)
+  if cfg.model.key_bn == "shuffle":
+    _check(groups > 1, "model.bn_groups",
+           f"must be >= 2 with model.key_bn='shuffle' (got {cfg.model.bn_groups}, "
+           f"{num_devices} device(s)): one BatchNorm group cannot be shuffled; set "
+           "model.bn_groups (MoCo v2: 8 groups of 32) or model.key_bn='global'")
+  if models.key_bn_mode(cfg.model, q, num_devices) == "shuffle":
+    _check(batch % groups == 0, "model.bn_groups",
+           f"({groups}) must divide train.batch_size ({batch}) into equal BatchNorm groups")
   if cfg.data.name == "synthetic":
     light = cfg.data.synthetic_light
     _check(isinstance(light, (int, float)) and not isinstance(light, bool) and 0 <= light < 1,
@@ -229,6 +255,7 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   _positive(cfg.train.base_lr, "train.base_lr")
   _check(0 <= cfg.train.momentum < 1, "train.momentum", "must be in [0, 1)")
   _positive(cfg.train.weight_decay, "train.weight_decay", allow_zero=True)
+  _one_of(cfg, "train.weight_decay_mask", WEIGHT_DECAY_MASKS)
   _one_of(cfg, "train.schedule", SCHEDULES)
   _positive(cfg.train.warmup_epochs, "train.warmup_epochs", allow_zero=True)
   _check(list(cfg.train.step_epochs) == sorted(cfg.train.step_epochs), "train.step_epochs",
