@@ -29,9 +29,13 @@ ResNet-50 step per image (one query pass with gradients, three key passes), so 5
 
 Recipe: ResNet-50, 224 px views, batch 256, 500 epochs, SGD momentum 0.9, lr 0.03 per 256 with a
 cosine schedule (MoCo v2; a public reproduction steps x0.1 at epochs 300 and 400:
---config.train.schedule=step), weight decay 1e-4, temperature 0.2, key encoder EMA 0.999, a
-queue of 16,384 negatives per embedding space (--config.loss.queue_size=0 for in-batch negatives
-only). Spaces: colour and rotation (LooC's default); ":texture" adds the texture space.
+--config.train.schedule=step), weight decay 1e-4 on every parameter (MoCo v2), temperature 0.2,
+key encoder EMA 0.999, a queue of 16,384 negatives per embedding space (--config.loss.queue_size=0
+for in-batch negatives only) with MoCo v2's shuffle-BN: BatchNorm statistics over 8 groups of 32
+images, the key batch shuffled across the groups (model.key_bn, model.bn_groups; with
+queue_size=0 "auto" turns to global BatchNorm). Rotation: k != 0 with probability 0.75, uniform
+over the four angles (augment.rotation.prob; the paper's distribution is unconfirmed). Spaces:
+colour and rotation (LooC's default); ":texture" adds the texture space.
 """
 
 from leave_one_out import config as config_lib
@@ -64,6 +68,9 @@ def get_config(arg=None):
   c.model.head_hidden = 0  # = 2048, MoCo v2's MLP head
   c.model.looc_plus_plus = False  # --config.model.looc_plus_plus=True for LooC++
   c.model.dtype = "bfloat16"  # float32 for a bit-faithful fp32 run (about 2x slower)
+  c.model.zero_init_residual = False  # torchvision's and MoCo's initialisation
+  c.model.key_bn = "auto"  # = shuffle with the queue below (MoCo v2's shuffle-BN)
+  c.model.bn_groups = 8  # MoCo v2's 8 GPUs x 32 images, whatever the number of devices
 
   c.loss.temperature = 0.2
   c.loss.queue_size = 16_384  # per space, as in the paper; 0 = in-batch negatives only
@@ -75,6 +82,7 @@ def get_config(arg=None):
   c.train.base_lr = 0.03
   c.train.momentum = 0.9
   c.train.weight_decay = 1e-4
+  c.train.weight_decay_mask = "all"  # MoCo v2 decays every parameter (BatchNorm and biases too)
   c.train.schedule = "cosine"
   c.train.warmup_epochs = 0.0
   c.train.step_epochs = (300, 400)  # used with --config.train.schedule=step
