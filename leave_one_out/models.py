@@ -13,9 +13,13 @@ after every convolution) and its padding: every k x k convolution pads k // 2 pi
 side (the 7x7 stem 3, every 3x3 1, the 1x1 shortcuts 0) and the stem's 3x3 max-pool pads 1.
 Flax's ``padding="SAME"`` would pad a stride-2 3x3 convolution (0, 1) on even inputs, which
 samples the image on a grid shifted by one pixel from the 1x1 shortcut's and breaks the block's
-symmetry under rotations; models trained before 2026-12 used that padding (same parameter tree,
-slightly different function). The last BatchNorm of each residual branch starts with scale 1
+symmetry under rotations. The last BatchNorm of each residual branch starts with scale 1
 (torchvision's and MoCo's default) or 0 with ``zero_init_residual=True`` (Goyal et al. 2017).
+
+Changed in 2026-12: models before used "SAME" on the strided 3x3 convolutions (and on the small
+stem, where it is the same padding) and always zero-initialised that BatchNorm. The parameter
+tree (names and shapes) is unchanged, so older checkpoints load, but at even input sizes they
+now compute a slightly different function from the one they were trained with.
 Inputs of 64 px or less use a small-image stem (3x3 stride-1 convolution, no max-pool) when
 ``stem="auto"``. Params are a plain pytree: ``{"params": ..., "batch_stats": ...}``.
 
