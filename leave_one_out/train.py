@@ -218,7 +218,7 @@ def batch_norm_groups(cfg, mesh, rng, batch_size: int, num_keys: int) -> tuple[d
   Global BatchNorm: no arguments. Shuffle-BN (``models.key_bn_mode``): the query batch `[B]`
   in G groups in order; the key batch `[B * K]` (batch-major, the K keys of an image together)
   in the G groups of a random permutation of the B images, so that an image's keys share a
-  group and (with probability 1 - 1/G) do not share its query's.
+  group and (with probability about 1 - 1/G, as in MoCo v2) not its query's.
   """
   if models.key_bn_mode(cfg.model, cfg.loss.queue_size, mesh.size) != "shuffle":
     return {}, {}
