@@ -1,9 +1,15 @@
 """Installs leave_one_out.
 
 The ranges below are those the tests pass on: the lower bound is the version in
-requirements-lock.txt (the exact environment the project is developed and tested with;
-``pip install -c requirements-lock.txt -e '.[test]'`` reproduces it), the upper bound stops
-before the first minor release that has not been tested (BENCHMARKS.md, "Versions").
+requirements-lock.txt (the exact environment the project is developed and tested with, Python
+3.11; ``pip install -c requirements-lock.txt -e '.[test]'`` reproduces it), the upper bound
+stops before the first minor release that has not been tested. Tested on 2026-12-01, besides
+the lock: Python 3.12.1 with the newest releases then (jax/jaxlib 0.12.0.1, flax 0.12.12, optax
+0.2.8, orbax-checkpoint 0.12.8, dm-pix 0.4.5, ml-collections 1.1.0, clu 0.0.12, chex 0.1.92,
+tensorflow-cpu 2.21.0, tensorflow-datasets 4.9.10): tests/test_models.py, test_losses.py,
+test_augment.py, test_train.py, test_pretrained.py, test_benchmark.py and
+test_accelerator_check.py pass (85 tests); the same with jax/jaxlib 0.11.2 (78, slow test
+left out). jax 0.11 and newer need Python >= 3.12.
 
 Extras: ``[data]`` TensorFlow for the tfds and image-folder input pipelines (the embedded
 synthetic dataset needs none); ``[test]`` the test suite (includes ``[data]``); ``[cuda12]``,
