@@ -2,7 +2,7 @@ r"""One prepared accelerator check: everything a fresh GPU (or TPU) host should 
 
   launch/gpu.sh check [--wheels DIR] [FLAGS...]        # on the GPU host, from a checkout
   ALLOW_CPU=1 launch/gpu.sh check                      # the same checks, tiny, on a CPU
-  python -m leave_one_out.accelerator_check --report=/tmp/check.md [--size=full|tiny]
+  python -m leave_one_out.benchmarks.accelerator_check --report=/tmp/check.md [--size=full|tiny]
 
 Sections of the Markdown report (``--report``), in the order they run:
 
@@ -10,10 +10,10 @@ Sections of the Markdown report (``--report``), in the order they run:
 2. Step tests that need the device: the train step's loss in bfloat16 within 2% of float32
    (float32 with full-precision matmuls, not TF32), and the loss and query gradient of
    ``losses.sharded_looc_loss`` over every device equal to ``losses.looc_loss`` on one.
-3. Train step benchmark (``benchmark.measure_steps``): LooC (n = 3, five views), MoCo (n = 0)
+3. Train step benchmark (``benchmarks.step.measure_steps``): LooC (n = 3, five views), MoCo (n = 0)
    and supervised, ResNet-50 at 224 px, global batch 256, bfloat16, against the goal: LooC at
    >= 1,200 img/s per device, and a LooC step at most 1.5 x 7/3 = 3.5 supervised steps.
-4. View generation benchmark (``benchmark.bench_views``) at 224 px.
+4. View generation benchmark (``benchmarks.views.bench_views``) at 224 px.
 5. 50 steps of configs/looc_in100_r50.py (LooC, queue, shuffle-BN) on the embedded synthetic
    dataset at 256 px with 224-px views: throughput, compile time, losses, peak memory.
 
@@ -29,6 +29,7 @@ on one H100-class GPU (most of it is compiling five programs; a persistent compi
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import platform
 import shutil
@@ -44,14 +45,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from leave_one_out import benchmark
 from leave_one_out import data as data_lib
 from leave_one_out import models
 from leave_one_out import sharding as sharding_lib
 from leave_one_out import losses
 from leave_one_out import train
+from leave_one_out.benchmarks import common
+from leave_one_out.benchmarks import step as step_benchmark
+from leave_one_out.benchmarks import views as views_benchmark
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SECTIONS = ("devices", "step_tests", "step_benchmark", "views_benchmark", "imagenet100_steps")
 TITLES = {"devices": "Devices", "step_tests": "Step tests on the device",
           "step_benchmark": "Train step benchmark", "views_benchmark": "View generation benchmark",
@@ -70,19 +73,6 @@ SIZES = {
                  test_model="resnet10", test_width=8, test_size=32, test_batch=16,
                  recipe_steps=4, recipe_source=40, recipe_size=32, recipe_examples=64),
 }
-
-_REPORT = flags.DEFINE_string("report", "accelerator_check.md", "The Markdown report to write.")
-_SIZE = flags.DEFINE_enum("size", None, list(SIZES),
-                          "full (ResNet-50, 224 px, batch 256) or tiny (ResNet-10 width 8, 32 px, "
-                          "batch 16); default: full on an accelerator, tiny on a CPU.")
-_ALLOW_CPU = flags.DEFINE_bool("allow_cpu", os.environ.get("ALLOW_CPU", "0") == "1",
-                               "Run on a host without GPU/TPU (default: $ALLOW_CPU == 1).")
-_SECTIONS = flags.DEFINE_list("sections", list(SECTIONS), f"Sections to run, of {SECTIONS}.")
-_WORKDIR = flags.DEFINE_string("workdir", "", "Scratch directory of the recipe run (deleted "
-                               "afterwards); default: a fresh temporary directory.")
-_COMPILATION_CACHE = flags.DEFINE_string("compilation_cache_dir", None,
-                                         "Persistent XLA compilation cache directory.")
-
 
 class Report:
   """Sections of Markdown plus a status per section."""
@@ -227,9 +217,9 @@ def check_step_tests(sizes) -> tuple[str, str]:
 
 def check_step_benchmark(sizes) -> tuple[str, str]:
   args = (sizes["model"], sizes["width"], sizes["size"], sizes["batch"], "bfloat16")
-  measured = benchmark.measure_steps(["looc", "moco", "supervised"], *args, num_spaces=3,
+  measured = step_benchmark.measure_steps(["looc", "moco", "supervised"], *args, num_spaces=3,
                                      repeats=sizes["repeats"])
-  table = benchmark.format_steps(measured, *args, peak_tflops=0.0)
+  table = step_benchmark.format_steps(measured, *args, peak_tflops=0.0)
   by_kind = {m["kind"]: m["step_s"] for m in measured}
   per_device = sizes["batch"] / by_kind["looc"] / jax.device_count()
   ratio = by_kind["looc"] / by_kind["supervised"]
@@ -255,7 +245,7 @@ def check_step_benchmark(sizes) -> tuple[str, str]:
 def check_views_benchmark(sizes) -> tuple[str, str]:
   command = (f"python -m leave_one_out.benchmark --what=views --batch_size={sizes['batch']} "
              f"--sizes={sizes['size']} --repeats={sizes['views_repeats']}")
-  table = benchmark.bench_views(sizes["batch"], [sizes["size"]], 1.15, sizes["views_repeats"])
+  table = views_benchmark.bench_views(sizes["batch"], [sizes["size"]], 1.15, sizes["views_repeats"])
   body = f"`{command}`\n\n{table}"
   print(body, flush=True)
   return "PASS", body
@@ -285,10 +275,10 @@ def recipe_config(sizes):
   return c
 
 
-def check_imagenet100_steps(sizes) -> tuple[str, str]:
+def check_imagenet100_steps(sizes, workdir: str = "") -> tuple[str, str]:
   import json  # pylint: disable=import-outside-toplevel
   cfg = recipe_config(sizes)
-  workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="looc_check_")
+  workdir = workdir or tempfile.mkdtemp(prefix="looc_check_")
   try:
     t0 = time.perf_counter()
     summary = train.train_and_evaluate(cfg, workdir, workdir_mode="overwrite")
@@ -329,20 +319,25 @@ CHECKS = {"devices": check_devices, "step_tests": check_step_tests,
           "imagenet100_steps": check_imagenet100_steps}
 
 
-def run(sections, size: str, report_path: str) -> int:
-  """Runs the sections, writes the report after each one; returns the exit status."""
+def run(sections, size: str, report_path: str, *, workdir: str = "") -> int:
+  """Runs the sections, writes the report after each one; returns the exit status.
+
+  ``workdir``: scratch directory of the recipe run (deleted afterwards; "" = a temporary one).
+  """
+  checks = dict(CHECKS, imagenet100_steps=functools.partial(CHECKS["imagenet100_steps"],
+                                                            workdir=workdir))
   sizes = SIZES[size]
   start = time.perf_counter()
   report = Report("Accelerator check")
   when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   header = [f"{when}; size {size}; commit {_git_commit()}.",
-            f"Machine: {benchmark.machine_description()}.",
-            f"Command: `python -m leave_one_out.accelerator_check {' '.join(sys.argv[1:])}`."]
+            f"Machine: {common.machine_description()}.",
+            f"Command: `python -m leave_one_out.benchmarks.accelerator_check {' '.join(sys.argv[1:])}`."]
   for name in sections:
     print(f"\n=== {TITLES[name]} ===", flush=True)
     t0 = time.perf_counter()
     try:
-      status, body = CHECKS[name](sizes)
+      status, body = checks[name](sizes)
     except Exception:  # pylint: disable=broad-except
       status, body = "ERROR", f"```\n{traceback.format_exc()}```"
       print(body, flush=True)
@@ -360,22 +355,37 @@ def _write(path, report, header, start):
     f.write(report.text(summary))
 
 
+def define_flags() -> None:
+  flags.DEFINE_string("report", "accelerator_check.md", "The Markdown report to write.")
+  flags.DEFINE_enum("size", None, list(SIZES),
+                    "full (ResNet-50, 224 px, batch 256) or tiny (ResNet-10 width 8, 32 px, "
+                    "batch 16); default: full on an accelerator, tiny on a CPU.")
+  flags.DEFINE_bool("allow_cpu", os.environ.get("ALLOW_CPU", "0") == "1",
+                    "Run on a host without GPU/TPU (default: $ALLOW_CPU == 1).")
+  flags.DEFINE_list("sections", list(SECTIONS), f"Sections to run, of {SECTIONS}.")
+  flags.DEFINE_string("workdir", "", "Scratch directory of the recipe run (deleted afterwards); "
+                      "default: a fresh temporary directory.")
+  flags.DEFINE_string("compilation_cache_dir", None, "Persistent XLA compilation cache directory.")
+
+
 def main(argv):
   del argv
-  unknown = [s for s in _SECTIONS.value if s not in SECTIONS]
+  f = flags.FLAGS
+  unknown = [s for s in f.sections if s not in SECTIONS]
   if unknown:
     raise app.UsageError(f"unknown --sections {unknown}; choose from {SECTIONS}")
-  if _COMPILATION_CACHE.value:
-    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
-  if not has_accelerator() and not _ALLOW_CPU.value:
+  if f.compilation_cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(f.compilation_cache_dir))
+  if not has_accelerator() and not f.allow_cpu:
     print(f"No GPU or TPU found (backend {jax.default_backend()}): set ALLOW_CPU=1 (or "
           "--allow_cpu) to run the checks at a tiny size on the CPU.", file=sys.stderr)
     sys.exit(2)
-  size = _SIZE.value or ("full" if has_accelerator() else "tiny")
-  status = run(_SECTIONS.value, size, _REPORT.value)
-  print(f"\nReport: {os.path.abspath(_REPORT.value)}", flush=True)
+  size = f.size or ("full" if has_accelerator() else "tiny")
+  status = run(f.sections, size, f.report, workdir=f.workdir)
+  print(f"\nReport: {os.path.abspath(f.report)}", flush=True)
   sys.exit(status)
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
