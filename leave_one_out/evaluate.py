@@ -62,6 +62,7 @@ from leave_one_out import data as data_lib
 from leave_one_out import corruptions
 from leave_one_out import pretrained
 from leave_one_out import probes
+from leave_one_out import render
 from leave_one_out import synthetic
 from leave_one_out.data import common as data_common
 from leave_one_out.data import config as data_config
@@ -488,7 +489,7 @@ def augmentation_sensitivity(model, variables, images, aug_cfg, *, kinds, augmen
   views = [base] + [{**base, a: _redrawn_group(a, base, k, b, forced_cfg)}
                     for a, k in zip(augs, k_alt)]
   params = jax.tree.map(lambda *xs: jnp.stack(xs), *views)  # leaves [1 + A, B, ...]
-  rendered = jax.jit(lambda x, p: augment.render(x, p, render_cfg))(images, params)
+  rendered = jax.jit(lambda x, p: render.render(x, p, render_cfg))(images, params)
   rendered = np.asarray(rendered).reshape((-1,) + rendered.shape[2:])
   feats = pretrained.extract_feature_dict(model, variables, rendered, kinds,
                                           batch_size=batch_size, mesh=mesh)

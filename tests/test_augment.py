@@ -9,6 +9,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from leave_one_out import augment
+from leave_one_out import render
 
 S = 16  # output side used throughout (small: compile and run fast on CPU)
 B = 16
@@ -192,7 +193,7 @@ def test_crop_renders_the_box():
   params = augment._identity_params(1, cfg)
   box = {"y0": 0.25, "x0": 0.2, "h": 0.5, "w": 0.25}  # 12 x 10 source pixels -> 16 x 16
   params["crop"] = {k: jnp.array([v]) for k, v in box.items()}
-  view = np.asarray(jax.jit(lambda x, p: augment.render(x, p, cfg))(image, params))[0]
+  view = np.asarray(jax.jit(lambda x, p: render.render(x, p, cfg))(image, params))[0]
   assert view.shape == (S, S, 3)  # [B, ...] params render one view
   centres = (np.arange(S) + 0.5) / S
   np.testing.assert_allclose(view[S // 2, 1:-1, 0], (box["x0"] + box["w"] * centres)[1:-1],
@@ -206,7 +207,7 @@ def test_crop_renders_the_box():
 
 def test_render_reproduces_make_views(general):
   cfg, images, views, params = general
-  again = jax.jit(lambda x, p: augment.render(x, p, cfg))(images, params)
+  again = jax.jit(lambda x, p: render.render(x, p, cfg))(images, params)
   np.testing.assert_array_equal(np.asarray(again), views)
 
 
@@ -242,7 +243,7 @@ def test_color_matches_torchvision_semantics():
     x = images[b].astype(np.float32) / 255
     if c["apply"][b]:
       for op in c["order"][b]:
-        name = augment.COLOR_OPS[op]
+        name = render.COLOR_OPS[op]
         f = c[name][b]
         if name == "brightness":
           x = x * f
@@ -285,7 +286,7 @@ def test_texture_keeps_chromaticity():
   cfg = _cfg(spaces=(), only=("texture",), texture__prob=1.0)
   x = jnp.asarray(np.random.RandomState(3).uniform(0.3, 0.6, (8, S, S, 3)), jnp.float32)
   p = jax.jit(lambda r: augment.sample_params(r, 8, cfg))(jax.random.key(8))["texture"]
-  texture = jax.jit(lambda x, p: augment._texture(x, p, cfg))
+  texture = jax.jit(lambda x, p: render._texture(x, p, cfg))
   out = np.asarray(texture(x, p))
   low = np.asarray(texture(x, {**p, "amp": jnp.zeros(8)}))  # the low-passed image
   gain = out / low  # one multiplicative gain per pixel, the same for all three channels
