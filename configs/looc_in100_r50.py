@@ -82,6 +82,7 @@ def get_config(arg=None):
 
   c.log_every_steps = 100
   c.checkpoint_every_steps = 1000  # about 2 epochs
-  c.keep_checkpoints = 3
-  c.keep_every_steps = 49_400  # 100 epochs, kept for good
+  c.keep_checkpoints = 3  # the newest three ...
+  c.keep_every_steps = 50_000  # ... plus steps 50k, 100k, ... (about every 100 epochs) and the
+  #                              final step (247,000), kept for good
   return c

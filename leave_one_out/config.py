@@ -93,11 +93,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.train.ema_cosine_ramp = False  # ramp the EMA momentum to 1 with a cosine over training
   c.train.on_nonfinite = "stop"  # stop | skip: what a non-finite loss or gradient does
 
-  c.log_every_steps = 50
-  c.checkpoint_every_steps = 1000
-  c.keep_checkpoints = 3  # the last N are kept ...
-  c.keep_every_steps = 0  # ... plus every K-th step for good (0 = none)
-  c.async_checkpoints = True
+  c.log_every_steps = 50  # console line, TensorBoard and metrics-<step>.jsonl every N steps
+  c.checkpoint_every_steps = 1000  # a checkpoint every N steps (plus the last step and any
+  #                                  step a preemption notice stops at)
+  c.keep_checkpoints = 3  # the newest N checkpoints are kept ...
+  c.keep_every_steps = 0  # ... plus every step that is a multiple of K, for good (0 = none;
+  #                         a multiple of checkpoint_every_steps), plus the final step
+  c.async_checkpoints = True  # write checkpoints in the background while training goes on
   # Online monitoring: every N steps, kNN top-1 (k=20) of the downstream feature on a slice of
   # the embedded dataset (leave_one_out.evaluate.online_knn_accuracy), logged as eval/knn_top1.
   c.eval_every_steps = 0  # 0 = off
@@ -236,9 +238,14 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   _check(0 <= cfg.train.ema_momentum <= 1, "train.ema_momentum", "must be in [0, 1]")
   _one_of(cfg, "train.on_nonfinite", ON_NONFINITE)
   _positive(cfg.log_every_steps, "log_every_steps")
-  _positive(cfg.checkpoint_every_steps, "checkpoint_every_steps")
-  _positive(cfg.keep_checkpoints, "keep_checkpoints")
-  _positive(cfg.keep_every_steps, "keep_every_steps", allow_zero=True)
+  _integer(cfg.checkpoint_every_steps, "checkpoint_every_steps", 1)
+  _integer(cfg.keep_checkpoints, "keep_checkpoints", 1)
+  _integer(cfg.keep_every_steps, "keep_every_steps", 0)
+  every = cfg.checkpoint_every_steps
+  _check(cfg.keep_every_steps % every == 0, "keep_every_steps",
+         f"({cfg.keep_every_steps}) must be 0 or a multiple of config.checkpoint_every_steps "
+         f"({every}): only saved steps can be kept, so nothing would be kept "
+         f"(e.g. {max(1, round(cfg.keep_every_steps / every)) * every})")
   _positive(cfg.eval_every_steps, "eval_every_steps", allow_zero=True)
   _positive(cfg.profile_start_step, "profile_start_step", allow_zero=True)
   _positive(cfg.profile_num_steps, "profile_num_steps", allow_zero=True)
