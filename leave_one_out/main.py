@@ -131,6 +131,14 @@ def main(argv):
   except input_pipeline.DataError as e:  # bad data: the message says what to do, no traceback
     logging.error("%s", e)
     sys.exit(1)
+  except jax.errors.JaxRuntimeError:
+    if jax.process_count() > 1:  # the usual cause: a peer died in the middle of a collective
+      logging.error(
+          "Process %d: a computation across processes failed, most likely because another "
+          "process was lost (JAX's log names it once --heartbeat_timeout_s=%d passes). The last "
+          "committed checkpoint is intact: run the same command on every host to resume.",
+          jax.process_index(), _HEARTBEAT_TIMEOUT.value)
+    raise
   if jax.process_index() == 0:
     print(summary_table(summary), flush=True)
   evaluate_now = _EVALUATE.value and _CONFIG.value.data.name == "synthetic"
