@@ -40,6 +40,7 @@ from leave_one_out import config as config_lib
 from leave_one_out import input_pipeline
 from leave_one_out import losses
 from leave_one_out import metrics_log
+from leave_one_out import workdir as workdir_lib
 from leave_one_out.models import build_model  # noqa: F401  (part of this module's API)
 from leave_one_out.sharding import DATA_AXIS, make_mesh
 
@@ -227,77 +228,6 @@ def _format_progress(step, num_steps, steps_per_epoch, scalars, names, img_per_s
   return " | ".join(parts)
 
 
-WORKDIR_MODES = ("auto", "resume", "overwrite")
-# Fields that may change when a run is resumed; any other difference is a different run.
-RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-                    "keep_every_steps", "async_checkpoints", "eval_every_steps",
-                    "profile_start_step", "profile_num_steps", "train.on_nonfinite")
-
-
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-  """Dotted names of the fields whose values differ between two config dicts (JSON form)."""
-  diffs = []
-  for key in sorted(set(saved) | set(current)):
-    name = f"{prefix}{key}"
-    a, b = saved.get(key), current.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      diffs += config_differences(a, b, name + ".")
-    elif a != b and name not in RESUMABLE_FIELDS:
-      diffs.append(f"{name}: {a!r} -> {b!r}")
-  return diffs
-
-
-def _set_aside(workdir: str, ckpt: checkpoints.Checkpointer | None, why: str) -> None:
-  """Moves a run's checkpoints, metrics files and summaries to ``previous-run-<time>/``.
-
-  Nothing is deleted. ``ckpt`` (closed here) moves its checkpoints; None keeps them in place.
-  """
-  root = epath.Path(workdir)
-  aside = root / f"previous-run-{int(time.time())}"
-  logging.warning("%s: moving the existing run's files to %s", why, aside)
-  if ckpt is not None:
-    ckpt.close()
-  if jax.process_index() != 0:
-    return
-  aside.mkdir(parents=True, exist_ok=True)
-  if ckpt is not None and epath.Path(ckpt.directory).exists():
-    epath.Path(ckpt.directory).rename(aside / checkpoints.CHECKPOINT_DIR)
-  for path in metrics_log.segment_paths(root):
-    path.rename(aside / path.name)
-  for path in root.glob("events.out.tfevents.*"):
-    path.rename(aside / path.name)
-
-
-def _prepare_workdir(workdir: str, mode: str, ckpt: checkpoints.Checkpointer, cfg) -> None:
-  """Refuses to mix runs: a workdir holding another config needs mode resume or overwrite."""
-  if mode not in WORKDIR_MODES:
-    raise ValueError(f"workdir mode must be one of {WORKDIR_MODES}, got {mode!r}")
-  latest = ckpt.latest_step()
-  if latest is None:
-    return
-  if mode == "overwrite":
-    _set_aside(workdir, ckpt, "Overwrite")
-    return
-  saved = None
-  for step in reversed(ckpt.all_steps()):  # unreadable ones are moved aside when restoring
-    try:
-      saved = ckpt.restore_meta(step)["config"]
-      break
-    except Exception:  # pylint: disable=broad-except
-      continue
-  if saved is None:
-    return
-  diffs = config_differences(saved, json.loads(cfg.to_json()))
-  if diffs and mode == "auto":
-    raise ValueError(
-        f"{workdir} holds a run (step {latest}) with a different config:\n  "
-        + "\n  ".join(diffs) + "\nUse another --workdir, or --workdir_mode=resume to continue "
-        "that run with the new config, or --workdir_mode=overwrite to start afresh (the old "
-        "checkpoints are moved aside, not deleted).")
-  if diffs:
-    logging.warning("Resuming with a changed config: %s", "; ".join(diffs))
-
-
 class _Preemption:
   """One process: turns SIGTERM into a flag the loop checks after every step.
 
@@ -357,13 +287,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
       workdir, keep=cfg.keep_checkpoints, keep_every=cfg.keep_every_steps,
       keep_steps=(num_steps,), async_save=cfg.async_checkpoints)
   ckpt = make_ckpt()
-  _prepare_workdir(workdir, workdir_mode, ckpt, cfg)
+  workdir_lib.prepare(workdir, workdir_mode, ckpt, cfg)
   if workdir_mode == "overwrite":
     ckpt = make_ckpt()
   restored = ckpt.restore_latest_good(abstract_state(cfg, model, tx, mesh))
   if restored is None:
     if is_chief and metrics_log.segment_paths(workdir):  # logs of a run that never saved
-      _set_aside(workdir, None, "No checkpoint to resume from")
+      workdir_lib.set_aside(workdir, None, "No checkpoint to resume from")
     state = create_state(cfg, model, tx, mesh)
     logging.info("Starting a new run in %s", workdir)
   else:
