@@ -120,7 +120,8 @@ case "$cmd" in
     cache=${CACHE_DIR:-$WORKDIR/jax_cache}
     data_env=""
     [[ -n "${TFDS_DATA_DIR:-}" ]] && data_env="TFDS_DATA_DIR=$TFDS_DATA_DIR "
-    extra=$(printf ' %q' "$@")
+    extra=""
+    [[ $# -eq 0 ]] || extra=$(printf ' %q' "$@")
     on_workers all "if $running; then echo \"already training (pid \$(cat $PIDFILE))\" >&2; \
 exit 3; fi; cd $REMOTE_DIR || exit 1; ${data_env}nohup $VENV/bin/python -m leave_one_out.main \
 --distributed --config=$CONFIG --workdir=$WORKDIR --compilation_cache_dir=$cache$extra \

@@ -153,6 +153,7 @@ def test_tpu_delete_with_force_does_not_ask_the_workers(stand_ins):
   tmp, env = stand_ins
   assert _tpu(env, "train").returncode == 0
   _wait_for(tmp / "ready")
+  assert (tmp / "args").read_text().endswith("/jax_cache")  # no flags: no empty argument
   deleted = _tpu(env, "delete", FORCE="1")
   assert deleted.returncode == 0, deleted.stderr
   calls = (tmp / "gcloud").read_text().splitlines()
