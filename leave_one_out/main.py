@@ -56,7 +56,8 @@ _SHUTDOWN_TIMEOUT = flags.DEFINE_integer(
 _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache_dir", None,
     "Persistent XLA compilation cache (e.g. ~/.cache/leave_one_out/jax or a gs:// path): "
-    "restarts and preempted runs skip recompiling the train step.")
+    "restarts and preempted runs skip recompiling the train step (with several processes JAX "
+    "writes entries from process 0 only).")
 _EVALUATE = flags.DEFINE_bool(
     "evaluate", True,
     "After pretraining on the embedded dataset, run the evaluation suite "

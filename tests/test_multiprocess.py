@@ -29,7 +29,7 @@ from tests.helpers import CLI_TINY, final_state
 pytestmark = pytest.mark.slow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_STEPS = 32  # enough steps left after a signal for the notice to reach every process
+NUM_STEPS = 24  # after the signals at step 6 or later, steps enough for the notice to spread
 SAVE_EVERY = 4
 HEARTBEAT_S = 10  # --heartbeat_timeout_s: a lost worker is noticed within this (JAX: 100)
 RUN = [f"--config.train.num_steps={NUM_STEPS}", "--config.log_every_steps=1",
