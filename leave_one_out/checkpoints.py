@@ -96,17 +96,19 @@ class Checkpointer:
         self._manager.reload()
     return None
 
-  def reached_preemption(self, step: int) -> bool:
-    """Whether every process is to stop and save at ``step`` (several processes only).
+  def reached_preemption(self, steps_this_run: int) -> bool:
+    """Whether every process is to stop and save now (several processes only).
 
     With ``jax.distributed`` a SIGTERM (or the TPU maintenance notice) to any process reaches
-    JAX's preemption sync manager, and this returns True on every process at the same step.
-    Call it after every step, on every process. One process: always False (the training loop
-    handles SIGTERM itself).
+    JAX's preemption sync manager, and this returns True on every process after the same step.
+    Call it after every step on every process with the number of steps this process has run
+    (1, 2, ...), not the global step: JAX counts from 0 at start-up, so a notice that arrives
+    before the first step (while restoring or compiling) means step 1, which a run resumed at
+    step 5000 would never pass. One process: always False (the loop handles SIGTERM itself).
     """
     if jax.process_count() == 1:
       return False
-    return self._manager.reached_preemption(int(step))
+    return self._manager.reached_preemption(int(steps_this_run))
 
   def restore_meta(self, step: int) -> dict:
     return self._manager.restore(

@@ -316,7 +316,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
   if is_chief and restored is None:
     writer.write_hparams(_flat_config(cfg))
 
-  step = int(jax.device_get(state.step))
+  step = start_step = int(jax.device_get(state.step))
   end = num_steps if stop_at is None else min(num_steps, stop_at)
   history, last_scalars, preempted, profiling = [], {}, False, False
   interval_start, interval_images, compile_s = time.perf_counter(), 0, None
@@ -345,7 +345,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
           profiling = False
           logging.info("Wrote a profile of steps %d-%d to %s/plugins/profile",
                        cfg.profile_start_step, step - 1, workdir)
-        preempted = preemption.requested or ckpt.reached_preemption(step)
+        preempted = preemption.requested or ckpt.reached_preemption(step - start_step)
         if preempted and not preemption.requested:
           logging.warning("Preemption notice: all %d processes stop at step %d.",
                           jax.process_count(), step)
