@@ -273,6 +273,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
     The final step, per-space loss and top-1 averaged over the last logging interval,
     throughput, whether the run was preempted, and the final state.
   """
+  # One process: from here on a SIGTERM stops the run after its next step, with a save.
+  with _Preemption(enabled=jax.process_count() == 1) as preemption:
+    return _train(cfg, workdir, workdir_mode, stop_at, preemption)
+
+
+def _train(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
+           preemption: _Preemption) -> dict:
   mesh = make_mesh()
   config_lib.validate(cfg, num_devices=mesh.size)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -323,62 +330,61 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
   # A background thread keeps the next batches decoded and placed on the devices.
   batches = input_pipeline.prefetch_to_device(source.iterate(step), data_sharding, size=2)
   try:
-    with _Preemption(enabled=jax.process_count() == 1) as preemption:
-      while step < end:
-        batch = next(batches)
-        if cfg.profile_num_steps and step == cfg.profile_start_step and is_chief:
-          jax.profiler.start_trace(workdir)
-          profiling = True
-        t0 = time.perf_counter()
-        state, metrics = step_fn(state, batch)
-        step += 1
-        history.append(metrics)
-        if compile_s is None:  # the first step includes compilation: keep it out of img/s
-          jax.block_until_ready(metrics["loss"])
-          compile_s = time.perf_counter() - t0
-          interval_start, interval_images = time.perf_counter(), 0
-        else:
-          interval_images += cfg.train.batch_size
-        if profiling and (step == cfg.profile_start_step + cfg.profile_num_steps or step == end):
-          jax.block_until_ready(metrics["loss"])
-          jax.profiler.stop_trace()
-          profiling = False
-          logging.info("Wrote a profile of steps %d-%d to %s/plugins/profile",
-                       cfg.profile_start_step, step - 1, workdir)
-        preempted = preemption.requested or ckpt.reached_preemption(step - start_step)
-        if preempted and not preemption.requested:
-          logging.warning("Preemption notice: all %d processes stop at step %d.",
-                          jax.process_count(), step)
-        if step % cfg.log_every_steps == 0 or step in (end, num_steps) or preempted:
-          scalars = _average(history, names)
-          history = []
-          elapsed = time.perf_counter() - interval_start
-          img_per_s = interval_images / elapsed if interval_images else 0.0
-          eta = (num_steps - step) * cfg.train.batch_size / img_per_s if img_per_s else 0.0
-          scalars.update(img_per_s=img_per_s, img_per_s_per_device=img_per_s / mesh.size,
-                         epoch=step / source.steps_per_epoch,
-                         data_skipped=float(getattr(source, "num_corrupt", 0)))
-          if not last_scalars:
-            scalars["compile_s"] = compile_s
-          peak = (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
-          if peak:  # GPU/TPU; the CPU backend keeps no statistics
-            scalars["peak_memory_gib"] = peak / 2**30
-          log(step, scalars)
-          logging.info(_format_progress(step, num_steps, source.steps_per_epoch, scalars, names,
-                                        img_per_s, eta))
-          last_scalars = scalars
-          interval_start, interval_images = time.perf_counter(), 0
-          _check_finite(cfg, scalars, step)
-        if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
-          ckpt.save(step, state, make_meta(cfg, step), force=True)
-        if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
-          knn = _online_knn(model, state, cfg)
-          log(step, {"eval/knn_top1": knn})
-          logging.info("step %d | online kNN top-1 %.1f%%", step, 100 * knn)
-        if preempted:
-          logging.warning("Stopped at step %d on a preemption request; run the same command "
-                          "again to continue.", step)
-          break
+    while step < end:
+      batch = next(batches)
+      if cfg.profile_num_steps and step == cfg.profile_start_step and is_chief:
+        jax.profiler.start_trace(workdir)
+        profiling = True
+      t0 = time.perf_counter()
+      state, metrics = step_fn(state, batch)
+      step += 1
+      history.append(metrics)
+      if compile_s is None:  # the first step includes compilation: keep it out of img/s
+        jax.block_until_ready(metrics["loss"])
+        compile_s = time.perf_counter() - t0
+        interval_start, interval_images = time.perf_counter(), 0
+      else:
+        interval_images += cfg.train.batch_size
+      if profiling and (step == cfg.profile_start_step + cfg.profile_num_steps or step == end):
+        jax.block_until_ready(metrics["loss"])
+        jax.profiler.stop_trace()
+        profiling = False
+        logging.info("Wrote a profile of steps %d-%d to %s/plugins/profile",
+                     cfg.profile_start_step, step - 1, workdir)
+      preempted = preemption.requested or ckpt.reached_preemption(step - start_step)
+      if preempted and not preemption.requested:
+        logging.warning("Preemption notice: all %d processes stop at step %d.",
+                        jax.process_count(), step)
+      if step % cfg.log_every_steps == 0 or step in (end, num_steps) or preempted:
+        scalars = _average(history, names)
+        history = []
+        elapsed = time.perf_counter() - interval_start
+        img_per_s = interval_images / elapsed if interval_images else 0.0
+        eta = (num_steps - step) * cfg.train.batch_size / img_per_s if img_per_s else 0.0
+        scalars.update(img_per_s=img_per_s, img_per_s_per_device=img_per_s / mesh.size,
+                       epoch=step / source.steps_per_epoch,
+                       data_skipped=float(getattr(source, "num_corrupt", 0)))
+        if not last_scalars:
+          scalars["compile_s"] = compile_s
+        peak = (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+        if peak:  # GPU/TPU; the CPU backend keeps no statistics
+          scalars["peak_memory_gib"] = peak / 2**30
+        log(step, scalars)
+        logging.info(_format_progress(step, num_steps, source.steps_per_epoch, scalars, names,
+                                      img_per_s, eta))
+        last_scalars = scalars
+        interval_start, interval_images = time.perf_counter(), 0
+        _check_finite(cfg, scalars, step)
+      if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
+        ckpt.save(step, state, make_meta(cfg, step), force=True)
+      if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
+        knn = _online_knn(model, state, cfg)
+        log(step, {"eval/knn_top1": knn})
+        logging.info("step %d | online kNN top-1 %.1f%%", step, 100 * knn)
+      if preempted:
+        logging.warning("Stopped at step %d on a preemption request; run the same command "
+                        "again to continue.", step)
+        break
   finally:  # also when the loop raises: join the prefetch thread, commit pending saves
     batches.close()
     ckpt.close()

@@ -151,3 +151,22 @@ def test_workdir_with_another_config_is_refused_unless_told(tmp_path):
   cadence.loss.temperature = 0.5
   cadence.log_every_steps = 1
   assert _train(cadence, tmp_path)["step"] == 2
+
+
+def test_sigterm_before_the_first_step_stops_after_it_with_a_save(tmp_path, monkeypatch):
+  """A notice while the run restores or compiles (one process): one step, a save, a clean stop."""
+  _train(tiny_config(steps=6), tmp_path, stop_at=2)
+  create = train.input_pipeline.create_train_source
+
+  def create_and_get_notice(cfg):
+    os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop's handler, not the default
+    return create(cfg)
+
+  monkeypatch.setattr(train.input_pipeline, "create_train_source", create_and_get_notice)
+  before = signal.getsignal(signal.SIGTERM)
+  summary = _train(tiny_config(steps=6), tmp_path)
+  assert summary["preempted"] and summary["step"] == 3
+  ckpt = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  assert ckpt.latest_step() == 3
+  ckpt.close()
+  assert signal.getsignal(signal.SIGTERM) == before  # the loop's handler is gone again
