@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Local GPU runs: one machine with one or more GPUs, or several machines (one process each).
 #
-#   launch/gpu.sh setup                  # install this checkout with CUDA-enabled jax
+#   launch/gpu.sh setup                  # a Python 3.11-3.13 venv with CUDA-enabled jax
 #   launch/gpu.sh train [FLAGS...]       # one process driving every visible GPU
 #   launch/gpu.sh debug [FLAGS...]       # one GPU, small batch, NaN checks, logs every step
 #   launch/gpu.sh node RANK [FLAGS...]   # multi-node: run on each node with its RANK (0..NODES-1)
@@ -9,59 +9,69 @@
 #       (REPORT [$WORKDIR/accelerator_check.md]; ALLOW_CPU=1: tiny, on a CPU; --wheels DIR:
 #       first pip-install missing dependencies from DIR, offline; FLAGS: see
 #       python -m leave_one_out.benchmarks.accelerator_check --help)
+#   launch/gpu.sh help                   # this text
+# (SLURM clusters: launch/slurm.sh.)
 #
 # Environment variables (defaults in brackets):
-#   CONFIG [configs/demo.py]  WORKDIR [/tmp/looc_gpu]  GPUS [all visible; e.g. 0,1]
-#   NODES [1]  COORDINATOR (host:port of node 0, required for `node`)
-#   MEM_FRACTION [0.9]  XLA_PYTHON_CLIENT_PREALLOCATE follows JAX's default
-#   CACHE_DIR [~/.cache/leave_one_out/jax]  persistent compilation cache
+#   CONFIG [configs/demo.py]  WORKDIR [/tmp/looc_gpu]  DEBUG_WORKDIR [$WORKDIR-debug]
+#   GPUS [all visible; e.g. 0,1]  NODES [1]  COORDINATOR (host:port of node 0, for `node`)
+#   VENV [~/looc-venv] (made by `setup`)  PYTHON [$VENV/bin/python if it exists, else python3]
+#   PYTHON_VERSION [3.11]  MEM_FRACTION [0.9]  HEARTBEAT_TIMEOUT [100] seconds before the
+#   other nodes give up on a lost node  CACHE_DIR [~/.cache/leave_one_out/jax]
 #   DRY_RUN [0]: print the command, run nothing
 # Extra arguments go to leave_one_out.main (e.g. --config.train.batch_size=512).
 set -euo pipefail
 
+SCRIPT=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+REPO=$(dirname "$(dirname "$SCRIPT")")
 CONFIG=${CONFIG:-configs/demo.py}
 WORKDIR=${WORKDIR:-/tmp/looc_gpu}
+DEBUG_WORKDIR=${DEBUG_WORKDIR:-$WORKDIR-debug}
 NODES=${NODES:-1}
 MEM_FRACTION=${MEM_FRACTION:-0.9}
+HEARTBEAT_TIMEOUT=${HEARTBEAT_TIMEOUT:-100}
 CACHE_DIR=${CACHE_DIR:-$HOME/.cache/leave_one_out/jax}
+VENV=${VENV:-$HOME/looc-venv}
+PYTHON_VERSION=${PYTHON_VERSION:-3.11}
+if [[ -z "${PYTHON:-}" ]]; then
+  if [[ -x "$VENV/bin/python" ]]; then PYTHON=$VENV/bin/python; else PYTHON=python3; fi
+fi
 DRY_RUN=${DRY_RUN:-0}
-JAX_VERSION=0.10.2
-cd "$(dirname "$0")/.."
 
 run() {
   printf '+'; printf ' %q' "$@"; printf '\n'
   [[ "$DRY_RUN" == 1 ]] || "$@"
 }
 
-usage() { sed -n '2,22p' "$0"; exit "${1:-0}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$SCRIPT"; }
 
 cmd=${1:-}
-[[ -n "$cmd" ]] || usage 1
+[[ -n "$cmd" ]] || { usage >&2; exit 1; }
 shift
+cd "$REPO"
 export XLA_PYTHON_CLIENT_MEM_FRACTION=$MEM_FRACTION
 [[ -n "${GPUS:-}" ]] && export CUDA_VISIBLE_DEVICES=$GPUS
 
-main=(python -m leave_one_out.main "--config=$CONFIG" "--workdir=$WORKDIR"
-      "--compilation_cache_dir=$CACHE_DIR")
+main=("$PYTHON" -m leave_one_out.main "--config=$CONFIG" "--compilation_cache_dir=$CACHE_DIR")
 case "$cmd" in
   setup)
-    run pip install -e . "jax[cuda12]==$JAX_VERSION"
-    run python -c "import jax; print(jax.devices())"
+    run bash "$REPO/launch/worker_setup.sh" --venv "$VENV" --extra cuda12 \
+      --python "$PYTHON_VERSION"
     ;;
   train)
-    run "${main[@]}" "$@"
+    run "${main[@]}" "--workdir=$WORKDIR" "$@"
     ;;
-  debug)
+  debug)  # its own workdir: a debug run is a different config from `train`'s
     export CUDA_VISIBLE_DEVICES=${GPUS:-0}
-    run env JAX_DEBUG_NANS=True "${main[@]}" --config.train.batch_size=32 \
-      --config.log_every_steps=1 --config.train.num_steps=20 "$@"
+    run env JAX_DEBUG_NANS=True "${main[@]}" "--workdir=$DEBUG_WORKDIR" \
+      --config.train.batch_size=32 --config.log_every_steps=1 --config.train.num_steps=20 "$@"
     ;;
   node)
     rank=${1:?usage: launch/gpu.sh node RANK [FLAGS...]}
     shift
     [[ -n "${COORDINATOR:-}" ]] || { echo "COORDINATOR=host:port of node 0 is required" >&2; exit 2; }
-    run "${main[@]}" --distributed "--coordinator_address=$COORDINATOR" \
-      "--num_processes=$NODES" "--process_id=$rank" "$@"
+    run "${main[@]}" "--workdir=$WORKDIR" --distributed "--coordinator_address=$COORDINATOR" \
+      "--num_processes=$NODES" "--process_id=$rank" "--heartbeat_timeout_s=$HEARTBEAT_TIMEOUT" "$@"
     ;;
   check)
     wheels=""
@@ -74,12 +84,12 @@ case "$cmd" in
       esac
     done
     if [[ -n "$wheels" ]]; then  # no network: whatever is missing comes from the folder
-      run pip install --no-index --find-links "$wheels" -e .
+      run "$PYTHON" -m pip install --no-index --find-links "$wheels" -e .
     fi
-    run python -m leave_one_out.benchmarks.accelerator_check \
+    run "$PYTHON" -m leave_one_out.benchmarks.accelerator_check \
       "--report=${REPORT:-$WORKDIR/accelerator_check.md}" "--compilation_cache_dir=$CACHE_DIR" \
       ${flags_[@]+"${flags_[@]}"}
     ;;
-  -h|--help|help) usage 0 ;;
-  *) echo "unknown command: $cmd" >&2; usage 2 ;;
+  -h|--help|help) usage ;;
+  *) echo "unknown command: $cmd" >&2; usage >&2; exit 2 ;;
 esac

@@ -16,25 +16,38 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 from absl import logging
+from orbax.checkpoint import checkpoint_managers
 
 CHECKPOINT_DIR = "checkpoints"
+
+
+def preservation_policy(keep: int, keep_every: int = 0, keep_steps=()):
+  """Which checkpoints survive a save: the newest ``keep``, every multiple of ``keep_every``
+  (0 = none) and each step in ``keep_steps`` (e.g. the run's final step)."""
+  policies = [checkpoint_managers.LatestN(n=keep)]
+  if keep_every:
+    policies.append(checkpoint_managers.EveryNSteps(interval_steps=keep_every))
+  if keep_steps:
+    policies.append(checkpoint_managers.CustomSteps(steps=[int(s) for s in keep_steps]))
+  return checkpoint_managers.AnyPreservationPolicy(policies)
 
 
 class Checkpointer:
   """Saves and restores ``(state, meta)`` under ``workdir/checkpoints/<step>``.
 
-  Keeps the last ``keep`` checkpoints plus every ``keep_every``-th step (0 = none). Saves are
-  asynchronous when ``async_save``: training goes on while the arrays are written, and
-  ``wait()`` blocks until the last save is committed.
+  Keeps the newest ``keep`` checkpoints, every step that is a multiple of ``keep_every`` (0 =
+  none) and the steps in ``keep_steps`` (``preservation_policy``). Saves are asynchronous when
+  ``async_save``: training goes on while the arrays are written, and ``wait()`` blocks until the
+  last save is committed. With several processes every call is collective: all processes make
+  the same calls in the same order.
   """
 
-  def __init__(self, workdir: str, *, keep: int = 3, keep_every: int = 0,
+  def __init__(self, workdir: str, *, keep: int = 3, keep_every: int = 0, keep_steps=(),
                async_save: bool = True):
     self.directory = epath.Path(workdir if "://" in str(workdir) else os.path.abspath(workdir))
     self.directory = self.directory / CHECKPOINT_DIR
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=keep,
-        keep_period=keep_every or None,
+        preservation_policy=preservation_policy(keep, keep_every, keep_steps),
         enable_async_checkpointing=async_save,
         create=True,
     )
@@ -83,11 +96,19 @@ class Checkpointer:
         self._manager.reload()
     return None
 
-  def reached_preemption(self, step: int) -> bool:
-    """Whether the platform announced a preemption (multi-host: agreed at a sync point)."""
+  def reached_preemption(self, steps_this_run: int) -> bool:
+    """Whether every process is to stop and save now (several processes only).
+
+    With ``jax.distributed`` a SIGTERM (or the TPU maintenance notice) to any process reaches
+    JAX's preemption sync manager, and this returns True on every process after the same step.
+    Call it after every step on every process with the number of steps this process has run
+    (1, 2, ...), not the global step: JAX counts from 0 at start-up, so a notice that arrives
+    before the first step (while restoring or compiling) means step 1, which a run resumed at
+    step 5000 would never pass. One process: always False (the loop handles SIGTERM itself).
+    """
     if jax.process_count() == 1:
-      return False  # single process: SIGTERM is handled by the training loop itself
-    return self._manager.reached_preemption(int(step))
+      return False
+    return self._manager.reached_preemption(int(steps_this_run))
 
   def restore_meta(self, step: int) -> dict:
     return self._manager.restore(

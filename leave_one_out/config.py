@@ -41,12 +41,14 @@ def default_config() -> ml_collections.ConfigDict:
   c.loss = losses.default_config()
   c.train = optim.default_config()
 
-  c.log_every_steps = 100  # console, TensorBoard and metrics.jsonl
-  c.checkpoint_every_steps = 1000  # periodic saves (the final and a preempted step always save)
-  c.keep_checkpoints = 3  # the last N are kept ...
-  c.keep_every_steps = 50_000  # ... plus every K-th step for good (0 = none; a multiple of
-  #                              checkpoint_every_steps)
-  c.async_checkpoints = True  # training goes on while a checkpoint is written
+  c.log_every_steps = 100  # console line, TensorBoard and metrics-<step>.jsonl every N steps
+  c.checkpoint_every_steps = 1000  # a checkpoint every N steps (about 2 epochs; plus the last
+  #                                  step and any step a preemption notice stops at)
+  c.keep_checkpoints = 3  # the newest N checkpoints are kept ...
+  c.keep_every_steps = 50_000  # ... plus every step that is a multiple of K, for good (0 = none;
+  #                              a multiple of checkpoint_every_steps: 50k, 100k, ..., about
+  #                              every 100 epochs of ImageNet-100), plus the final step
+  c.async_checkpoints = True  # write checkpoints in the background while training goes on
   # Online monitoring: every N steps, kNN top-1 (k=20) of the downstream feature on a slice of
   # the embedded dataset (leave_one_out.evaluate.online_knn_accuracy), logged as eval/knn_top1.
   c.eval_every_steps = 0  # 0 = off
@@ -148,5 +150,10 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   for field in ("keep_every_steps", "eval_every_steps", "profile_start_step",
                 "profile_num_steps"):
     _integer(cfg, field, 0)
+  every = cfg.checkpoint_every_steps
+  _check(cfg.keep_every_steps % every == 0, "keep_every_steps",
+         f"({cfg.keep_every_steps}) must be 0 or a multiple of config.checkpoint_every_steps "
+         f"({every}): only saved steps can be kept, so nothing would be kept "
+         f"(e.g. {max(1, round(cfg.keep_every_steps / every)) * every})")
   _check(isinstance(cfg.async_checkpoints, bool), "async_checkpoints",
          f"must be True or False, got {cfg.async_checkpoints!r}")

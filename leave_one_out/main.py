@@ -4,7 +4,12 @@ r"""Command line: LooC pretraining.
       [--config.train.num_steps=100 ...]
 
 Runs (or resumes) pretraining in --workdir: checkpoints under workdir/checkpoints, TensorBoard
-summaries and metrics.jsonl in workdir; prints a summary table at the end.
+summaries and metrics-<step>.jsonl in workdir (leave_one_out.metrics_log.read_metrics reads
+them); prints a summary table at the end, then evaluates the final checkpoint (embedded dataset).
+
+Several processes (one per host, or per GPU): add --distributed to the same command on each.
+Every process takes part in training and in the final evaluation (which runs on each process's
+own devices); only process 0 writes logs, summaries and evaluation.json.
 """
 
 import logging as pylogging
@@ -34,15 +39,35 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0, for --distributed off TPU.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes, for --distributed.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process, for --distributed.")
+_LOCAL_DEVICE_IDS = flags.DEFINE_list(
+    "local_device_ids", None,
+    "--distributed: this process's devices, e.g. 0,1,2,3,4,5,6,7 for one process driving a "
+    "node's 8 GPUs under SLURM (where JAX otherwise gives each process the one GPU of its "
+    "SLURM_LOCALID). Default: JAX's choice.")
+_HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
+    "heartbeat_timeout_s", 100,
+    "--distributed: a process that has sent no heartbeat for this many seconds counts as lost "
+    "(a killed worker, a lost VM), and every other process exits non-zero, its log naming the "
+    "lost process. The run resumes from its last checkpoint when restarted.")
+_SHUTDOWN_TIMEOUT = flags.DEFINE_integer(
+    "shutdown_timeout_s", 300,
+    "--distributed: how long a process that is exiting (finished, or failed with an error) "
+    "waits for the others to exit too; then every process exits non-zero.")
 _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache_dir", None,
     "Persistent XLA compilation cache (e.g. ~/.cache/leave_one_out/jax or a gs:// path): "
-    "restarts and preempted runs skip recompiling the train step.")
+    "restarts and preempted runs skip recompiling the train step (with several processes JAX "
+    "writes entries from process 0 only).")
 _EVALUATE = flags.DEFINE_bool(
     "evaluate", True,
     "After pretraining on the embedded dataset, run the evaluation suite "
     "(leave_one_out.evaluate with configs/eval/synthetic.py) on the final checkpoint and print "
     "its table. For other datasets run `python -m leave_one_out.evaluate` with their config.")
+_EVAL_CONFIG = config_flags.DEFINE_config_file(
+    "eval_config", None,
+    "Config of the final evaluation (configs/eval/synthetic.py layout, e.g. to shrink it: "
+    "--eval_config=configs/eval/synthetic.py --eval_config.dataset.num_train=500); default: "
+    "leave_one_out.evaluate.default_config().", lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -65,6 +90,16 @@ def summary_table(summary: dict) -> str:
   return "\n".join(lines)
 
 
+def _local_device_ids():
+  if not _LOCAL_DEVICE_IDS.value:
+    return None
+  try:
+    return [int(i) for i in _LOCAL_DEVICE_IDS.value]
+  except ValueError:
+    raise app.UsageError(f"--local_device_ids must be integers, got "
+                         f"{','.join(_LOCAL_DEVICE_IDS.value)}") from None
+
+
 class _QuietLibraries(pylogging.Filter):
   """Keeps orbax's per-save INFO chatter out of the console (warnings still show)."""
 
@@ -83,7 +118,10 @@ def main(argv):
   if _DISTRIBUTED.value:
     jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
                                num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value)
+                               process_id=_PROCESS_ID.value,
+                               local_device_ids=_local_device_ids(),
+                               heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value,
+                               shutdown_timeout_seconds=_SHUTDOWN_TIMEOUT.value)
   logging.info("JAX process %d/%d, %d local / %d global devices (%s)", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
@@ -94,12 +132,31 @@ def main(argv):
   except common.DataError as e:  # bad data: the message says what to do, no traceback
     logging.error("%s", e)
     sys.exit(1)
+  except jax.errors.JaxRuntimeError:
+    if jax.process_count() > 1:  # the usual cause: a peer died in the middle of a collective
+      logging.error(
+          "Process %d: a computation across processes failed, most likely because another "
+          "process was lost (JAX's log names it once --heartbeat_timeout_s=%d passes). The last "
+          "committed checkpoint is intact: run the same command on every host to resume.",
+          jax.process_index(), _HEARTBEAT_TIMEOUT.value)
+    raise
   if jax.process_index() == 0:
     print(summary_table(summary), flush=True)
   evaluate_now = _EVALUATE.value and _CONFIG.value.data.name == "synthetic"
-  if evaluate_now and not summary.get("preempted") and jax.process_index() == 0:
+  if evaluate_now and not summary.get("preempted"):
     from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
-    print(evaluate.format_table(evaluate.run(_WORKDIR.value)), flush=True)
+    from leave_one_out.sharding import make_mesh  # pylint: disable=import-outside-toplevel
+    # Every process evaluates on its own devices (no collective across processes, so none
+    # waits on another); process 0 writes evaluation.json and prints the table.
+    results = evaluate.run(_WORKDIR.value, _EVAL_CONFIG.value,
+                           mesh=make_mesh(jax.local_devices()))
+    if jax.process_index() == 0:
+      print(evaluate.format_table(results), flush=True)
+  if jax.process_count() > 1:
+    # Processes finish at different times (process 1 compiles what process 0 found in the
+    # compilation cache); meet here so that none waits past --shutdown_timeout_s at exit.
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices("leave_one_out.main: done")
 
 
 if __name__ == "__main__":

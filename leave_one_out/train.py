@@ -47,8 +47,10 @@ from leave_one_out import checkpoints
 from leave_one_out import config as config_lib
 from leave_one_out import data
 from leave_one_out import losses
+from leave_one_out import metrics_log
 from leave_one_out import models
 from leave_one_out import optim
+from leave_one_out import workdir as workdir_lib
 from leave_one_out.data import prefetch
 from leave_one_out.sharding import DATA_AXIS, make_mesh
 
@@ -270,29 +272,6 @@ def make_meta(cfg, step: int) -> dict:
   return {"config": json.loads(cfg.to_json()), "step": int(step), "data_position": int(step)}
 
 
-class _JsonlWriter:
-  """One JSON object per logged step in ``workdir/metrics.jsonl`` (process 0 only).
-
-  Local files are appended to; object stores (gs://) cannot append, so there the file is
-  rewritten whole at each log step.
-  """
-
-  def __init__(self, workdir: str, enabled: bool):
-    self.path = epath.Path(workdir) / "metrics.jsonl" if enabled else None
-    self.remote = "://" in str(workdir)
-
-  def write(self, step: int, scalars: dict):
-    if not self.path:
-      return
-    line = json.dumps({"step": int(step), **scalars}) + "\n"
-    if self.remote:
-      old = self.path.read_text() if self.path.exists() else ""
-      self.path.write_text(old + line)
-    else:
-      with self.path.open("a") as f:
-        f.write(line)
-
-
 def _format_progress(step, num_steps, steps_per_epoch, scalars, names, img_per_s, eta_s):
   parts = [f"step {step}/{num_steps}", f"epoch {step / steps_per_epoch:.2f}",
            f"loss {scalars['loss']:.4f}"]
@@ -304,69 +283,22 @@ def _format_progress(step, num_steps, steps_per_epoch, scalars, names, img_per_s
   return " | ".join(parts)
 
 
-WORKDIR_MODES = ("auto", "resume", "overwrite")
-# Fields that may change when a run is resumed; any other difference is a different run.
-RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-                    "keep_every_steps", "async_checkpoints", "eval_every_steps",
-                    "profile_start_step", "profile_num_steps", "train.on_nonfinite")
-
-
-def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
-  """Dotted names of the fields whose values differ between two config dicts (JSON form)."""
-  diffs = []
-  for key in sorted(set(saved) | set(current)):
-    name = f"{prefix}{key}"
-    a, b = saved.get(key), current.get(key)
-    if isinstance(a, dict) and isinstance(b, dict):
-      diffs += config_differences(a, b, name + ".")
-    elif a != b and name not in RESUMABLE_FIELDS:
-      diffs.append(f"{name}: {a!r} -> {b!r}")
-  return diffs
-
-
-def _prepare_workdir(workdir: str, mode: str, ckpt: checkpoints.Checkpointer, cfg) -> None:
-  """Refuses to mix runs: a workdir holding another config needs mode resume or overwrite."""
-  if mode not in WORKDIR_MODES:
-    raise ValueError(f"workdir mode must be one of {WORKDIR_MODES}, got {mode!r}")
-  latest = ckpt.latest_step()
-  if latest is None:
-    return
-  if mode == "overwrite":
-    aside = epath.Path(workdir) / f"previous-run-{int(time.time())}"
-    logging.warning("Overwrite: moving the existing run's checkpoints to %s", aside)
-    ckpt.close()
-    if jax.process_index() == 0:
-      epath.Path(ckpt.directory).rename(aside)
-    return
-  saved = None
-  for step in reversed(ckpt.all_steps()):  # unreadable ones are moved aside when restoring
-    try:
-      saved = ckpt.restore_meta(step)["config"]
-      break
-    except Exception:  # pylint: disable=broad-except
-      continue
-  if saved is None:
-    return
-  diffs = config_differences(saved, json.loads(cfg.to_json()))
-  if diffs and mode == "auto":
-    raise ValueError(
-        f"{workdir} holds a run (step {latest}) with a different config:\n  "
-        + "\n  ".join(diffs) + "\nUse another --workdir, or --workdir_mode=resume to continue "
-        "that run with the new config, or --workdir_mode=overwrite to start afresh (the old "
-        "checkpoints are moved aside, not deleted).")
-  if diffs:
-    logging.warning("Resuming with a changed config: %s", "; ".join(diffs))
-
-
 class _Preemption:
-  """Turns SIGTERM into a flag the loop checks after every step (main thread only)."""
+  """One process: turns SIGTERM into a flag the loop checks after every step.
 
-  def __init__(self):
+  With several processes (``jax.distributed``) it installs nothing: JAX's preemption sync
+  manager owns SIGTERM there, and ``Checkpointer.reached_preemption`` tells every process at
+  the same step. A Python handler would replace JAX's, and each process would stop on its own
+  flag at a different step, leaving the others waiting in a collective.
+  """
+
+  def __init__(self, enabled: bool):
+    self.enabled = enabled
     self.requested = False
     self._previous = None
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
+    if self.enabled and threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
 
@@ -386,7 +318,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
 
   Args:
     cfg: the full config (``config.default_config()`` layout); validated here first.
-    workdir: checkpoints, TensorBoard summaries and ``metrics.jsonl`` go here.
+    workdir: checkpoints, TensorBoard summaries and ``metrics-<step>.jsonl`` go here
+      (``metrics_log.read_metrics`` reads them).
     workdir_mode: "auto" resumes a run with the same config and refuses a different one;
       "resume" continues whatever is there; "overwrite" moves an existing run aside.
     stop_at: stop (with a checkpoint) after this step, as if preempted; None runs to the end.
@@ -395,6 +328,13 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
     The final step, per-space loss and top-1 averaged over the last logging interval,
     throughput, whether the run was preempted, and the final state.
   """
+  # One process: from here on a SIGTERM stops the run after its next step, with a save.
+  with _Preemption(enabled=jax.process_count() == 1) as preemption:
+    return _train(cfg, workdir, workdir_mode, stop_at, preemption)
+
+
+def _train(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
+           preemption: _Preemption) -> dict:
   mesh = make_mesh()
   config_lib.validate(cfg, num_devices=mesh.size)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -407,13 +347,15 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
   tx, schedule = create_optimizer(cfg, source.steps_per_epoch)
   make_ckpt = lambda: checkpoints.Checkpointer(
       workdir, keep=cfg.keep_checkpoints, keep_every=cfg.keep_every_steps,
-      async_save=cfg.async_checkpoints)
+      keep_steps=(num_steps,), async_save=cfg.async_checkpoints)
   ckpt = make_ckpt()
-  _prepare_workdir(workdir, workdir_mode, ckpt, cfg)
+  workdir_lib.prepare(workdir, workdir_mode, ckpt, cfg)
   if workdir_mode == "overwrite":
     ckpt = make_ckpt()
   restored = ckpt.restore_latest_good(abstract_state(cfg, model, tx, mesh))
   if restored is None:
+    if is_chief and metrics_log.segment_paths(workdir):  # logs of a run that never saved
+      workdir_lib.set_aside(workdir, None, "No checkpoint to resume from")
     state = create_state(cfg, model, tx, mesh)
     logging.info("Starting a new run in %s", workdir)
   else:
@@ -422,83 +364,99 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
 
   step_fn = compile_train_step(cfg, model, tx, mesh, schedule, num_steps)
   data_sharding = NamedSharding(mesh, P(DATA_AXIS))
-  # TensorBoard summaries from process 0; the console gets the one-line progress below.
-  writer = metric_writers.MultiWriter(
+  # Process 0 writes TensorBoard summaries and the JSON lines, both on background threads;
+  # every process prints the one-line progress below.
+  writer = metric_writers.AsyncMultiWriter(
       [metric_writers.SummaryWriter(workdir)] if is_chief else [])
-  jsonl = _JsonlWriter(workdir, is_chief)
+  jsonl = metrics_log.JsonlWriter(workdir, enabled=is_chief)
+
+  def log(step, scalars):  # a step already logged before an interruption is not logged again
+    if is_chief and jsonl.should_log(step):
+      writer.write_scalars(step, scalars)
+      jsonl.write(step, scalars)
+
   if is_chief and restored is None:
     writer.write_hparams(_flat_config(cfg))
 
-  step = int(jax.device_get(state.step))
+  step = start_step = int(jax.device_get(state.step))
   end = num_steps if stop_at is None else min(num_steps, stop_at)
   history, last_scalars, preempted, profiling = [], {}, False, False
   interval_start, interval_images, compile_s = time.perf_counter(), 0, None
   # A background thread keeps the next batches decoded and placed on the devices.
   batches = prefetch.prefetch_to_device(source.iterate(step), data_sharding, size=2)
   try:
-    with _Preemption() as preemption:
-      while step < end:
-        batch = next(batches)
-        if cfg.profile_num_steps and step == cfg.profile_start_step and is_chief:
-          jax.profiler.start_trace(workdir)
-          profiling = True
-        t0 = time.perf_counter()
-        state, metrics = step_fn(state, batch)
-        step += 1
-        history.append(metrics)
-        if compile_s is None:  # the first step includes compilation: keep it out of img/s
-          jax.block_until_ready(metrics["loss"])
-          compile_s = time.perf_counter() - t0
-          interval_start, interval_images = time.perf_counter(), 0
-        else:
-          interval_images += cfg.train.batch_size
-        if profiling and (step == cfg.profile_start_step + cfg.profile_num_steps or step == end):
-          jax.block_until_ready(metrics["loss"])
-          jax.profiler.stop_trace()
-          profiling = False
-          logging.info("Wrote a profile of steps %d-%d to %s/plugins/profile",
-                       cfg.profile_start_step, step - 1, workdir)
-        preempted = preemption.requested or ckpt.reached_preemption(step)
-        if step % cfg.log_every_steps == 0 or step in (end, num_steps) or preempted:
-          scalars = _average(history, names)
-          history = []
-          elapsed = time.perf_counter() - interval_start
-          img_per_s = interval_images / elapsed if interval_images else 0.0
-          eta = (num_steps - step) * cfg.train.batch_size / img_per_s if img_per_s else 0.0
-          scalars.update(img_per_s=img_per_s, img_per_s_per_device=img_per_s / mesh.size,
-                         epoch=step / source.steps_per_epoch,
-                         data_skipped=float(getattr(source, "num_corrupt", 0)))
-          if not last_scalars:
-            scalars["compile_s"] = compile_s
-          peak = (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
-          if peak:  # GPU/TPU; the CPU backend keeps no statistics
-            scalars["peak_memory_gib"] = peak / 2**30
-          writer.write_scalars(step, scalars)
-          jsonl.write(step, scalars)
-          logging.info(_format_progress(step, num_steps, source.steps_per_epoch, scalars, names,
-                                        img_per_s, eta))
-          last_scalars = scalars
-          interval_start, interval_images = time.perf_counter(), 0
-          _check_finite(cfg, scalars, step)
-        if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
-          ckpt.save(step, state, make_meta(cfg, step), force=True)
-        if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
-          from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
-          knn = evaluate.online_knn_accuracy(
-              model, {"params": state.params, "batch_stats": state.batch_stats}, cfg, mesh=mesh)
-          writer.write_scalars(step, {"eval/knn_top1": knn})
-          jsonl.write(step, {"eval/knn_top1": knn})
-          logging.info("step %d | online kNN top-1 %.1f%%", step, 100 * knn)
-        if preempted:
-          logging.warning("Stopped at step %d on a preemption request; run the same command "
-                          "again to continue.", step)
-          break
+    while step < end:
+      batch = next(batches)
+      if cfg.profile_num_steps and step == cfg.profile_start_step and is_chief:
+        jax.profiler.start_trace(workdir)
+        profiling = True
+      t0 = time.perf_counter()
+      state, metrics = step_fn(state, batch)
+      step += 1
+      history.append(metrics)
+      if compile_s is None:  # the first step includes compilation: keep it out of img/s
+        jax.block_until_ready(metrics["loss"])
+        compile_s = time.perf_counter() - t0
+        interval_start, interval_images = time.perf_counter(), 0
+      else:
+        interval_images += cfg.train.batch_size
+      if profiling and (step == cfg.profile_start_step + cfg.profile_num_steps or step == end):
+        jax.block_until_ready(metrics["loss"])
+        jax.profiler.stop_trace()
+        profiling = False
+        logging.info("Wrote a profile of steps %d-%d to %s/plugins/profile",
+                     cfg.profile_start_step, step - 1, workdir)
+      preempted = preemption.requested or ckpt.reached_preemption(step - start_step)
+      if preempted and not preemption.requested:
+        logging.warning("Preemption notice: all %d processes stop at step %d.",
+                        jax.process_count(), step)
+      if step % cfg.log_every_steps == 0 or step in (end, num_steps) or preempted:
+        scalars = _average(history, names)
+        history = []
+        elapsed = time.perf_counter() - interval_start
+        img_per_s = interval_images / elapsed if interval_images else 0.0
+        eta = (num_steps - step) * cfg.train.batch_size / img_per_s if img_per_s else 0.0
+        scalars.update(img_per_s=img_per_s, img_per_s_per_device=img_per_s / mesh.size,
+                       epoch=step / source.steps_per_epoch,
+                       data_skipped=float(getattr(source, "num_corrupt", 0)))
+        if not last_scalars:
+          scalars["compile_s"] = compile_s
+        peak = (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
+        if peak:  # GPU/TPU; the CPU backend keeps no statistics
+          scalars["peak_memory_gib"] = peak / 2**30
+        log(step, scalars)
+        logging.info(_format_progress(step, num_steps, source.steps_per_epoch, scalars, names,
+                                      img_per_s, eta))
+        last_scalars = scalars
+        interval_start, interval_images = time.perf_counter(), 0
+        _check_finite(cfg, scalars, step)
+      if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
+        ckpt.save(step, state, make_meta(cfg, step), force=True)
+      if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
+        knn = _online_knn(model, state, cfg)
+        log(step, {"eval/knn_top1": knn})
+        logging.info("step %d | online kNN top-1 %.1f%%", step, 100 * knn)
+      if preempted:
+        logging.warning("Stopped at step %d on a preemption request; run the same command "
+                        "again to continue.", step)
+        break
   finally:  # also when the loop raises: join the prefetch thread, commit pending saves
     batches.close()
     ckpt.close()
-  writer.flush()
+    writer.close()
+    jsonl.flush()
   return {"step": step, "num_steps": num_steps, "spaces": names, "state": state,
           "preempted": preempted, **last_scalars}
+
+
+def _online_knn(model, state: TrainState, cfg) -> float:
+  """``evaluate.online_knn_accuracy`` on this process's devices (no cross-process collective:
+  every process computes the same value from its replica of the params)."""
+  from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
+  local = lambda tree: jax.tree.map(lambda x: x.addressable_data(0), tree)
+  variables = {"params": local(state.params), "batch_stats": local(state.batch_stats)}
+  return evaluate.online_knn_accuracy(model, variables, cfg,
+                                      mesh=make_mesh(jax.local_devices()))
 
 
 def _average(history: list[dict], names: list[str]) -> dict[str, float]:

@@ -23,5 +23,5 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 def pytest_configure(config):
   config.addinivalue_line(
-      "markers", "slow: a long test (real processes, whole command lines); still in the default "
-      "suite, deselect with -m 'not slow'")
+      "markers", "slow: real multi-process or end-to-end runs (tens of seconds); they run in "
+      "the default suite, deselect with -m 'not slow'")

@@ -49,8 +49,8 @@ def test_gpu_sh_check_installs_from_wheels_offline_and_passes_flags():
       capture_output=True, text=True, timeout=30)
   assert out.returncode == 0, out.stderr
   lines = out.stdout.splitlines()
-  assert lines[0] == "+ pip install --no-index --find-links /opt/w -e ."
-  assert lines[1] == ("+ python -m leave_one_out.benchmarks.accelerator_check --report=/r/check.md "
+  assert lines[0] == "+ python3 -m pip install --no-index --find-links /opt/w -e ."
+  assert lines[1] == ("+ python3 -m leave_one_out.benchmarks.accelerator_check --report=/r/check.md "
                       "--compilation_cache_dir=/c --sections=devices")
   plain = subprocess.run(["bash", os.path.join(ROOT, "launch", "gpu.sh"), "check"],
                          env=dict(os.environ, DRY_RUN="1"), capture_output=True, text=True,

@@ -3,7 +3,6 @@
 What a user can rely on (README, "Reliability"): each test below is one guarantee.
 """
 
-import json
 import os
 import signal
 import subprocess
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from leave_one_out import checkpoints
+from leave_one_out import metrics_log
 from leave_one_out import train
 from tests import helpers
 from tests.helpers import final_state as _final_params
@@ -25,23 +25,21 @@ CLI_TINY = ["--config.log_every_steps=1", "--config.async_checkpoints=False",
             *helpers.CLI_TINY]
 
 
-def _start(workdir, steps, every):
+def _start(workdir, steps, every, *extra):
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
              JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "")
   return subprocess.Popen(
       [sys.executable, "-m", "leave_one_out.main", "--config=configs/demo.py",
        f"--workdir={workdir}", f"--config.train.num_steps={steps}",
-       f"--config.checkpoint_every_steps={every}", *CLI_TINY],
+       f"--config.checkpoint_every_steps={every}", *CLI_TINY, *extra],
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _wait_for_step(workdir, step, proc, timeout=240):
-  path, deadline = os.path.join(workdir, "metrics.jsonl"), time.time() + timeout
+  deadline = time.time() + timeout
   while time.time() < deadline:
-    if os.path.exists(path):
-      lines = open(path).read().splitlines()
-      if lines and json.loads(lines[-1])["step"] >= step:
-        return
+    if metrics_log.last_logged_step(workdir) >= step:
+      return
     assert proc.poll() is None, proc.communicate()[1][-3000:]
     time.sleep(0.05)
   raise TimeoutError(f"run did not reach step {step}")
@@ -82,8 +80,15 @@ def test_kill9_loses_at_most_the_steps_since_the_last_save(tmp_path):
   last = ckpt.latest_step()
   ckpt.close()
   assert last is not None and last % 10 == 0 and last >= 20
-  logged = json.loads(open(tmp_path / "metrics.jsonl").read().splitlines()[-1])["step"]
+  logged = metrics_log.last_logged_step(tmp_path)
   assert logged - last < 10 + 2  # lost: only the steps since the last periodic save
+  # Restarting resumes from `last`; the steps it repeats are not logged a second time.
+  resumed = _start(tmp_path, logged + 3, 10, "--workdir_mode=resume")  # shorter: ends sooner
+  _, err = resumed.communicate(timeout=300)
+  assert resumed.returncode == 0, err[-3000:]
+  assert f"Resumed from step {last} " in err
+  steps = [r["step"] for r in metrics_log.read_metrics(tmp_path)]
+  assert steps == list(range(1, logged + 4))
 
 
 def _train(cfg, workdir, **kw):
@@ -146,3 +151,22 @@ def test_workdir_with_another_config_is_refused_unless_told(tmp_path):
   cadence.loss.temperature = 0.5
   cadence.log_every_steps = 1
   assert _train(cadence, tmp_path)["step"] == 2
+
+
+def test_sigterm_before_the_first_step_stops_after_it_with_a_save(tmp_path, monkeypatch):
+  """A notice while the run restores or compiles (one process): one step, a save, a clean stop."""
+  _train(tiny_config(steps=6), tmp_path, stop_at=2)
+  create = train.data.create_train_source
+
+  def create_and_get_notice(cfg):
+    os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop's handler, not the default
+    return create(cfg)
+
+  monkeypatch.setattr(train.data, "create_train_source", create_and_get_notice)
+  before = signal.getsignal(signal.SIGTERM)
+  summary = _train(tiny_config(steps=6), tmp_path)
+  assert summary["preempted"] and summary["step"] == 3
+  ckpt = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  assert ckpt.latest_step() == 3
+  ckpt.close()
+  assert signal.getsignal(signal.SIGTERM) == before  # the loop's handler is gone again

@@ -1,6 +1,5 @@
 """The command line: a short run end to end, its outputs, and config errors."""
 
-import json
 import os
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import sys
 import jax
 import pytest
 
+from leave_one_out import metrics_log
 from tests.helpers import CLI_TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,7 +29,7 @@ def test_cli_trains_logs_checkpoints_and_resumes(tmp_path):
   assert run.returncode == 0, run.stderr[-3000:]
   assert "| invariant |" in run.stdout and "| rotation |" in run.stdout
   assert "step 4/4" in run.stderr  # console progress
-  logged = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  logged = metrics_log.read_metrics(tmp_path)
   assert [m["step"] for m in logged] == [2, 4]
   assert {"loss", "loss/color", "top1/rotation", "img_per_s", "lr"} <= set(logged[-1])
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))

@@ -1,6 +1,5 @@
 """The sharded train step and the training loop."""
 
-import json
 import os
 
 import jax
@@ -11,6 +10,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
+from leave_one_out import metrics_log
 from leave_one_out import models
 from leave_one_out import sharding
 from leave_one_out import train
@@ -104,7 +104,7 @@ def test_resume_continues_the_same_run(tmp_path):
   a, b = jax.device_get(s["state"]), jax.device_get(r["state"])
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
-  logged = [json.loads(line) for line in open(tmp_path / "resumed" / "metrics.jsonl")]
+  logged = metrics_log.read_metrics(tmp_path / "resumed")
   assert [m["step"] for m in logged] == [2, 4]
   assert sorted(os.listdir(tmp_path / "resumed" / "checkpoints")) == ["2", "4"]
 
@@ -135,7 +135,7 @@ def test_online_knn_monitoring_is_logged(tmp_path):
   cfg = tiny_config(steps=2)
   cfg.eval_every_steps = 2
   train.train_and_evaluate(cfg, str(tmp_path))
-  logged = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  logged = metrics_log.read_metrics(tmp_path)
   knn = [m["eval/knn_top1"] for m in logged if "eval/knn_top1" in m]
   assert len(knn) == 1 and 0.0 <= knn[0] <= 1.0
 

@@ -49,6 +49,7 @@ from leave_one_out import data as data_lib
 from leave_one_out import models
 from leave_one_out import sharding as sharding_lib
 from leave_one_out import losses
+from leave_one_out import metrics_log
 from leave_one_out import train
 from leave_one_out.benchmarks import common
 from leave_one_out.benchmarks import step as step_benchmark
@@ -276,14 +277,13 @@ def recipe_config(sizes):
 
 
 def check_imagenet100_steps(sizes, workdir: str = "") -> tuple[str, str]:
-  import json  # pylint: disable=import-outside-toplevel
   cfg = recipe_config(sizes)
   workdir = workdir or tempfile.mkdtemp(prefix="looc_check_")
   try:
     t0 = time.perf_counter()
     summary = train.train_and_evaluate(cfg, workdir, workdir_mode="overwrite")
     wall = time.perf_counter() - t0
-    logged = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    logged = metrics_log.read_metrics(workdir)
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
   mode = models.key_bn_mode(cfg.model, cfg.loss.queue_size, jax.device_count())

@@ -1,0 +1,69 @@
+"""Which checkpoints are kept, and the start-up check of the keep settings."""
+
+import dataclasses
+import datetime
+import importlib.util
+import os
+
+import jax.numpy as jnp
+import pytest
+
+from leave_one_out import checkpoints
+from leave_one_out import config as config_lib
+from tests.helpers import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass
+class _Info:  # orbax's PolicyCheckpointInfo protocol
+  step: int
+  metrics: dict | None = None
+  time: datetime.datetime = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _kept(policy, steps):
+  infos = [_Info(s) for s in steps]
+  flags = policy.should_preserve(infos, context=None)
+  return [s for s, keep in zip(steps, flags) if keep]
+
+
+def test_saves_keep_the_newest_every_kth_and_the_final_step(tmp_path):
+  ckpt = checkpoints.Checkpointer(str(tmp_path), keep=2, keep_every=4, keep_steps=(10,),
+                                  async_save=False)
+  state = {"w": jnp.arange(3.0)}
+  for step in range(1, 13):
+    ckpt.save(step, state, {"step": step}, force=True)
+  ckpt.close()
+  reopened = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  assert reopened.all_steps() == [4, 8, 10, 11, 12]
+  reopened.close()
+
+
+def _load_config(name):
+  spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "configs", name))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+@pytest.mark.parametrize("name", ["looc_in100_r50.py", "moco_in100_r50.py"])
+def test_imagenet100_configs_keep_periodic_checkpoints(name):
+  cfg = _load_config(name)
+  config_lib.validate(cfg, num_devices=8)  # includes the keep_every_steps check
+  final = 494 * cfg.train.num_epochs  # ImageNet-100: 494 steps of 256 per epoch
+  saved = list(range(cfg.checkpoint_every_steps, final + 1, cfg.checkpoint_every_steps))
+  policy = checkpoints.preservation_policy(cfg.keep_checkpoints, cfg.keep_every_steps,
+                                           keep_steps=(final,))
+  assert _kept(policy, saved) == [50_000, 100_000, 150_000, 200_000, 245_000, 246_000, 247_000]
+
+
+def test_keep_every_steps_that_keeps_nothing_is_a_startup_error():
+  cfg = tiny_config()
+  cfg.checkpoint_every_steps = 1000
+  cfg.keep_every_steps = 49_400
+  with pytest.raises(ValueError, match=r"config.keep_every_steps \(49400\) must be 0 or a "
+                                       r"multiple of config.checkpoint_every_steps \(1000\)"):
+    config_lib.validate(cfg)
+  cfg.keep_every_steps = 50_000
+  config_lib.validate(cfg)
