@@ -219,6 +219,11 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   _prob(cfg, "texture.detail_keep")
 
 
+def rotation_prob(cfg) -> float:
+  """P(k != 0). A config saved before ``rotation.prob`` existed (2026-12) drew k uniformly."""
+  return float(cfg.rotation.get("prob", 0.75))
+
+
 def num_views(cfg) -> int:
   """n + 2: q, k_0 and one key per space."""
   return len(cfg.spaces) + 2
@@ -323,7 +328,7 @@ def sample_params(rng, batch_size: int, cfg, aspect=None) -> Params:
                   "order": order,
                   "gray": uc[:, 9] < cc.gray_prob}
   if cfg.rotation.enabled:
-    p["rotation"] = {"k": _sample_rotation(u["rotation"][:, 0], cfg.rotation.prob)}
+    p["rotation"] = {"k": _sample_rotation(u["rotation"][:, 0], rotation_prob(cfg))}
   if cfg.texture.enabled:
     t, ut, c = cfg.texture, u["texture"], cfg.texture.num_components
     lo, hi = t.freq
@@ -373,7 +378,7 @@ def _differ(u, name, fresh, q, cfg):
   u: uniforms shaped like q's leaves [B]; fresh, q: groups with leaves [B, ...].
   """
   if name == "rotation":
-    return {"k": _differ_rotation(u, q["k"], cfg.rotation.prob)}
+    return {"k": _differ_rotation(u, q["k"], rotation_prob(cfg))}
   if name == "flip":
     return {"apply": ~q["apply"]}
   if name in ("blur", "color", "texture"):

@@ -39,7 +39,6 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from leave_one_out import augment
@@ -50,6 +49,7 @@ from leave_one_out import losses
 from leave_one_out import metrics_log
 from leave_one_out import models
 from leave_one_out import optim
+from leave_one_out import summaries
 from leave_one_out import workdir as workdir_lib
 from leave_one_out.data import prefetch
 from leave_one_out.sharding import DATA_AXIS, make_mesh
@@ -366,8 +366,7 @@ def _train(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
   data_sharding = NamedSharding(mesh, P(DATA_AXIS))
   # Process 0 writes TensorBoard summaries and the JSON lines, both on background threads;
   # every process prints the one-line progress below.
-  writer = metric_writers.AsyncMultiWriter(
-      [metric_writers.SummaryWriter(workdir)] if is_chief else [])
+  writer = summaries.SummaryWriter(workdir, enabled=is_chief)
   jsonl = metrics_log.JsonlWriter(workdir, enabled=is_chief)
 
   def log(step, scalars):  # a step already logged before an interruption is not logged again

@@ -1,6 +1,7 @@
 """Tests of leave_one_out.augment: leave-one-out sharing, sampling statistics, rendering."""
 
 import colorsys
+import json
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from leave_one_out import augment
+from leave_one_out import config as config_lib
 from leave_one_out import render
 
 S = 16  # output side used throughout (small: compile and run fast on CPU)
@@ -394,3 +396,15 @@ def test_rotation_prob_is_validated():
   with pytest.raises(ValueError, match=r"augment\.rotation\.prob must be > 0 when 'rotation'"):
     _cfg(spaces=("rotation",), rotation__prob=0.0)
   _cfg(spaces=("color",), rotation__prob=0.0)  # valid: rotation as a common augmentation
+
+
+def test_a_config_saved_before_rotation_prob_draws_uniform_rotations():
+  """Checkpoints written before augment.rotation.prob existed still render their views."""
+  cfg = augment.default_config()
+  cfg.image_size = 16
+  old = config_lib.from_json(json.loads(cfg.to_json()))
+  with old.unlocked():
+    del old.rotation["prob"]
+  key = jax.random.key(3)
+  new, legacy = (augment.sample_params(key, 64, c)["rotation"]["k"] for c in (cfg, old))
+  np.testing.assert_array_equal(new, legacy)
