@@ -41,6 +41,7 @@ from leave_one_out import data
 from leave_one_out import losses
 from leave_one_out import models
 from leave_one_out.data import prefetch
+from leave_one_out.evaluate import online
 from leave_one_out.sharding import DATA_AXIS, make_mesh
 
 @flax.struct.dataclass
@@ -255,7 +256,8 @@ WORKDIR_MODES = ("auto", "resume", "overwrite")
 # Fields that may change when a run is resumed; any other difference is a different run.
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                     "keep_every_steps", "async_checkpoints", "eval_every_steps",
-                    "profile_start_step", "profile_num_steps", "train.on_nonfinite")
+                    "profile_start_step", "profile_num_steps", "train.on_nonfinite",
+                    *online.RESUMABLE_FIELDS)
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -430,12 +432,12 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str, *,
         if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
           ckpt.save(step, state, make_meta(cfg, step), force=True)
         if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
-          from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
-          knn = evaluate.online_knn_accuracy(
+          monitored = online.monitor(
               model, {"params": state.params, "batch_stats": state.batch_stats}, cfg, mesh=mesh)
-          writer.write_scalars(step, {"eval/knn_top1": knn})
-          jsonl.write(step, {"eval/knn_top1": knn})
-          logging.info("step %d | online kNN top-1 %.1f%%", step, 100 * knn)
+          writer.write_scalars(step, monitored)
+          jsonl.write(step, monitored)
+          logging.info("step %d | online %s", step,
+                       ", ".join(f"{k} {100 * v:.1f}%" for k, v in monitored.items()))
         if preempted:
           logging.warning("Stopped at step %d on a preemption request; run the same command "
                           "again to continue.", step)
