@@ -151,7 +151,8 @@ def train_heads(model, variables, images, targets: dict, num_classes: dict, kind
   Returns:
     {"heads": {kind: {task: {"w": [F, C], "b": [C]}}} (numpy), "loss": {kind/task: per-epoch
     mean training loss}, "epoch_seconds": [per epoch; the first includes compilation],
-    "steps_per_epoch", "num_examples" (per epoch), "diverged" (a non-finite loss)}.
+    "steps_per_epoch", "num_examples" (per epoch), "diverged" (a layer's last-epoch loss is
+    non-finite or above its first epoch's)}.
   """
   mesh = make_mesh() if mesh is None else mesh
   images = np.asarray(images)
@@ -198,10 +199,10 @@ def train_heads(model, variables, images, targets: dict, num_classes: dict, kind
     logging.info("MoCo linear protocol%s: epoch %d/%d, %.1f s, loss %s",
                  " (rotation)" if rotate else "", epoch + 1, p.epochs, seconds[-1],
                  ", ".join(f"{k} {v[-1]:.3f}" for k, v in losses.items()))
-  diverged = any(not math.isfinite(v[-1]) for v in losses.values())
+  diverged = any(not math.isfinite(v[-1]) or v[-1] > v[0] for v in losses.values())
   if diverged:
-    logging.warning("MoCo linear protocol: non-finite training loss (%s); lower "
-                    "eval_config.probe.sgd_lr", {k: v[-1] for k, v in losses.items()})
+    logging.warning("MoCo linear protocol: the training loss went up or is non-finite (per "
+                    "epoch: %s); lower eval_config.probe.sgd_lr", losses)
   return {"heads": jax.device_get(heads), "loss": losses, "epoch_seconds": seconds,
           "steps_per_epoch": steps_per_epoch, "num_examples": num_examples,
           "diverged": diverged}

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import ml_collections
 
-# Fields a resumed run may change (train.RESUMABLE_FIELDS): monitoring is not the run.
-RESUMABLE_FIELDS = ("online.train_split", "online.eval_split", "online.num_train",
+# Fields a resumed run may change (train.RESUMABLE_FIELDS): monitoring is not the run. "online"
+# itself: a run saved before the section existed resumes.
+RESUMABLE_FIELDS = ("online", "online.train_split", "online.eval_split", "online.num_train",
                     "online.num_test", "online.linear_probe")
 
 

@@ -189,7 +189,7 @@ def notes(results: dict) -> list[str]:
   lines = [f"linear probe: {describe(r['protocol'])}"]
   if any(v.get("diverged") for row in results["rows"].values()
          for v in row.get("probe", {}).values()):
-    lines.append("linear probe: the training loss diverged for some rows (non-finite); lower "
-                 "probe.sgd_lr")
+    lines.append("linear probe: DIVERGED for some rows (the training loss went up or is "
+                 "non-finite); lower probe.sgd_lr")
   return lines
 
