@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from leave_one_out import config as config_lib
+from leave_one_out import data as data_lib
 from leave_one_out import evaluate
+from leave_one_out.data import evaluation
 from leave_one_out.evaluate import common
 from tests.helpers import tiny_config
 from tests.test_pretrained import write_checkpoint
@@ -188,3 +190,49 @@ def test_labels_the_source_lacks_are_named(workdir):
   with pytest.raises(ValueError, match="eval_config.dataset.primary_label must be one of "
                      "dataset.labels"):
     evaluate.validate_config(c)
+
+
+class PhotoSource:
+  """A registered data source with two labels, "label" and "photo" (made-up images)."""
+
+  def validate(self, d):
+    del d
+
+  def check_ready(self, d, splits):
+    del d, splits
+
+  def describe(self, d):
+    del d
+    return "toy photos"
+
+  def train_source(self, cfg):
+    raise NotImplementedError("evaluation only")
+
+  def eval_source(self, d, split, *, image_size, batch_size, num_examples, **unused):
+    del d, unused
+    n = num_examples or 40
+    rng = np.random.default_rng(0 if split == "train" else 1)
+    images = rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8)
+    arrays = {"image": images, "label": np.arange(n) % 4, "photo": np.arange(n) % 5}
+    return evaluation.ArrayEvalSource(arrays, num_classes=4, class_names=None,
+                                      batch_size=batch_size, description="toy photos")
+
+
+def test_a_newly_registered_source_is_evaluated_as_the_run_s_data(tmp_path, monkeypatch):
+  monkeypatch.setattr(data_lib, "SOURCES", dict(data_lib.SOURCES))  # undone after the test
+  data_lib.register("toy_photos", PhotoSource())
+  cfg = tiny_config()
+  cfg.data.name = "toy_photos"
+  write_checkpoint(str(tmp_path), cfg)
+  c = tiny_eval_config()
+  c.dataset.num_train = c.dataset.num_test = 0  # the source's own sizes
+  for name in ("rotation", "fewshot", "corruption", "sensitivity"):
+    c[name].enabled = False
+  results = evaluate.run(str(tmp_path), c)
+  d = results["dataset"]
+  assert (d["name"], d["labels"], d["primary_label"]) == ("toy_photos", ["label", "photo"],
+                                                          "label")
+  assert d["num_classes"] == {"label": 4, "photo": 5} and d["image_size"] == 16
+  table = evaluate.format_table(results)
+  header = next(line for line in table.splitlines() if line.startswith("| features"))
+  assert re.sub(r"\s+", " ", header) == "| features | dim | label | photo | kNN label |", header
