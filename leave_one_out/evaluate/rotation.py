@@ -44,9 +44,14 @@ def rotations(images: np.ndarray, k: int) -> np.ndarray:
   return np.rot90(images, k, axes=(1, 2))
 
 
-def rotated_features(featurize, images: np.ndarray) -> tuple[dict, np.ndarray, np.ndarray]:
-  """Features of every image at k = 0..3: ({kind: [4N, F]}, k [4N], source image [4N])."""
-  parts = [featurize(rotations(images, k)) for k in range(4)]
+def rotated_features(featurize, images: np.ndarray, unrotated=None
+                     ) -> tuple[dict, np.ndarray, np.ndarray]:
+  """Features of every image at k = 0..3: ({kind: [4N, F]}, k [4N], source image [4N]).
+
+  ``unrotated``: the features of ``images`` as they are, when already computed.
+  """
+  parts = [unrotated or featurize(images)] + [featurize(rotations(images, k))
+                                              for k in range(1, 4)]
   feats = {kind: np.concatenate([p[kind] for p in parts]) for kind in parts[0]}
   n = len(images)
   return feats, np.repeat(np.arange(4, dtype=np.int32), n), np.tile(np.arange(n), 4)
@@ -61,12 +66,15 @@ def evaluate(ctx) -> dict:
   p = ctx.c.probe
   n_train = _take(ctx.c.rotation.num_train, len(ctx.train))
   n_test = _take(ctx.c.rotation.num_test, len(ctx.test))
-  f_test, y_test, _ = rotated_features(ctx.featurize, ctx.test.model_input[:n_test])
+  cached = lambda which, n: ctx.features(which) if n == len(getattr(ctx, which)) else None
+  f_test, y_test, _ = rotated_features(ctx.featurize, ctx.test.model_input[:n_test],
+                                       cached("test", n_test))
   sizes = {"num_train": 4 * n_train, "num_test": 4 * n_test}
   setting = probe.settings(p)
   out = {}
   if p.protocol == "fast":
-    f_train, y_train, groups = rotated_features(ctx.featurize, ctx.train.model_input[:n_train])
+    f_train, y_train, groups = rotated_features(ctx.featurize, ctx.train.model_input[:n_train],
+                                                cached("train", n_train))
     for kind in ctx.kinds:
       r = probe.fast(p, f_train[kind], y_train, f_test[kind], y_test, 4, seed=ctx.c.seed,
                      groups=groups)
