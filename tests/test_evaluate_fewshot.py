@@ -51,4 +51,5 @@ def test_small_classes_skipped_and_reported():
   results = {"kinds": ["backbone"], "rows": {"backbone": {"fewshot": out}}}
   notes = fewshot.notes(results)
   assert "over 3 trials" in notes[0] and "pool: 14 images, 2-6 per class" in notes[0]
-  assert notes[1] == "3-shot: 1 classes with 3 or fewer pool images left out; 2 classes, 8 test images"
+  assert notes[1] == ("3-shot: 1 classes with 3 or fewer pool images left out; 2 classes, 8 "
+                      "test images")

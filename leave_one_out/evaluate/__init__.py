@@ -159,7 +159,8 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
       pretrained.parse_kind(kind, model)
   out_dir = epath.Path(workdir) if epath.Path(workdir).is_dir() else None
   with _timed(seconds, "data"):
-    dataset.check_ready(c, cfg)
+    if c.dataset.data is None:
+      dataset.check_ready(c, cfg)  # the run's own data section, known now
     ctx = context.Context(c, cfg, model, variables, mesh, kinds, out_dir)
     for name in names:
       getattr(evaluator(name), "check_data", lambda ctx: None)(ctx)
@@ -214,7 +215,9 @@ def format_table(results: dict) -> str:
   """
   rows, kinds = results["rows"], results["kinds"]
   labels = results.get("kind_labels", {})
-  evaluators = [evaluator(n) for n in results.get("evaluators", []) if n in EVALUATORS]
+  first = rows[kinds[0]] if kinds else {}
+  names = results.get("evaluators") or [n for n in EVALUATORS if n in first or n in results]
+  evaluators = [evaluator(n) for n in names if n in EVALUATORS]
   columns = [("dim", lambda r: str(r["dim"]))]
   for ev in evaluators:
     columns += ev.columns(results)

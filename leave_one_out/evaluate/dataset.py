@@ -56,7 +56,7 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Checks ``c.dataset`` (``c`` is the whole eval config); the data section is checked as
-  ``leave_one_out.data.config.validate`` does, with its fields named ``eval_config.dataset.data``."""
+  ``leave_one_out.data.config.validate`` does, its fields named ``eval_config.dataset.data``."""
   s = c.dataset
   common.size_or_all(s.num_train, "dataset.num_train", 2)
   common.size_or_all(s.num_test, "dataset.num_test", 2)

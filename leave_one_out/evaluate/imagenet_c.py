@@ -274,9 +274,9 @@ def notes(results: dict) -> list[str]:
            f" severities, {min(counts)}-{max(counts)} images each; clean error on the test "
            f"split: {clean}"]
   if first.get("mce") is not None:
+    relative = ", ".join(f"{labels.get(k, k)} "
+                         f"{common.pct(rows[k]['imagenet_c']['relative_mce'])}" for k in kinds)
     lines.append(f"mCE %: corruption errors relative to {first['baseline']} "
                  f"({first['baseline_kind']}), summed over severities, mean over "
-                 f"{len(first['ce'])} corruptions; relative mCE: "
-                 + ", ".join(f"{labels.get(k, k)} {common.pct(rows[k]['imagenet_c']['relative_mce'])}"
-                             for k in kinds))
+                 f"{len(first['ce'])} corruptions; relative mCE: {relative}")
   return lines

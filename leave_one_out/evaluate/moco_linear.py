@@ -44,14 +44,15 @@ from leave_one_out.sharding import DATA_AXIS, make_mesh
 ROTATION = "rotation"  # the task name of rotate=True
 
 
-def augment_config(p, image_size: int):
-  """The training views' augment config: random-resized crop + flip (+ rotation slot) only."""
+def augment_config(p, image_size: int, rotate: bool = False):
+  """The training views' augment config: random-resized crop + flip (+ the given rotation)."""
   a = augment.default_config()
   a.image_size = int(image_size)
   a.spaces = ()
   a.crop.scale = tuple(p.crop_scale)
   a.crop.ratio = tuple(p.crop_ratio)
   a.flip.enabled = bool(p.flip)
+  a.rotation.enabled = rotate  # k comes from the batch, not from sampling
   for name in ("blur", "color", "texture"):
     a[name].enabled = False
   return a
@@ -163,9 +164,7 @@ def train_heads(model, variables, images, targets: dict, num_classes: dict, kind
   batch = math.ceil(int(p.batch_size) / mesh.size) * mesh.size
   num_examples = len(images) * (4 if rotate else 1)
   steps_per_epoch = math.ceil(num_examples / batch)
-  aug_cfg = augment_config(p, image_size)
-  with aug_cfg.unlocked():
-    aug_cfg.rotation.enabled = rotate
+  aug_cfg = augment_config(p, image_size, rotate)
   tx = optax.chain(optax.add_decayed_weights(float(p.weight_decay)),
                    optax.sgd(learning_rate(p, steps_per_epoch), momentum=float(p.momentum)))
   replicated = NamedSharding(mesh, P())

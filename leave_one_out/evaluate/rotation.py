@@ -66,15 +66,15 @@ def evaluate(ctx) -> dict:
   p = ctx.c.probe
   n_train = _take(ctx.c.rotation.num_train, len(ctx.train))
   n_test = _take(ctx.c.rotation.num_test, len(ctx.test))
-  cached = lambda which, n: ctx.features(which) if n == len(getattr(ctx, which)) else None
+  whole = lambda which, n, split: ctx.features(which) if n == len(split) else None
   f_test, y_test, _ = rotated_features(ctx.featurize, ctx.test.model_input[:n_test],
-                                       cached("test", n_test))
+                                       whole("test", n_test, ctx.test))
   sizes = {"num_train": 4 * n_train, "num_test": 4 * n_test}
   setting = probe.settings(p)
   out = {}
   if p.protocol == "fast":
     f_train, y_train, groups = rotated_features(ctx.featurize, ctx.train.model_input[:n_train],
-                                                cached("train", n_train))
+                                                whole("train", n_train, ctx.train))
     for kind in ctx.kinds:
       r = probe.fast(p, f_train[kind], y_train, f_test[kind], y_test, 4, seed=ctx.c.seed,
                      groups=groups)
