@@ -1,19 +1,37 @@
-"""Installs leave_one_out with the exact versions it is tested against."""
+"""Installs leave_one_out.
+
+The ranges below are those the tests pass on: the lower bound is the version in
+requirements-lock.txt (the exact environment the project is developed and tested with, Python
+3.11; ``pip install -c requirements-lock.txt -e '.[test]'`` reproduces it), the upper bound
+stops before the first minor release that has not been tested. Tested on 2026-12-01, besides
+the lock: Python 3.12.1 with the newest releases then (jax/jaxlib 0.12.0.1, flax 0.12.12, optax
+0.2.8, orbax-checkpoint 0.12.8, dm-pix 0.4.5, ml-collections 1.1.0, clu 0.0.12, chex 0.1.92,
+tensorflow-cpu 2.21.0, tensorflow-datasets 4.9.10): tests/test_models.py, test_losses.py,
+test_augment.py, test_train.py, test_pretrained.py, test_benchmark.py and
+test_accelerator_check.py pass (85 tests); the same with jax/jaxlib 0.11.2 (78, slow test
+left out). jax 0.11 and newer need Python >= 3.12.
+
+Extras: ``[data]`` TensorFlow for the tfds and image-folder input pipelines (the embedded
+synthetic dataset needs none); ``[test]`` the test suite (includes ``[data]``); ``[cuda12]``,
+``[cuda13]``, ``[tpu]`` jax with the accelerator plugin.
+"""
 
 from setuptools import find_packages, setup
 
+JAX = ">=0.10.2,<0.13"
+
 INSTALL_REQUIRES = [
-    "jax==0.10.2",
-    "jaxlib==0.10.2",
-    "flax==0.12.8",
-    "optax==0.2.8",
-    "dm-pix==0.4.5",
-    "orbax-checkpoint==0.12.8",
-    "ml-collections==1.1.0",
-    "clu==0.0.12",
-    "chex==0.1.92",
-    "tensorflow-cpu==2.21.0",
-    "tensorflow-datasets==4.9.10",
+    f"jax{JAX}",
+    f"jaxlib{JAX}",
+    "flax>=0.12.8,<0.13",
+    "optax>=0.2.8,<0.3",
+    "dm-pix>=0.4.5,<0.5",
+    "orbax-checkpoint>=0.12.8,<0.13",
+    "ml-collections>=1.1.0,<1.2",
+    "clu>=0.0.12,<0.0.13",
+    "chex>=0.1.92,<0.2",
+    "etils[epath]>=1.15",
+    "tensorflow-datasets>=4.9.10,<4.10",
     "tensorboard",  # clu's metric writers
     "importlib_resources",  # tfds
     "matplotlib",  # view grids and charts
@@ -21,12 +39,20 @@ INSTALL_REQUIRES = [
     "numpy",
 ]
 
+DATA = ["tensorflow-cpu>=2.21,<2.22"]
+
 setup(
     name="leave_one_out",
     version="0.1.0",
     description="LooC (Leave-one-out Contrastive Learning, ICLR 2021) in JAX/Flax",
     packages=find_packages(include=["leave_one_out", "leave_one_out.*"]),
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest", "pytest-xdist"]},
+    extras_require={
+        "data": DATA,
+        "test": DATA + ["pytest", "pytest-xdist"],
+        "cuda12": [f"jax[cuda12]{JAX}"],
+        "cuda13": [f"jax[cuda13]{JAX}"],
+        "tpu": [f"jax[tpu]{JAX}"],
+    },
 )

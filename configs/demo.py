@@ -48,6 +48,7 @@ def get_config(arg=None):
   c.train.num_steps = 300
   c.train.base_lr = 0.06
   c.train.weight_decay = 5e-4
+  c.train.weight_decay_mask = "no_bn_bias"  # BatchNorm parameters and biases are not decayed
   c.train.warmup_epochs = 1.0
   c.train.ema_momentum = 0.99
   c.log_every_steps = 25

@@ -29,9 +29,13 @@ ResNet-50 step per image (one query pass with gradients, three key passes), so 5
 
 Recipe: ResNet-50, 224 px views, batch 256, 500 epochs, SGD momentum 0.9, lr 0.03 per 256 with a
 cosine schedule (MoCo v2; a public reproduction steps x0.1 at epochs 300 and 400:
---config.train.schedule=step), weight decay 1e-4, temperature 0.2, key encoder EMA 0.999, a
-queue of 16,384 negatives per embedding space (--config.loss.queue_size=0 for in-batch negatives
-only). Spaces: colour and rotation (LooC's default); ":texture" adds the texture space.
+--config.train.schedule=step), weight decay 1e-4 on every parameter (MoCo v2), temperature 0.2,
+key encoder EMA 0.999, a queue of 16,384 negatives per embedding space (--config.loss.queue_size=0
+for in-batch negatives only) with MoCo v2's shuffle-BN: BatchNorm statistics over 8 groups of 32
+images, the key batch shuffled across the groups (model.key_bn, model.bn_groups; with
+queue_size=0 "auto" turns to global BatchNorm). Rotation: k != 0 with probability 0.75, uniform
+over the four angles (augment.rotation.prob; the paper's distribution is unconfirmed). Spaces:
+colour and rotation (LooC's default); ":texture" adds the texture space.
 """
 
 from leave_one_out import config as config_lib

@@ -10,10 +10,10 @@ Command (from the repository root; data as in configs/looc_in100_r50.py and docs
 
 This is the LooC code with n = 0 (METHOD.md): q and one key k_0 per image, one embedding space,
 the loss is exactly MoCo's InfoNCE. Same recipe as configs/looc_in100_r50.py: ResNet-50, 224 px,
-batch 256, 500 epochs, SGD lr 0.03 per 256 (cosine), weight decay 1e-4, temperature 0.2, EMA
-0.999, queue 16,384. Augmentations: MoCo v2's (random-resized crop 0.2-1, flip, colour jitter
-0.4/0.4/0.4/0.1 with p 0.8, grayscale 0.2, blur 0.1-2.0 with p 0.5); no rotation unless
-":rotation" is given.
+batch 256, 500 epochs, SGD lr 0.03 per 256 (cosine), weight decay 1e-4 on every parameter,
+temperature 0.2, EMA 0.999, queue 16,384 with shuffle-BN (8 BatchNorm groups of 32).
+Augmentations: MoCo v2's (random-resized crop 0.2-1, flip, colour jitter 0.4/0.4/0.4/0.1 with
+p 0.8, grayscale 0.2, blur 0.1-2.0 with p 0.5); no rotation unless ":rotation" is given.
 
 Hardware and expected runtime: one accelerator host; roughly 6-8 hours on one H100 in bfloat16
 (about 1.3x a supervised ResNet-50 step per image: one query pass with gradients, one key pass);

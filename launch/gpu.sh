@@ -5,6 +5,10 @@
 #   launch/gpu.sh train [FLAGS...]       # one process driving every visible GPU
 #   launch/gpu.sh debug [FLAGS...]       # one GPU, small batch, NaN checks, logs every step
 #   launch/gpu.sh node RANK [FLAGS...]   # multi-node: run on each node with its RANK (0..NODES-1)
+#   launch/gpu.sh check [--wheels DIR] [FLAGS...]  # accelerator check -> one Markdown report
+#       (REPORT [$WORKDIR/accelerator_check.md]; ALLOW_CPU=1: tiny, on a CPU; --wheels DIR:
+#       first pip-install missing dependencies from DIR, offline; FLAGS: see
+#       python -m leave_one_out.accelerator_check --help)
 #
 # Environment variables (defaults in brackets):
 #   CONFIG [configs/demo.py]  WORKDIR [/tmp/looc_gpu]  GPUS [all visible; e.g. 0,1]
@@ -29,7 +33,7 @@ run() {
   [[ "$DRY_RUN" == 1 ]] || "$@"
 }
 
-usage() { sed -n '2,18p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,22p' "$0"; exit "${1:-0}"; }
 
 cmd=${1:-}
 [[ -n "$cmd" ]] || usage 1
@@ -58,6 +62,23 @@ case "$cmd" in
     [[ -n "${COORDINATOR:-}" ]] || { echo "COORDINATOR=host:port of node 0 is required" >&2; exit 2; }
     run "${main[@]}" --distributed "--coordinator_address=$COORDINATOR" \
       "--num_processes=$NODES" "--process_id=$rank" "$@"
+    ;;
+  check)
+    wheels=""
+    flags_=()
+    while [[ $# -gt 0 ]]; do
+      case "$1" in
+        --wheels) wheels=${2:?usage: launch/gpu.sh check --wheels DIR}; shift 2 ;;
+        --wheels=*) wheels=${1#--wheels=}; shift ;;
+        *) flags_+=("$1"); shift ;;
+      esac
+    done
+    if [[ -n "$wheels" ]]; then  # no network: whatever is missing comes from the folder
+      run pip install --no-index --find-links "$wheels" -e .
+    fi
+    run python -m leave_one_out.accelerator_check \
+      "--report=${REPORT:-$WORKDIR/accelerator_check.md}" "--compilation_cache_dir=$CACHE_DIR" \
+      ${flags_[@]+"${flags_[@]}"}
     ;;
   -h|--help|help) usage 0 ;;
   *) echo "unknown command: $cmd" >&2; usage 2 ;;

@@ -8,7 +8,9 @@ ordered ``q, k_0, k_1 .. k_n`` (METHOD.md, "Views"):
   (so that factor renders bit-identically); every other group, common ones included, is fresh.
 - ``cfg.redraw = "different"`` (default): a key view that does *not* share a space augmentation
   gets a group that cannot coincide with q's, so it is never a false negative in that space:
-  rotation ``k' = (k_q + randint(1, 4)) mod 4``, flip ``f' = not f_q``; for the probabilistic
+  rotation: k' is drawn from the configured distribution restricted to k' != k_q (with the
+  default uniform distribution ``k' = (k_q + randint(1, 4)) mod 4``), flip ``f' = not f_q``; for
+  the probabilistic
   groups (blur, colour, texture) the continuous factors are fresh (they differ almost surely) and,
   when q's group is the identity (not applied; for colour also not grayscale), the key's apply bit
   is forced on. Crop is continuous and always fresh. ``"independent"``: plain fresh draws. Common
@@ -25,7 +27,8 @@ skipped when rendering, so the pytree structure never depends on the config.
 - color: ``apply`` bool [B] (jitter), ``brightness, contrast, saturation`` float [B] (factors),
   ``hue`` float [B] (shift in turns), ``order`` int32 [B, 4] (op order: indices into
   ``COLOR_OPS``), ``gray`` bool [B].
-- rotation: ``k`` int32 [B], counter-clockwise quarter turns (like ``np.rot90(x, k, (1, 2))``).
+- rotation: ``k`` int32 [B], counter-clockwise quarter turns (like ``np.rot90(x, k, (1, 2))``);
+  k != 0 with probability ``rotation.prob``, then uniform over {1, 2, 3}.
 - texture: ``apply`` bool [B], ``freq, theta, phase`` float [B, C], ``amp`` float [B].
 
 Order of operations (``render``): crop + resize -> flip -> colour jitter -> grayscale -> texture ->
@@ -119,7 +122,10 @@ def default_config() -> ml_collections.ConfigDict:
   c.color.random_order = True  # per-image random order of the four ops (torchvision); else b,c,s,h
 
   c.rotation = ml_collections.ConfigDict()
-  c.rotation.enabled = True  # k * 90 degrees counter-clockwise, k uniform in {0, 1, 2, 3}
+  c.rotation.enabled = True  # k * 90 degrees counter-clockwise, k in {0, 1, 2, 3}
+  c.rotation.prob = 0.75  # P(k != 0); when rotated, k is uniform in {1, 2, 3}. 0.75 = uniform
+  #                         over all four. The paper's distribution could not be confirmed
+  #                         (METHOD.md); one reproduction rotates with prob 0.5
 
   c.texture = ml_collections.ConfigDict()
   c.texture.enabled = False  # not in MoCo v2: off unless asked for (enable it to put it in spaces)
@@ -188,8 +194,12 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _fail("redraw", f"must be one of {REDRAW}, got {cfg.redraw!r}")
   _range(cfg.crop.scale, "crop.scale", high=1.0)
   _range(cfg.crop.ratio, "crop.ratio")
-  for field in ("flip.prob", "blur.prob", "color.prob", "color.gray_prob", "texture.prob"):
+  for field in ("flip.prob", "blur.prob", "color.prob", "color.gray_prob", "texture.prob",
+                "rotation.prob"):
     _prob(cfg, field)
+  if "rotation" in spaces and cfg.rotation.prob == 0:
+    _fail("rotation.prob", "must be > 0 when 'rotation' is in augment.spaces (with 0 every view "
+          "is upright, so no key can differ from the query in rotation)")
   _range(cfg.blur.sigma, "blur.sigma")
   _nonneg(cfg.blur.kernel_frac, "blur.kernel_frac", strict=True)
   _nonneg(cfg.blur.sigma_reference_size, "blur.sigma_reference_size")
@@ -313,7 +323,7 @@ def sample_params(rng, batch_size: int, cfg, aspect=None) -> Params:
                   "order": order,
                   "gray": uc[:, 9] < cc.gray_prob}
   if cfg.rotation.enabled:
-    p["rotation"] = {"k": jnp.minimum(jnp.floor(u["rotation"][:, 0] * 4), 3).astype(jnp.int32)}
+    p["rotation"] = {"k": _sample_rotation(u["rotation"][:, 0], cfg.rotation.prob)}
   if cfg.texture.enabled:
     t, ut, c = cfg.texture, u["texture"], cfg.texture.num_components
     lo, hi = t.freq
@@ -325,6 +335,31 @@ def sample_params(rng, batch_size: int, cfg, aspect=None) -> Params:
   return p
 
 
+def _sample_rotation(u, prob: float):
+  """k int32 [B] from uniforms u [B]: 0 with probability 1 - prob, else uniform in {1, 2, 3}.
+
+  With prob 0.75 (uniform over four) this is exactly ``min(floor(4 u), 3)``.
+  """
+  if prob == 0:
+    return jnp.zeros(u.shape, jnp.int32)
+  rotated = 1 + jnp.minimum(jnp.floor((u - (1 - prob)) * (3 / prob)), 2)
+  return jnp.where(u < 1 - prob, 0, rotated).astype(jnp.int32)
+
+
+def _differ_rotation(u, k_q, prob: float):
+  """k' int32 [B] != k_q [B], from the rotation distribution restricted to k' != k_q.
+
+  The candidates k_q + 1, k_q + 2, k_q + 3 (mod 4) weigh 1 each, except 0, which weighs
+  r = P(0) / P(one given non-zero k) = 3 (1 - prob) / prob; with the default prob 0.75 (r = 1)
+  this is exactly ``k_q + 1 + floor(3 u)``. Needs prob > 0 (``validate``).
+  """
+  r = 3 * (1 - prob) / prob
+  weight = lambda offset: jnp.where((k_q + offset) % 4 == 0, r, 1.0)
+  t = u * (weight(1) + weight(2) + weight(3))
+  offset = 1 + (t >= weight(1)).astype(jnp.int32) + (t >= weight(1) + weight(2)).astype(jnp.int32)
+  return (k_q + offset) % 4
+
+
 def _is_identity(name, group):
   """Bool [...]: the group leaves the image unchanged (probabilistic groups only)."""
   if name == "color":
@@ -332,14 +367,13 @@ def _is_identity(name, group):
   return ~group["apply"]
 
 
-def _differ(u, name, fresh, q):
+def _differ(u, name, fresh, q, cfg):
   """A fresh group for a key that must not coincide with q's (``cfg.redraw == "different"``).
 
   u: uniforms shaped like q's leaves [B]; fresh, q: groups with leaves [B, ...].
   """
   if name == "rotation":
-    offset = 1 + jnp.minimum(jnp.floor(u * 3), 2).astype(jnp.int32)  # uniform in {1, 2, 3}
-    return {"k": (q["k"] + offset) % 4}
+    return {"k": _differ_rotation(u, q["k"], cfg.rotation.prob)}
   if name == "flip":
     return {"apply": ~q["apply"]}
   if name in ("blur", "color", "texture"):
@@ -363,7 +397,7 @@ def sample_views(rng, batch_size: int, cfg, aspect=None) -> Params:
     q = jax.tree.map(lambda a: a[0], fresh[name])
     group = fresh[name]
     if cfg.redraw == "different":
-      group = jax.vmap(lambda u, g: _differ(u, name, g, q))(redraw_u[i], group)
+      group = jax.vmap(lambda u, g: _differ(u, name, g, q, cfg))(redraw_u[i], group)
     shares = np.isin(np.arange(v), [0, i + 2])  # q itself and k_i
     out[name] = jax.tree.map(
         lambda g, a: jnp.where(shares.reshape((v,) + (1,) * (a.ndim - 1)), a[:1], g),

@@ -179,28 +179,23 @@ def _batch(cfg, mesh, with_label=False):
   return jax.device_put(batch, NamedSharding(mesh, P(sharding.DATA_AXIS)))
 
 
-def _peak_memory() -> str:
-  stats = jax.devices()[0].memory_stats() or {}
+def _peak_memory_gib() -> float | None:
+  stats = jax.devices()[0].memory_stats() or {}  # the CPU backend keeps no statistics
   peak = stats.get("peak_bytes_in_use")
-  return f"{peak / 2**30:.1f}" if peak else "n/a"
+  return peak / 2**30 if peak else None
 
 
-def bench_step(kinds, model, width, size, batch, precision, num_spaces, repeats,
-               peak_tflops) -> str:
-  """The jitted train step: compile time, step time, img/s, TFLOP/s and peak memory.
+def measure_steps(kinds, model, width, size, batch, precision, num_spaces,
+                  repeats) -> list[dict]:
+  """Times the jitted train step of each kind (same backbone, same run).
 
-  LooC's extra cost over a supervised step is n+1 key forwards plus one query forward+backward
-  (about (n+1)/3 + 1 supervised steps: 7/3 for n = 3); "x supervised" shows the measured ratio.
+  Returns one dict per kind: "kind", "views" (views per image), "compile_s", "step_s" (median
+  of ``repeats`` steps), "flops" (per step, all devices; 0 if XLA gives no cost analysis),
+  "views_s" (``make_views`` alone, for the same batch) and "peak_gib" (the process's peak
+  device memory so far, None on CPU).
   """
   mesh = sharding.make_mesh()
-  kind0 = jax.devices()[0].device_kind
-  peak = peak_tflops or PEAK_TFLOPS.get(kind0, 0.0)
-  rows = [f"{model} (width {width}) at {size} px, global batch {batch}, {precision}, "
-          f"{mesh.size} x {kind0}", "",
-          "| step | views | compile s | step ms | img/s | img/s/device | x supervised | "
-          "TFLOP/step | TFLOP/s | of peak | views ms (share) | peak GiB |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-  results = {}
+  measured = []
   for kind in kinds:
     cfg = step_config(kind, model, width, size, batch, precision, num_spaces)
     key = jax.random.key(1)
@@ -231,26 +226,52 @@ def bench_step(kinds, model, width, size, batch, precision, num_spaces, repeats,
       state, out = compiled(*args(state, i + 1))
       jax.block_until_ready(out)
       times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+    del state
     view_cfg = cfg.augment
     make = jax.jit(lambda r, x, a, c=view_cfg: augment.make_views(r, x, c, a)[0])
     view_s = time_fn(lambda i: make(jax.random.fold_in(key, i), data["image"], data["aspect"]),
                      max(2, repeats // 2))
-    results[kind] = seconds
-    ratio = f"{seconds / results['supervised']:.2f}" if "supervised" in results else "-"
-    tflops = flops / seconds / 1e12
-    share = f"{1e3 * view_s:.0f} ({100 * view_s / seconds:.0f}%)"
+    measured.append({"kind": kind, "views": views, "compile_s": compile_s,
+                     "step_s": statistics.median(times), "flops": flops, "views_s": view_s,
+                     "peak_gib": _peak_memory_gib()})
+  return measured
+
+
+def format_steps(measured: list[dict], model, width, size, batch, precision,
+                 peak_tflops) -> str:
+  """``measure_steps``'s results as a Markdown table ("x supervised": step time ratio)."""
+  num_devices = jax.device_count()
+  kind0 = jax.devices()[0].device_kind
+  peak = peak_tflops or PEAK_TFLOPS.get(kind0, 0.0)
+  rows = [f"{model} (width {width}) at {size} px, global batch {batch}, {precision}, "
+          f"{num_devices} x {kind0}", "",
+          "| step | views | compile s | step ms | img/s | img/s/device | x supervised | "
+          "TFLOP/step | TFLOP/s | of peak | views ms (share) | peak GiB |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  supervised = {m["kind"]: m["step_s"] for m in measured}.get("supervised")
+  for m in measured:
+    seconds = m["step_s"]
+    ratio = f"{seconds / supervised:.2f}" if supervised else "-"
+    tflops = m["flops"] / seconds / 1e12
+    share = f"{1e3 * m['views_s']:.0f} ({100 * m['views_s'] / seconds:.0f}%)"
+    memory = f"{m['peak_gib']:.1f}" if m["peak_gib"] else "n/a"
     rows.append(
-        f"| {kind} | {views} | {compile_s:.1f} | {1e3 * seconds:.1f} | {batch / seconds:,.0f} | "
-        f"{batch / seconds / mesh.size:,.0f} | {ratio} | {flops / 1e12:.3f} | {tflops:.2f} | "
-        f"{f'{100 * tflops / peak:.0f}%' if peak else 'n/a'} | {share} | {_peak_memory()} |")
-  if "supervised" in results:  # rows timed before the supervised one get their ratio here
-    for i, kind in enumerate(kinds):
-      if kind != "supervised":
-        row = rows[4 + i].split(" | ")
-        row[6] = f"{results[kind] / results['supervised']:.2f}"
-        rows[4 + i] = " | ".join(row)
+        f"| {m['kind']} | {m['views']} | {m['compile_s']:.1f} | {1e3 * seconds:.1f} | "
+        f"{batch / seconds:,.0f} | {batch / seconds / num_devices:,.0f} | {ratio} | "
+        f"{m['flops'] / 1e12:.3f} | {tflops:.2f} | "
+        f"{f'{100 * tflops / peak:.0f}%' if peak else 'n/a'} | {share} | {memory} |")
   return "\n".join(rows)
+
+
+def bench_step(kinds, model, width, size, batch, precision, num_spaces, repeats,
+               peak_tflops) -> str:
+  """The jitted train step: compile time, step time, img/s, TFLOP/s and peak memory.
+
+  LooC's extra cost over a supervised step is n+1 key forwards plus one query forward+backward
+  (about (n+1)/3 + 1 supervised steps: 7/3 for n = 3); "x supervised" shows the measured ratio.
+  """
+  measured = measure_steps(kinds, model, width, size, batch, precision, num_spaces, repeats)
+  return format_steps(measured, model, width, size, batch, precision, peak_tflops)
 
 
 BENCHMARKS: dict[str, Callable[[], str]] = {

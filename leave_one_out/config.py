@@ -135,6 +135,15 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   q = cfg.loss.queue_size
   _check(q % batch == 0, "loss.queue_size",
          f"({q}) must be 0 or a multiple of train.batch_size ({batch}) so whole batches enqueue")
+  groups = models.bn_groups(cfg.model, num_devices)
+  if cfg.model.key_bn == "shuffle":
+    _check(groups > 1, "model.bn_groups",
+           f"must be >= 2 with model.key_bn='shuffle' (got {cfg.model.bn_groups}, "
+           f"{num_devices} device(s)): one BatchNorm group cannot be shuffled; set "
+           "model.bn_groups (MoCo v2: 8 groups of 32) or model.key_bn='global'")
+  if models.key_bn_mode(cfg.model, q, num_devices) == "shuffle":
+    _check(batch % groups == 0, "model.bn_groups",
+           f"({groups}) must divide train.batch_size ({batch}) into equal BatchNorm groups")
   _check(cfg.data.num_examples == 0 or cfg.data.num_examples >= batch, "data.num_examples",
          f"({cfg.data.num_examples}) must be 0 or hold at least one batch ({batch})")
   # Run-level fields.

@@ -1,8 +1,8 @@
 """The train section of the config (``config.train``): batch, length, optimizer, schedule, EMA.
 
 Defaults are METHOD.md's ImageNet-100 recipe (MoCo v2's optimizer): batch 256, 500 epochs, SGD
-with momentum 0.9, lr 0.03 per 256 images with a cosine schedule, weight decay 1e-4, key encoder
-EMA 0.999. The optimizer itself is built by ``leave_one_out.train.create_optimizer``.
+with momentum 0.9, lr 0.03 per 256 images with a cosine schedule, weight decay 1e-4 on every
+parameter, key encoder EMA 0.999. The optimizer itself is built by ``leave_one_out.train.create_optimizer``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import ml_collections
 OPTIMIZERS = ("sgd", "lars")
 SCHEDULES = ("cosine", "step", "constant")
 ON_NONFINITE = ("stop", "skip")
+WEIGHT_DECAY_MASKS = ("all", "no_bn_bias")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -22,7 +23,10 @@ def default_config() -> ml_collections.ConfigDict:
   t.optimizer = "sgd"  # sgd | lars
   t.base_lr = 0.03  # per 256 images: lr = base_lr * batch_size / 256
   t.momentum = 0.9
-  t.weight_decay = 1e-4  # not applied to BatchNorm parameters and biases
+  t.weight_decay = 1e-4  # L2 penalty added to the gradient (SGD) / LARS weight decay
+  t.weight_decay_mask = "all"  # all: decay every parameter (MoCo v2, PyTorch SGD);
+  #                              no_bn_bias: skip BatchNorm parameters and biases (every
+  #                              parameter with < 2 dims)
   t.schedule = "cosine"  # cosine | step | constant
   t.warmup_epochs = 0.0  # linear warm-up from 0, then the schedule
   t.step_epochs = (300, 400)  # step schedule: multiply by step_decay at these epochs
@@ -59,6 +63,8 @@ def validate(t: ml_collections.ConfigDict) -> None:
   _check(isinstance(t.momentum, (int, float)) and 0 <= t.momentum < 1, "momentum",
          f"must be in [0, 1), got {t.momentum!r}")
   _number(t, "weight_decay")
+  _check(t.weight_decay_mask in WEIGHT_DECAY_MASKS, "weight_decay_mask",
+         f"must be one of {WEIGHT_DECAY_MASKS}, got {t.weight_decay_mask!r}")
   _check(t.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}, got {t.schedule!r}")
   _number(t, "warmup_epochs")
   _check(list(t.step_epochs) == sorted(t.step_epochs), "step_epochs", "must be increasing")

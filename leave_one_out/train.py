@@ -10,7 +10,15 @@ One step, all on device (METHOD.md, "Encoders"):
     -> SGD/LARS update, EMA update, optional per-space queue update.
 
 The step is ``jax.jit`` over a Mesh of every device (all hosts); BatchNorm statistics are over
-the global batch because the batch dimension is one sharded array. The state is donated.
+the global batch because the batch dimension is one sharded array, or, with shuffle-BN
+(``model.key_bn``), over G groups of it: the query batch in order, the key batch in the groups
+of a random permutation of the images (``models.shuffled_group_ids``; no data moves, the keys
+stay in their order). The state is donated.
+
+A step whose loss or gradient is not finite leaves params, optimizer state, EMA and queue as
+they were (``nonfinite_steps`` counts it). The lr schedule and the EMA ramp both follow
+``applied_updates`` (= optax's count), and the logged ``lr`` is the lr of the update the step
+applied (0 for a skipped step).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from leave_one_out import config as config_lib
 from leave_one_out import data
 from leave_one_out import losses
 from leave_one_out import models
+from leave_one_out import optim
 from leave_one_out.data import prefetch
 from leave_one_out.evaluate import online
 from leave_one_out.sharding import DATA_AXIS, make_mesh
@@ -70,7 +79,13 @@ def total_steps(cfg, steps_per_epoch: int) -> int:
 def create_optimizer(cfg, steps_per_epoch: int):
   """optax optimizer and its learning-rate schedule (lr scaled by batch / 256).
 
-  Weight decay skips BatchNorm parameters and biases (every parameter with fewer than 2 dims).
+  ``train.weight_decay_mask``: "no_bn_bias" skips BatchNorm parameters and biases (every
+  parameter with fewer than 2 dims); "all" decays every parameter, as MoCo v2's PyTorch SGD
+  does. LARS never adapts the lr of parameters with fewer than 2 dims (its trust-ratio mask).
+
+  The schedule is a function of optax's count, the number of updates applied so far: a step
+  skipped for a non-finite loss (``train.on_nonfinite="skip"``) leaves it, and the lr, where it
+  was (``applied_updates``).
   """
   t = cfg.train
   lr = t.base_lr * t.batch_size / 256
@@ -85,10 +100,18 @@ def create_optimizer(cfg, steps_per_epoch: int):
     main = optax.constant_schedule(lr)
   schedule = main if warmup == 0 else optax.join_schedules(
       [optax.linear_schedule(0.0, lr, warmup), main], [warmup])
-  decay_mask = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  matrices = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  # Configs saved before the field existed (2026-12) skipped BatchNorm parameters and biases.
+  mask = cfg.train.get("weight_decay_mask", "no_bn_bias")
+  if mask not in optim.WEIGHT_DECAY_MASKS:
+    raise ValueError(f"config.train.weight_decay_mask must be one of "
+                     f"{optim.WEIGHT_DECAY_MASKS}, got {mask!r}")
+  # Always a mask function, so that the optimizer state has the same structure either way.
+  decay_mask = matrices if mask == "no_bn_bias" else (
+      lambda params: jax.tree.map(lambda p: True, params))
   if t.optimizer == "lars":
     tx = optax.lars(schedule, weight_decay=t.weight_decay, weight_decay_mask=decay_mask,
-                    trust_ratio_mask=decay_mask, momentum=t.momentum)
+                    trust_ratio_mask=matrices, momentum=t.momentum)
   else:
     tx = optax.chain(optax.add_decayed_weights(t.weight_decay, mask=decay_mask),
                      optax.sgd(schedule, momentum=t.momentum))
@@ -114,8 +137,14 @@ def init_state(cfg, model, tx) -> TrainState:
       nonfinite_steps=jnp.zeros((), jnp.int32))
 
 
+def applied_updates(state: TrainState) -> jax.Array:
+  """Updates applied so far: steps taken minus those skipped as non-finite (optax's count)."""
+  return state.step - state.nonfinite_steps
+
+
 def ema_momentum(cfg, step, num_steps: int):
-  """MoCo's key-encoder momentum, optionally ramped to 1 with a cosine (BYOL)."""
+  """MoCo's key-encoder momentum, optionally ramped to 1 with a cosine (BYOL) over ``step``
+  (``applied_updates`` in the train step) out of ``num_steps``."""
   m = cfg.train.ema_momentum
   if not cfg.train.ema_cosine_ramp:
     return jnp.asarray(m, jnp.float32)
@@ -137,12 +166,14 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
   views, _ = augment.make_views(rng, batch["image"], cfg.augment, batch["aspect"])
   views = batch_sharded(views, P(None, DATA_AXIS))  # [n+2, B, S, S, 3]: q, k_0, k_1..k_n
   num_keys, batch_size = views.shape[0] - 1, views.shape[1]
+  query_bn, key_bn = batch_norm_groups(cfg, mesh, jax.random.fold_in(rng, _SHUFFLE_STREAM),
+                                       batch_size, num_keys)
 
   # Key encoder: all n+1 key views in one call, batch-major so each device keeps its images.
   key_images = jnp.swapaxes(views[1:], 0, 1).reshape((batch_size * num_keys,) + views.shape[2:])
   key_out, key_updates = model.apply(
       {"params": state.ema_params, "batch_stats": state.ema_batch_stats}, key_images,
-      train=True, mutable=["batch_stats"])
+      train=True, mutable=["batch_stats"], **key_bn)
   k = key_out["embeddings"].reshape((batch_size, num_keys) + key_out["embeddings"].shape[1:])
   k = jax.lax.stop_gradient(jnp.swapaxes(k, 0, 1))  # [n+1, B, H, D]
   k = batch_sharded(k, P(None, DATA_AXIS))
@@ -150,7 +181,7 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
 
   def loss_fn(params):
     out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, views[0],
-                               train=True, mutable=["batch_stats"])
+                               train=True, mutable=["batch_stats"], **query_bn)
     loss, metrics = losses.sharded_looc_loss(
         out["embeddings"], k, mesh=mesh, axis=DATA_AXIS, temperature=cfg.loss.temperature,
         queue=queue, z0_positives=cfg.loss.z0_positives,
@@ -160,7 +191,8 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
   (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  m = ema_momentum(cfg, state.step, num_steps)
+  applied = applied_updates(state)  # optax's count: this update's lr is schedule(applied)
+  m = ema_momentum(cfg, applied, num_steps)
   ema_params = jax.tree.map(lambda e, p: m * e + (1.0 - m) * p, state.ema_params, params)
   if cfg.loss.queue_size:
     new_queue = jnp.concatenate([jnp.swapaxes(k[0], 0, 1), state.queue], axis=1)
@@ -175,8 +207,29 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
       ema_batch_stats=key_updates["batch_stats"], opt_state=opt_state, queue=new_queue)
   skipped = state.replace(step=state.step + 1, nonfinite_steps=state.nonfinite_steps + 1)
   new_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), updated, skipped)
-  metrics = dict(metrics, loss=loss, finite=finite, lr=schedule(state.step), ema_momentum=m)
+  lr = jnp.where(finite, schedule(applied), 0.0)  # the lr of the update actually applied
+  metrics = dict(metrics, loss=loss, finite=finite, lr=lr, ema_momentum=m)
   return new_state, metrics
+
+
+_SHUFFLE_STREAM = 1  # fold_in(step key, this): the shuffle-BN permutation's key
+
+
+def batch_norm_groups(cfg, mesh, rng, batch_size: int, num_keys: int) -> tuple[dict, dict]:
+  """``model.apply`` keyword arguments of the query and key encoders' BatchNorm groups.
+
+  Global BatchNorm: no arguments. Shuffle-BN (``models.key_bn_mode``): the query batch `[B]`
+  in G groups in order; the key batch `[B * K]` (batch-major, the K keys of an image together)
+  in the G groups of a random permutation of the B images, so that an image's keys share a
+  group and (with probability about 1 - 1/G, as in MoCo v2) not its query's.
+  """
+  if models.key_bn_mode(cfg.model, cfg.loss.queue_size, mesh.size) != "shuffle":
+    return {}, {}
+  groups = models.bn_groups(cfg.model, mesh.size)
+  image_groups = models.shuffled_group_ids(rng, batch_size, groups)  # [B]
+  key_ids = jax.lax.with_sharding_constraint(jnp.repeat(image_groups, num_keys),
+                                             NamedSharding(mesh, P(DATA_AXIS)))
+  return {"bn_groups": groups}, {"bn_groups": groups, "bn_group_ids": key_ids}
 
 
 def compile_train_step(cfg, model, tx, mesh, schedule, num_steps: int):

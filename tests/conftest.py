@@ -22,5 +22,6 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: a long test (real processes, CLI runs); it still "
-                          "runs in the default suite")
+  config.addinivalue_line(
+      "markers", "slow: a long test (real processes, whole command lines); still in the default "
+      "suite, deselect with -m 'not slow'")

@@ -28,11 +28,13 @@ def tiny_config(spaces=("color", "rotation"), steps=4, batch=16):
   c.model.embedding_dim = 8
   c.model.head_hidden = 16
   c.model.dtype = "float32"
+  c.model.bn_groups = 0  # with a queue: shuffle-BN in one group per device
   c.loss.queue_size = 0
   c.train.batch_size = batch
   c.train.num_steps = steps
   c.train.base_lr = 0.1
   c.train.ema_momentum = 0.9
+  c.train.weight_decay_mask = "no_bn_bias"
   c.log_every_steps = 2
   c.checkpoint_every_steps = 2
   c.keep_every_steps = 0

@@ -344,3 +344,52 @@ def test_view_names():
   cfg = _cfg()
   assert augment.view_names(cfg) == ["q", "k0: shares nothing", "k1: shares color",
                                      "k2: shares rotation", "k3: shares texture"]
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.5, 0.75, 1.0])
+def test_rotation_prob(prob):
+  """k != 0 with probability rotation.prob, then uniform over {1, 2, 3}; keys that re-draw
+  rotation differ from q and follow the same distribution restricted to k != k_q."""
+  spaces = ("color",) if prob == 0 else ("color", "rotation")  # a 0-prob rotation: common only
+  cfg = _cfg(spaces=spaces, rotation__prob=prob)
+  n = 4096
+  views = jax.tree.map(np.asarray, jax.jit(lambda r: augment.sample_views(r, n, cfg))(
+      jax.random.key(5)))
+  k = views["rotation"]["k"]  # [n + 2, n]
+  counts = np.bincount(k[0], minlength=4) / n
+  want = np.array([1 - prob] + [prob / 3] * 3)
+  tol = 4.5 * np.sqrt(np.maximum(want * (1 - want), 1e-12) / n)
+  assert np.all(np.abs(counts - want) <= tol), (counts, want)
+  if prob == 0:
+    assert not k.any()  # nothing rotates, in any view
+    return
+  np.testing.assert_array_equal(k[3], k[0])  # k_2 shares rotation
+  for v in (1, 2):  # k_0, k_1 re-draw rotation: never q's, P(k' = j | k_q) ~ P(j), j != k_q
+    assert np.all(k[v] != k[0])
+    for kq in np.unique(k[0]):
+      sel = k[0] == kq
+      cond = np.bincount(k[v][sel], minlength=4) / sel.sum()
+      w = want.copy()
+      w[kq] = 0
+      w /= w.sum()
+      assert np.all(np.abs(cond - w) <= 4.5 * np.sqrt(w * (1 - w) / sel.sum()) + 1e-9), (
+          kq, cond, w)
+
+
+def test_default_rotation_draw_is_uniform_over_four_exactly():
+  """prob 0.75 reproduces the uniform draw of earlier versions bit for bit (same views)."""
+  u = jnp.arange(2**16, dtype=jnp.float32) / 2**16  # uniforms are multiples of 2**-23
+  np.testing.assert_array_equal(augment._sample_rotation(u, 0.75),
+                                jnp.minimum(jnp.floor(u * 4), 3).astype(jnp.int32))
+  for kq in range(4):
+    k = jnp.full(u.shape, kq, jnp.int32)
+    np.testing.assert_array_equal(augment._differ_rotation(u, k, 0.75),
+                                  (k + 1 + jnp.minimum(jnp.floor(u * 3), 2).astype(jnp.int32)) % 4)
+
+
+def test_rotation_prob_is_validated():
+  with pytest.raises(ValueError, match=r"augment\.rotation\.prob must be in \[0, 1\]"):
+    _cfg(rotation__prob=1.5)
+  with pytest.raises(ValueError, match=r"augment\.rotation\.prob must be > 0 when 'rotation'"):
+    _cfg(spaces=("rotation",), rotation__prob=0.0)
+  _cfg(spaces=("color",), rotation__prob=0.0)  # valid: rotation as a common augmentation

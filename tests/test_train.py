@@ -6,8 +6,10 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
 from leave_one_out import models
 from leave_one_out import sharding
@@ -144,3 +146,133 @@ def test_profile_trace_is_written(tmp_path):
   train.train_and_evaluate(cfg, str(tmp_path))
   traces = [f for _, _, files in os.walk(tmp_path / "plugins" / "profile") for f in files]
   assert any(f.endswith(".xplane.pb") for f in traces), traces
+
+
+def test_shuffle_bn_is_the_same_math_on_one_and_eight_devices():
+  """Shuffle-BN with explicit groups: the per-group statistics do not depend on the devices;
+  and the mode is in effect (global BatchNorm gives another loss)."""
+  cfg = tiny_config(spaces=("rotation",), steps=2)
+  cfg.loss.queue_size = 32
+  cfg.model.bn_groups = 4
+  assert models.key_bn_mode(cfg.model, cfg.loss.queue_size, 8) == "shuffle"
+  one, m1 = _run(cfg, jax.devices()[:1], 2)
+  eight, m8 = _run(cfg, jax.devices(), 2)
+  for a, b in zip(m1, m8):
+    np.testing.assert_allclose(a["loss"], b["loss"], rtol=2e-4)
+  for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(eight.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+  cfg.model.key_bn = "global"
+  _, mg = _run(cfg, jax.devices(), 2)
+  assert abs(float(mg[0]["loss"]) - float(m8[0]["loss"])) > 1e-3
+
+
+def test_batch_norm_groups_of_query_and_keys():
+  cfg = tiny_config()
+  mesh = sharding.make_mesh()
+  rng = jax.random.PRNGKey(0)
+  assert train.batch_norm_groups(cfg, mesh, rng, 16, 3) == ({}, {})  # no queue: global
+  cfg.loss.queue_size = 32
+  query, keys = train.batch_norm_groups(cfg, mesh, rng, 16, 3)
+  assert query == {"bn_groups": 8} and keys["bn_groups"] == 8
+  ids = np.asarray(keys["bn_group_ids"]).reshape(16, 3)
+  assert (ids == ids[:, :1]).all()  # an image's keys share a group
+  assert np.bincount(ids[:, 0], minlength=8).tolist() == [2] * 8
+  other = train.batch_norm_groups(cfg, mesh, jax.random.PRNGKey(1), 16, 3)[1]["bn_group_ids"]
+  assert not np.array_equal(other, keys["bn_group_ids"])  # a fresh permutation per step
+
+
+def _opt_count(opt_state):
+  counts = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]
+            if "count" in jax.tree_util.keystr(path)]
+  assert counts
+  return {int(c) for c in counts}
+
+
+def test_skipped_step_leaves_schedule_and_ema_ramp_on_the_applied_count():
+  """Step 1 has a non-finite gradient and applies no update; step 2's lr and EMA momentum are
+  those of update 1, not of step 2, and the logged lr is the lr that was used."""
+  cfg = tiny_config(steps=8)
+  cfg.train.ema_cosine_ramp = True
+  cfg.train.on_nonfinite = "skip"
+  state, step, batch = _setup(cfg, jax.devices())
+  steps_per_epoch = data_lib.create_train_source(cfg).steps_per_epoch
+  _, schedule = train.create_optimizer(cfg, steps_per_epoch)
+  metrics = []
+  for i in range(3):
+    good = jax.tree.map(jnp.copy, state.params)
+    if i == 1:  # NaN params make this step's loss and gradient NaN
+      state = state.replace(params=jax.tree.map(lambda p: p * jnp.nan, state.params))
+    state, m = step(state, batch(i))
+    metrics.append(jax.device_get(m))
+    if i == 1:  # the skipped step returned the NaN params it was given: put the real ones back
+      state = state.replace(params=good)
+  assert [bool(m["finite"]) for m in metrics] == [True, False, True]
+  state = jax.device_get(state)
+  assert int(state.step) == 3 and int(state.nonfinite_steps) == 1
+  assert int(train.applied_updates(state)) == 2
+  assert _opt_count(state.opt_state) == {2}  # optax's count == applied updates
+  assert float(schedule(1)) != float(schedule(2))
+  np.testing.assert_allclose(metrics[0]["lr"], schedule(0), rtol=1e-6)
+  assert float(metrics[1]["lr"]) == 0.0  # nothing was applied
+  np.testing.assert_allclose(metrics[2]["lr"], schedule(1), rtol=1e-6)
+  np.testing.assert_allclose(metrics[2]["ema_momentum"], train.ema_momentum(cfg, 1, 8),
+                             rtol=1e-6)
+
+
+def test_weight_decay_mask():
+  """ "all" decays BatchNorm parameters and biases too (MoCo v2); the optimizer state has the
+  same structure either way."""
+  cfg = tiny_config()
+  cfg.train.momentum = 0.0
+  model = models.build_model(cfg)
+  params = model.init(jax.random.PRNGKey(0), jnp.zeros((2, 16, 16, 3)), train=False)["params"]
+  params = jax.tree.map(lambda p: p + 1.0, params)  # BN biases are 0 at init
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  structures = []
+  for mask in ("no_bn_bias", "all"):
+    cfg.train.weight_decay_mask = mask
+    for optimizer in ("sgd", "lars"):
+      cfg.train.optimizer = optimizer
+      tx, _ = train.create_optimizer(cfg, 10)
+      state = tx.init(params)
+      structures.append(jax.tree.structure(state))
+      if optimizer == "lars":
+        continue
+      updates, _ = tx.update(zeros, state, params)
+      bn = updates["backbone"]["stem_bn"]["bias"]
+      conv = updates["backbone"]["stem_conv"]["kernel"]
+      assert float(jnp.abs(conv).max()) > 0
+      assert (float(jnp.abs(bn).max()) > 0) == (mask == "all"), mask
+      head_bias = updates["head0"]["fc1"]["bias"]
+      assert (float(jnp.abs(head_bias).max()) > 0) == (mask == "all"), mask
+  assert structures[0] == structures[2] and structures[1] == structures[3]
+
+
+def test_new_fields_are_validated_by_name():
+
+  cases = [("model", "key_bn", "sync", "model.key_bn"),
+           ("model", "bn_groups", -1, "model.bn_groups"),
+           ("train", "weight_decay_mask", "bn", "train.weight_decay_mask")]
+  for section, field, value, name in cases:
+    cfg = tiny_config()
+    cfg[section][field] = value
+    with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+      config_lib.validate(cfg, num_devices=8)
+  cfg = tiny_config()
+  cfg.model.key_bn = "shuffle"  # one device, bn_groups 0: one group, nothing to shuffle
+  with pytest.raises(ValueError, match=r"model\.bn_groups.*>= 2"):
+    config_lib.validate(cfg, num_devices=1)
+  config_lib.validate(cfg, num_devices=8)
+  cfg.model.bn_groups = 3  # 16 images do not split into 3 groups
+  with pytest.raises(ValueError, match=r"model\.bn_groups.*divide"):
+    config_lib.validate(cfg, num_devices=8)
+
+
+def test_paper_recipe_configs_use_moco_v2_batchnorm_and_weight_decay():
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  for name in ("looc_in100_r50", "moco_in100_r50"):
+    cfg = config_lib.load_file(os.path.join(root, "configs", f"{name}.py"))
+    assert cfg.train.weight_decay_mask == "all"
+    for devices in (1, 8, 16):
+      assert models.key_bn_mode(cfg.model, cfg.loss.queue_size, devices) == "shuffle"
+    assert models.bn_groups(cfg.model, 1) == 8  # MoCo v2: 8 GPUs x 32 images
