@@ -236,3 +236,18 @@ def test_a_newly_registered_source_is_evaluated_as_the_run_s_data(tmp_path, monk
   table = evaluate.format_table(results)
   header = next(line for line in table.splitlines() if line.startswith("| features"))
   assert re.sub(r"\s+", " ", header) == "| features | dim | label | photo | kNN label |", header
+
+
+def test_moco_protocol_on_the_embedded_dataset(workdir):
+  c = tiny_eval_config()
+  c.probe.protocol, c.probe.epochs, c.probe.sgd_lr = "moco", 2, 1.0
+  for name in ("knn", "fewshot", "sensitivity"):
+    c[name].enabled = False
+  c.results_file = "evaluation_moco.json"
+  results = evaluate.run(workdir, c)
+  row = results["rows"]["backbone"]
+  assert [row["probe"][l]["protocol"]["name"] for l in ("shape", "color", "texture")] == [
+      "moco"] * 3
+  assert len(row["probe"]["color"]["epoch_seconds"]) == 2
+  assert row["rotation"]["protocol"]["lr"] == 1.0 and row["rotation"]["num_train"] == 96
+  assert 0.0 <= row["corruption"]["mean"] <= 1.0  # the MoCo layer applied to corrupted images
