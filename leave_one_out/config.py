@@ -8,6 +8,7 @@ concept it configures:
   config.model     leave_one_out.models        backbone and heads
   config.loss      leave_one_out.losses        the LooC loss
   config.train     leave_one_out.optim         batch, length, optimizer, schedule, EMA
+  config.online    leave_one_out.evaluate.online  monitoring every eval_every_steps
 
 ``default_config()`` is LooC on ImageNet-100 with a ResNet-50, METHOD.md's recipe
 (docs/method.md); configs in ``configs/`` start from it (or from another config file, through
@@ -28,6 +29,7 @@ from leave_one_out import losses
 from leave_one_out import models
 from leave_one_out import optim
 from leave_one_out.data import config as data_config
+from leave_one_out.evaluate import online
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -49,9 +51,10 @@ def default_config() -> ml_collections.ConfigDict:
   #                              a multiple of checkpoint_every_steps: 50k, 100k, ..., about
   #                              every 100 epochs of ImageNet-100), plus the final step
   c.async_checkpoints = True  # write checkpoints in the background while training goes on
-  # Online monitoring: every N steps, kNN top-1 (k=20) of the downstream feature on a slice of
-  # the embedded dataset (leave_one_out.evaluate.online_knn_accuracy), logged as eval/knn_top1.
+  # Online monitoring: every N steps, kNN top-1 (k=20) of the downstream feature on the run's
+  # own data (config.online; leave_one_out.evaluate.online), logged as eval/knn_top1.
   c.eval_every_steps = 0  # 0 = off
+  c.online = online.default_config()
   # Profiling: a jax.profiler trace of steps [profile_start_step, + profile_num_steps) goes to
   # workdir/plugins/profile (TensorBoard's profile tab / Perfetto): the per-op time breakdown of
   # views, forward/backward, loss and collectives. 0 steps = off.
@@ -126,6 +129,7 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   models.validate(cfg.model)
   losses.validate(cfg.loss)
   optim.validate(cfg.train)
+  online.validate(cfg.online)
   # Fields that depend on more than one section.
   batch = cfg.train.batch_size
   _check(batch % num_devices == 0, "train.batch_size",

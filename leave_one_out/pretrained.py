@@ -430,6 +430,13 @@ def _forward(model, variables, images, *, kinds: tuple[str, ...], image_size: in
   return {k: v.astype(jnp.float32) for k, v in feats.items()}
 
 
+def batch_features(model, variables, images, kinds: Sequence[str], *,
+                   image_size: int | None = None) -> dict:
+  """Every kind of ``kinds`` for one batch, inside another jitted function (the forward pass of
+  ``extract_feature_dict``; the model in inference mode): dict kind -> float32 `[B, F]`."""
+  return _forward(model, variables, images, kinds=tuple(kinds), image_size=image_size)
+
+
 def extract_feature_dict(model, variables, images, kinds: Sequence[str], *,
                          image_size: int | None = None, batch_size: int = 256,
                          mesh: Mesh | None = None) -> dict[str, np.ndarray]:

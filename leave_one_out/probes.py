@@ -148,13 +148,17 @@ def classify(classifier: dict, x) -> np.ndarray:
 def linear_probe(train_x, train_y, test_x, test_y, num_classes: int, *,
                  l2_grid=(0.0, 1e-4, 1e-3, 1e-2, 1e-1), val_fraction: float = 0.2,
                  steps: int = 300, lr: float = 0.05, normalize_mode: str = "standardize",
-                 seed: int = 0) -> dict:
+                 seed: int = 0, groups=None) -> dict:
   """Linear probe with the L2 strength chosen on held-out training examples.
 
   A random ``val_fraction`` of the training set is held out; one classifier per value of
   ``l2_grid`` trains on the rest; the value with the best held-out top-1 (ties: the larger L2)
   is retrained on the whole training set and evaluated on the test set. Features are
   normalised with statistics of the examples each classifier trains on.
+
+  ``groups`` (int `[N]`, optional): examples that must fall on the same side of the held-out
+  split, e.g. the source image of each rotated copy; a ``val_fraction`` of the groups is then
+  held out, so no image is both fitted and used to choose L2.
 
   Returns:
     dict with top1, top5 (test; top-5 is 1.0 when C <= 5), l2 (chosen), val_top1 (list, one
@@ -168,12 +172,18 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes: int, *,
   if not 0 <= val_fraction < 1:
     raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
   n = train_x.shape[0]
-  n_val = int(round(n * val_fraction))
+  group = np.arange(n) if groups is None else np.asarray(groups)
+  if group.shape != (n,):
+    raise ValueError(f"groups must be [{n}] (one per training example), got {group.shape}")
+  ids, group_index = np.unique(group, return_inverse=True)
+  n_val = int(round(len(ids) * val_fraction))
   val_top1 = []
   best = grid[0]
-  if len(grid) > 1 and 0 < n_val < n:
-    perm = np.random.default_rng(seed).permutation(n)
-    val, fit = perm[:n_val], perm[n_val:]
+  if len(grid) > 1 and 0 < n_val < len(ids):
+    position = np.argsort(np.random.default_rng(seed).permutation(len(ids)))[group_index]
+    order = np.lexsort((np.arange(n), position))  # examples by their group's random position
+    held_out = int(np.sum(position < n_val))
+    val, fit = order[:held_out], order[held_out:]
     norm = fit_normalizer(train_x[fit], normalize_mode)
     w, b = train_linear(normalize(norm, train_x[fit]), train_y[fit], num_classes, l2=grid,
                         steps=steps, lr=lr)

@@ -52,6 +52,7 @@ from leave_one_out import optim
 from leave_one_out import summaries
 from leave_one_out import workdir as workdir_lib
 from leave_one_out.data import prefetch
+from leave_one_out.evaluate import online
 from leave_one_out.sharding import DATA_AXIS, make_mesh
 
 @flax.struct.dataclass
@@ -432,9 +433,10 @@ def _train(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
       if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
         ckpt.save(step, state, make_meta(cfg, step), force=True)
       if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
-        knn = _online_knn(model, state, cfg)
-        log(step, {"eval/knn_top1": knn})
-        logging.info("step %d | online kNN top-1 %.1f%%", step, 100 * knn)
+        monitored = _monitor(model, state, cfg)
+        log(step, monitored)
+        logging.info("step %d | online %s", step, ", ".join(
+            f"{_MONITOR_NAMES.get(k, k)} {100 * v:.1f}%" for k, v in monitored.items()))
       if preempted:
         logging.warning("Stopped at step %d on a preemption request; run the same command "
                         "again to continue.", step)
@@ -448,14 +450,15 @@ def _train(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
           "preempted": preempted, **last_scalars}
 
 
-def _online_knn(model, state: TrainState, cfg) -> float:
-  """``evaluate.online_knn_accuracy`` on this process's devices (no cross-process collective:
-  every process computes the same value from its replica of the params)."""
-  from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
+_MONITOR_NAMES = {"eval/knn_top1": "kNN top-1", "eval/linear_top1": "linear top-1"}
+
+
+def _monitor(model, state: TrainState, cfg) -> dict[str, float]:
+  """``evaluate.online.monitor`` on this process's devices (no cross-process collective: every
+  process computes the same values from its replica of the params)."""
   local = lambda tree: jax.tree.map(lambda x: x.addressable_data(0), tree)
   variables = {"params": local(state.params), "batch_stats": local(state.batch_stats)}
-  return evaluate.online_knn_accuracy(model, variables, cfg,
-                                      mesh=make_mesh(jax.local_devices()))
+  return online.monitor(model, variables, cfg, mesh=make_mesh(jax.local_devices()))
 
 
 def _average(history: list[dict], names: list[str]) -> dict[str, float]:

@@ -17,12 +17,14 @@ from jax.experimental import multihost_utils
 
 from leave_one_out import checkpoints
 from leave_one_out import metrics_log
+from leave_one_out.evaluate import online
 
 MODES = ("auto", "resume", "overwrite")
 # Fields that may change when a run is resumed; any other difference is a different run.
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                     "keep_every_steps", "async_checkpoints", "eval_every_steps",
-                    "profile_start_step", "profile_num_steps", "train.on_nonfinite")
+                    "profile_start_step", "profile_num_steps", "train.on_nonfinite",
+                    *online.RESUMABLE_FIELDS)
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:

@@ -1,171 +1,36 @@
-"""Probes, corruptions, augmentation sensitivity and the evaluate command, on tiny inputs."""
+"""The evaluate runner on the embedded dataset: results, table, registry, config checks."""
 
 import json
-import math
 import os
+import re
 
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
-from leave_one_out import augment
-from leave_one_out import corruptions
 from leave_one_out import config as config_lib
+from leave_one_out import data as data_lib
 from leave_one_out import evaluate
-from leave_one_out import probes
-from leave_one_out import synthetic
+from leave_one_out.data import evaluation
+from leave_one_out.evaluate import common
 from tests.helpers import tiny_config
 from tests.test_pretrained import write_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _blobs(n, num_classes=4, dim=16, seed=0):
-  """Well-separated Gaussian clusters: features [n, dim], labels [n]."""
-  rng = np.random.default_rng(seed)
-  centres = np.random.default_rng(123).normal(size=(num_classes, dim)) * 3
-  y = rng.integers(0, num_classes, n)
-  return (centres[y] + rng.normal(size=(n, dim))).astype(np.float32), y.astype(np.int32)
-
-
-# ------------------------------------------------------------------------------------ probes
-
-
-def test_probes_separable_and_shuffled():
-  xtr, ytr = _blobs(400)
-  xte, yte = _blobs(1000, seed=1)
-  lin = probes.linear_probe(xtr, ytr, xte, yte, 4, steps=100)
-  knn = probes.knn_probe(xtr, ytr, xte, yte, 4)
-  assert lin["top1"] > 0.97 and knn["top1"] > 0.97
-  assert lin["top5"] == 1.0 and len(lin["val_top1"]) == 5 and lin["l2"] in lin["l2_grid"]
-  # Labels that carry no information about the features (train and test): chance level.
-  rng = np.random.default_rng(2)
-  ytr_s, yte_s = rng.permutation(ytr), rng.permutation(yte)
-  lin = probes.linear_probe(xtr, ytr_s, xte, yte_s, 4, steps=100)
-  knn = probes.knn_probe(xtr, ytr_s, xte, yte_s, 4)
-  assert abs(lin["top1"] - 0.25) < 0.06 and abs(knn["top1"] - 0.25) < 0.06, (lin, knn)
-
-
-def test_knn_votes_by_hand():
-  bank = np.array([[1, 0], [0.9, 0.1], [0, 1], [-1, 0]], np.float32)
-  labels = np.array([0, 1, 1, 2])
-  scores = probes.knn_scores(bank, labels, np.array([[1, 0.05]], np.float32), 3, k=2,
-                             temperature=0.5)
-  unit = lambda v: v / np.linalg.norm(v)
-  q = unit(np.array([1, 0.05]))
-  expected = [np.exp(q @ unit(bank[0]) / 0.5), np.exp(q @ unit(bank[1]) / 0.5), 0.0]
-  np.testing.assert_allclose(scores[0], expected, rtol=1e-5)
-
-
-def test_mean_ci95_and_few_shot():
-  mean, ci = probes.mean_ci95([0.5, 0.6, 0.7])
-  # t_{0.975, 2} = 4.302653; s = 0.1; n = 3.
-  assert mean == pytest.approx(0.6) and ci == pytest.approx(4.302653 * 0.1 / math.sqrt(3))
-  assert math.isnan(probes.mean_ci95([0.3])[1])
-
-  xtr, ytr = _blobs(200)
-  xte, yte = _blobs(300, seed=1)
-  idx = probes.sample_few_shot(ytr, 4, shots=5, trials=3, seed=0)
-  assert idx.shape == (3, 20)
-  for row in idx:
-    assert len(set(row)) == 20
-    np.testing.assert_array_equal(np.bincount(ytr[row], minlength=4), [5, 5, 5, 5])
-  r = probes.few_shot(xtr, ytr, xte, yte, 4, shots=5, trials=4, steps=60)
-  assert len(r["accuracies"]) == 4 and r["mean"] > 0.95
-  m, c = probes.mean_ci95(r["accuracies"])
-  assert (r["mean"], r["ci95"]) == (m, c)
-  again = probes.few_shot(xtr, ytr, xte, yte, 4, shots=5, trials=4, steps=60)
-  assert again["accuracies"] == r["accuracies"]  # deterministic given the seed
-  with pytest.raises(ValueError, match="needs 500 examples"):
-    probes.sample_few_shot(ytr, 4, shots=500, trials=1)
-
-
-# ------------------------------------------------------------------------------------ corruptions
-
-
-def test_corruptions_every_family_and_severity():
-  x = synthetic.load("test", num_examples=4, image_size=16)["image"].astype(np.float32) / 255
-  key = jax.random.key(0, impl="rbg")
-  assert set(corruptions.FAMILIES) == {"noise", "blur", "weather", "digital"}
-  for name in corruptions.CORRUPTIONS:
-    outs = [np.asarray(corruptions.corrupt_jit(x, name, s, key)) for s in (1, 5)]
-    for y in outs:
-      assert y.shape == x.shape and y.dtype == np.float32, name
-      assert 0.0 <= y.min() and y.max() <= 1.0, name
-    d1, d5 = (np.abs(y - x).mean() for y in outs)
-    assert d1 > 0 and d5 > 0, name
-    if name != "saturate":  # ImageNet-C's saturate desaturates at 1-2, oversaturates at 3-5
-      assert d5 > d1, (name, d1, d5)
-  np.testing.assert_array_equal(corruptions.corrupt_jit(x, "gaussian_noise", 3, key),
-                                corruptions.corrupt_jit(x, "gaussian_noise", 3, key))
-  with pytest.raises(ValueError, match="unknown corruption 'frost'"):
-    corruptions.corrupt(x, "frost", 1, key)
-  with pytest.raises(ValueError, match="severity"):
-    corruptions.corrupt(x, "fog", 6, key)
-
-
-# ------------------------------------------------------------------------------------ sensitivity
-
-
-class KnownInvariances(nn.Module):
-  """A parameter-free "LooC model" whose invariances are known by construction.
-
-  Space 0: moments of the per-pixel max and min over channels: invariant to hue shifts (they
-  keep max and min), to flips and rotations (they permute pixels). Space 1 ("color"): moments
-  of each channel: sensitive to hue, invariant to flips and rotations. Space 2 ("rotation"): the
-  row profile of the per-pixel max, symmetrised top-bottom: invariant to hue and to horizontal
-  and vertical flips (a horizontal flip before a 90-degree turn is a vertical one after it),
-  but a quarter turn swaps it for the column profile.
-  """
-  num_spaces: int = 3
-  looc_plus_plus: bool = False
-
-  @nn.compact
-  def __call__(self, x, train=False):
-    del train
-    hi, lo = x.max(-1), x.min(-1)  # [B, S, S]
-    moments = lambda v: jnp.stack([((v - 0.5) ** p).mean((1, 2)) for p in (1, 2, 3)], -1)
-    z = [jnp.concatenate([moments(hi), moments(lo)], -1),
-         jnp.concatenate([moments(x[..., c]) for c in range(3)], -1),
-         (hi.mean(axis=2) + hi.mean(axis=2)[:, ::-1]) / 2 - 0.5]
-    dim = max(v.shape[-1] for v in z)
-    z = jnp.stack([jnp.pad(v, ((0, 0), (0, dim - v.shape[-1]))) for v in z], axis=1)
-    z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)
-    return {"feature": z[:, 0], "space_features": z, "embeddings": z}
-
-
-def test_sensitivity_of_a_model_with_known_invariances(tmp_path):
-  cfg = augment.default_config()
-  cfg.image_size = 16
-  cfg.spaces = ("color", "rotation")
-  cfg.crop.enabled = cfg.blur.enabled = False
-  cfg.color.update(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.5, gray_prob=0.0)
-  images = synthetic.load("test", num_examples=32, image_size=16)["image"]
-  kinds = ("embedding:0", "embedding:1", "embedding:2")
-  s = evaluate.augmentation_sensitivity(KnownInvariances(), {}, images, cfg, kinds=kinds)
-  assert s["columns"] == ["flip", "color", "rotation"] and s["rows"] == list(kinds)
-  m = np.asarray(s["matrix"])
-  sensitive = np.array([[0, 0, 0], [0, 1, 0], [0, 0, 1]], bool)  # rows: spaces; cols: flip,
-  assert np.all(m[~sensitive] < 1e-3), m  # colour, rotation
-  assert np.all(m[sensitive] > 0.05), m
-  evaluate.plot_sensitivity(s, str(tmp_path / "s.png"))
-  assert os.path.getsize(tmp_path / "s.png") > 1000
-
-
-# ------------------------------------------------------------------------------------ evaluate
+KINDS = ["backbone", "embedding:0", "embedding:1", "embedding:2"]
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
   path = str(tmp_path_factory.mktemp("evaluate") / "run")
-  write_checkpoint(path, tiny_config())
+  write_checkpoint(path, tiny_config())  # resnet10 width 4, 16 px, spaces color, rotation
   return path
 
 
 def tiny_eval_config():
+  """Every evaluator at sizes that take seconds on a CPU (fast protocols)."""
   c = evaluate.default_config()
+  c.batch_size = 64
   c.dataset.num_train, c.dataset.num_test = 120, 60
   c.probe.steps, c.probe.l2_grid = 20, (0.0, 1e-2)
   c.rotation.num_train, c.rotation.num_test = 24, 12
@@ -173,7 +38,6 @@ def tiny_eval_config():
   c.corruption.names, c.corruption.severities = ("gaussian_noise", "contrast"), (1, 5)
   c.corruption.num_images = 24
   c.sensitivity.num_images = 16
-  c.online.num_train, c.online.num_test = 60, 30
   return c
 
 
@@ -182,50 +46,208 @@ def test_evaluate_run_writes_results_and_table(workdir):
   with open(os.path.join(workdir, "evaluation.json")) as f:
     saved = json.load(f)
   assert saved["rows"].keys() == results["rows"].keys()
-  kinds = ["backbone", "embedding:0", "embedding:1", "embedding:2"]
-  assert results["kinds"] == kinds and results["step"] == 3
-  for kind in kinds:
+  assert results["kinds"] == KINDS and results["step"] == 3
+  d = results["dataset"]
+  # The run's own data (the embedded dataset): "label" equals "shape", so it is left out.
+  assert d["from_run"] and d["name"] == "synthetic"
+  assert (d["labels"], d["primary_label"]) == (["shape", "color", "texture"], "shape")
+  assert (d["num_train"], d["num_test"], d["image_size"]) == (120, 60, 20)  # data.image_size
+  assert results["evaluators"] == ["probe", "rotation", "knn", "fewshot", "corruption",
+                                   "sensitivity"]
+  for kind in KINDS:
     row = results["rows"][kind]
     accuracies = [row["probe"][l]["top1"] for l in ("shape", "color", "texture")] + [
         row["rotation"]["top1"], row["knn"]["shape"]["top1"], row["fewshot"]["2"]["mean"],
         row["corruption"]["mean"], row["corruption"]["clean"]]
     assert all(0.0 <= a <= 1.0 for a in accuracies), (kind, accuracies)
+    assert row["probe"]["shape"]["protocol"]["name"] == "fast"
+    assert row["probe"]["shape"]["protocol"]["steps"] == 20
+    assert (row["rotation"]["num_train"], row["rotation"]["num_test"]) == (96, 48)
     assert sorted(row["corruption"]["by_corruption"]) == ["contrast", "gaussian_noise"]
     assert sorted(row["corruption"]["by_family"]) == ["digital", "noise"]
-    assert len(row["fewshot"]["3"]["accuracies"]) == 3
+    assert row["corruption"]["source"] == "synthetic"
+    assert len(row["fewshot"]["3"]["accuracies"]) == 3 and row["fewshot"]["3"]["trials"] == 3
   s = results["sensitivity"]
   assert s["columns"] == ["crop", "flip", "blur", "color", "rotation"]
   assert np.asarray(s["matrix"]).shape == (4, 5)
   assert os.path.getsize(os.path.join(workdir, "sensitivity.png")) > 1000
   table = evaluate.format_table(results)
-  for text in ("| features", "shape", "color", "texture", "rotation", "kNN shape", "2-shot",
-               "3-shot", "corrupt", "embedding:1 (color)", "embedding:2 (rotation)", "chance"):
-    assert text in table, text
+  header = next(line for line in table.splitlines() if line.startswith("| features"))
+  assert re.sub(r"\s+", " ", header) == ("| features | dim | shape | color | texture | rotation "
+                                         "| kNN shape | 2-shot | 3-shot | corrupt |"), header
+  for text in ("embedding:1 (color)", "embedding:2 (rotation)", "chance: shape 16.7",
+               "rotation 25.0", "linear probe: fast (full-batch Adam, 20 steps",
+               "over 3 trials", "24 train / 12 test images, each at 0/90/180/270",
+               "synthetic: this project's on-device stand-ins, not ImageNet-C",
+               "augmentation sensitivity", "time (s): load"):
+    assert text in table, (text, table)
   assert evaluate.format_table(saved) == table  # the JSON alone reproduces the table
 
 
-def test_online_knn_accuracy(workdir):
-  from leave_one_out import pretrained
-  model, variables, cfg = pretrained.load_pretrained(workdir)
-  acc = evaluate.online_knn_accuracy(model, variables, cfg, tiny_eval_config())
-  assert isinstance(acc, float) and 0.0 <= acc <= 1.0
+class NormEvaluator:
+  """A test evaluator: the mean feature norm of the test split, times a scale."""
+
+  @staticmethod
+  def default_config():
+    s = ml_collections.ConfigDict()
+    s.enabled = True
+    s.scale = 1.0  # multiplies the norm
+    return s
+
+  @staticmethod
+  def validate(c):
+    common.positive(c.norm.scale, "norm.scale")
+
+  @staticmethod
+  def evaluate(ctx):
+    return {kind: {"norm": ctx.c.norm.scale * float(np.linalg.norm(f, axis=1).mean())}
+            for kind, f in ctx.features("test").items()}
+
+  @staticmethod
+  def columns(results):
+    del results
+    return [("norm", lambda r: f"{r['norm']['norm']:.3f}")]
+
+  @staticmethod
+  def notes(results):
+    return [f"norm: mean L2 norm of {results['dataset']['num_test']} test features"]
 
 
-def test_config_file_and_errors(workdir, tmp_path):
+def test_a_registered_evaluator_appears_in_the_table(workdir, monkeypatch):
+  monkeypatch.setitem(evaluate.EVALUATORS, "norm", NormEvaluator)
+  c = tiny_eval_config()
+  assert c.norm.scale == 1.0  # its section is part of the config
+  for name in ("probe", "rotation", "fewshot", "corruption", "sensitivity"):
+    c[name].enabled = False
+  c.results_file = "evaluation_norm.json"
+  c.norm.scale = 2.0
+  results = evaluate.run(workdir, c)
+  assert results["evaluators"] == ["knn", "norm"]
+  norms = [results["rows"][k]["norm"]["norm"] for k in KINDS]
+  assert norms[1] == pytest.approx(2.0, rel=1e-4)  # embedding:0 is L2-normalised, times 2
+  table = evaluate.format_table(results)
+  header = next(line for line in table.splitlines() if line.startswith("| features"))
+  assert re.sub(r"\s+", " ", header) == "| features | dim | kNN shape | norm |", header
+  assert "norm: mean L2 norm of 60 test features" in table and "2.000" in table
+  c.norm.scale = -1.0
+  with pytest.raises(ValueError, match="eval_config.norm.scale must be a number > 0"):
+    evaluate.run(workdir, c)
+
+
+def test_config_file_is_the_default_config():
   loaded = config_lib.load_file(os.path.join(REPO, "configs", "eval", "synthetic.py"))
   assert loaded.to_json() == evaluate.default_config().to_json()
+  evaluate.validate_config(loaded)
 
+
+def _set(c, field, value):
+  *path, last = field.split(".")
+  section = c
+  for part in path:
+    section = section[part]
+  section[last] = value
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("encoder", "key", "eval_config.encoder must be one of"),
+    ("dataset.num_train", 1, r"eval_config.dataset.num_train must be 0 \(the whole split\) or"),
+    ("dataset.labels", ("shape", "shape"), "eval_config.dataset.labels must be a tuple of "
+     "distinct"),
+    ("dataset.data", "synthetic", "eval_config.dataset.data must be None .* or a data section"),
+    ("probe.protocol", "lbfgs", r"eval_config.probe.protocol must be one of \('fast', 'moco'\)"),
+    ("probe.decay_epochs", (80, 60), "eval_config.probe.decay_epochs must be increasing"),
+    ("probe.crop_scale", (0.5, 1.5), "eval_config.probe.crop_scale must be a"),
+    ("probe.sgd_lr", 0.0, "eval_config.probe.sgd_lr must be a number > 0"),
+    ("rotation.num_test", -1, "eval_config.rotation.num_test must be an int >= 0"),
+    ("knn.temperature", 0.0, "eval_config.knn.temperature must be a number > 0"),
+    ("fewshot.small_classes", "drop", "eval_config.fewshot.small_classes must be one of"),
+    ("corruption.names", ("frost",), "eval_config.corruption.names has unknown corruption "
+     "'frost'.*ImageNet-C itself: eval_config.imagenet_c"),
+    ("imagenet_c.corruptions", ("fog", "smoke"), "eval_config.imagenet_c.corruptions must be"),
+    ("sensitivity.augmentations", ("warp",), "eval_config.sensitivity.augmentations has "
+     "unknown augmentation 'warp'"),
+])
+def test_bad_fields_are_named(field, value, message):
   c = evaluate.default_config()
-  c.dataset.name = "imagenet100"
-  with pytest.raises(ValueError, match="dataset.name 'imagenet100' is not available.*synthetic"):
+  _set(c, field, value)
+  with pytest.raises(ValueError, match=message):
+    evaluate.validate_config(c)
+
+
+def test_labels_the_source_lacks_are_named(workdir):
+  c = tiny_eval_config()
+  c.dataset.labels = ("shape", "size")
+  c.dataset.primary_label = ""
+  with pytest.raises(ValueError, match=r"eval_config.dataset.labels has \['size'\], which the "
+                     r"evaluation dataset does not provide; it has \['label', 'shape'"):
     evaluate.run(workdir, c)
-  c = evaluate.default_config()
+  c.dataset.labels = ()
   c.dataset.primary_label = "size"
-  with pytest.raises(ValueError, match="primary_label"):
+  with pytest.raises(ValueError, match=r"eval_config.dataset.primary_label 'size' is not among "
+                     r"the evaluated labels \['shape', 'color', 'texture'\]"):
     evaluate.run(workdir, c)
-  c = evaluate.default_config()
-  c.corruption.source = "imagenet2012_corrupted"
-  c.corruption.tfds_data_dir = str(tmp_path / "tfds")
-  with pytest.raises(ValueError, match="ImageNet-C .* is not prepared.*never downloads"):
-    evaluate.run(workdir, c)
-  assert not os.path.exists(tmp_path / "tfds" / "downloads")
+  c.dataset.labels = ("color",)
+  with pytest.raises(ValueError, match="eval_config.dataset.primary_label must be one of "
+                     "dataset.labels"):
+    evaluate.validate_config(c)
+
+
+class PhotoSource:
+  """A registered data source with two labels, "label" and "photo" (made-up images)."""
+
+  def validate(self, d):
+    del d
+
+  def check_ready(self, d, splits):
+    del d, splits
+
+  def describe(self, d):
+    del d
+    return "toy photos"
+
+  def train_source(self, cfg):
+    raise NotImplementedError("evaluation only")
+
+  def eval_source(self, d, split, *, image_size, batch_size, num_examples, **unused):
+    del d, unused
+    n = num_examples or 40
+    rng = np.random.default_rng(0 if split == "train" else 1)
+    images = rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8)
+    arrays = {"image": images, "label": np.arange(n) % 4, "photo": np.arange(n) % 5}
+    return evaluation.ArrayEvalSource(arrays, num_classes=4, class_names=None,
+                                      batch_size=batch_size, description="toy photos")
+
+
+def test_a_newly_registered_source_is_evaluated_as_the_run_s_data(tmp_path, monkeypatch):
+  monkeypatch.setattr(data_lib, "SOURCES", dict(data_lib.SOURCES))  # undone after the test
+  data_lib.register("toy_photos", PhotoSource())
+  cfg = tiny_config()
+  cfg.data.name = "toy_photos"
+  write_checkpoint(str(tmp_path), cfg)
+  c = tiny_eval_config()
+  c.dataset.num_train = c.dataset.num_test = 0  # the source's own sizes
+  for name in ("rotation", "fewshot", "corruption", "sensitivity"):
+    c[name].enabled = False
+  results = evaluate.run(str(tmp_path), c)
+  d = results["dataset"]
+  assert (d["name"], d["labels"], d["primary_label"]) == ("toy_photos", ["label", "photo"],
+                                                          "label")
+  assert d["num_classes"] == {"label": 4, "photo": 5} and d["image_size"] == 16
+  table = evaluate.format_table(results)
+  header = next(line for line in table.splitlines() if line.startswith("| features"))
+  assert re.sub(r"\s+", " ", header) == "| features | dim | label | photo | kNN label |", header
+
+
+def test_moco_protocol_on_the_embedded_dataset(workdir):
+  c = tiny_eval_config()
+  c.probe.protocol, c.probe.epochs, c.probe.sgd_lr = "moco", 2, 1.0
+  for name in ("knn", "fewshot", "sensitivity"):
+    c[name].enabled = False
+  c.results_file = "evaluation_moco.json"
+  results = evaluate.run(workdir, c)
+  row = results["rows"]["backbone"]
+  assert [row["probe"][l]["protocol"]["name"] for l in ("shape", "color", "texture")] == [
+      "moco"] * 3
+  assert len(row["probe"]["color"]["epoch_seconds"]) == 2
+  assert row["rotation"]["protocol"]["lr"] == 1.0 and row["rotation"]["num_train"] == 96
+  assert 0.0 <= row["corruption"]["mean"] <= 1.0  # the MoCo layer applied to corrupted images

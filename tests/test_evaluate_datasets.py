@@ -1,4 +1,4 @@
-"""The evaluate command on a tfds dataset and an image folder, end to end, and its config checks.
+"""The evaluate command on an image folder and a tfds dataset, end to end, and its config checks.
 
 Offline: the image folder is generated here (tests.test_data_folder.make_folder), the tfds
 dataset is ``tfds.testing.mock_data`` with per-split examples; nothing is downloaded.
@@ -17,10 +17,10 @@ import tensorflow_datasets as tfds
 
 from leave_one_out import config as config_lib
 from leave_one_out import evaluate
+from leave_one_out import pretrained
 from leave_one_out.data import common
 from leave_one_out.data import tfds as tfds_source
 from tests.helpers import tiny_config
-from tests.test_evaluate import tiny_eval_config
 from tests.test_data_folder import make_folder
 from tests.test_pretrained import write_checkpoint
 
@@ -33,13 +33,15 @@ def eval_config_file(name, arg=None):
   return config_lib.load_file(os.path.join(REPO, "configs", "eval", name), arg)
 
 
-def shrink(c):
-  """The protocol sizes of tests.test_evaluate.tiny_eval_config (seconds on CPU)."""
-  tiny = tiny_eval_config()
-  for section in ("probe", "rotation", "fewshot", "corruption", "sensitivity"):
-    for field, value in tiny[section].items():
-      c[section][field] = value
-  c.batch_size = 16  # every forward pass the same shape: two compilations (uint8, float)
+def shrink(c, protocol=None):
+  """Protocol sizes that take seconds on a CPU; ``protocol`` replaces the config's."""
+  c.probe.protocol = protocol or c.probe.protocol
+  c.probe.steps, c.probe.l2_grid, c.probe.epochs = 20, (0.0, 1e-2), 2
+  c.fewshot.shots, c.fewshot.trials, c.fewshot.steps = (2, 3), 3, 20
+  c.corruption.names, c.corruption.severities = ("gaussian_noise", "contrast"), (1, 5)
+  c.corruption.num_images = 24
+  c.sensitivity.num_images = 16
+  c.batch_size = 16  # every forward pass the same shape
   return c
 
 
@@ -57,13 +59,14 @@ def folder(tmp_path_factory):
   return make_folder(tmp_path_factory.mktemp("images"), per_class=(12, 4))
 
 
-def check_results(results, workdir, c, *, num_train, num_test, num_classes, source):
+def check_results(results, workdir, c, *, name, num_train, num_test, num_classes, source):
   """Every protocol for every kind, the files written, and the single-label table."""
   with open(os.path.join(workdir, c.results_file)) as f:
     saved = json.load(f)
   assert os.path.getsize(os.path.join(workdir, c.heatmap_file)) > 1000
   d = results["dataset"]
-  assert (d["name"], d["labels"], d["primary_label"]) == ("data", ["label"], "label")
+  assert (d["name"], d["labels"], d["primary_label"], d["from_run"]) == (
+      name, ["label"], "label", False)
   assert (d["num_train"], d["num_test"]) == (num_train, num_test)
   assert d["num_classes"] == {"label": num_classes} and d["image_size"] == 16
   assert d["source"].startswith(source), d["source"]
@@ -74,6 +77,9 @@ def check_results(results, workdir, c, *, num_train, num_test, num_classes, sour
     assert set(row) == {"dim", "probe", "rotation", "knn", "fewshot", "corruption"}, kind
     assert list(row["probe"]) == ["label"] and list(row["knn"]) == ["label"]
     assert list(row["fewshot"]) == ["2", "3"] and len(row["fewshot"]["3"]["accuracies"]) == 3
+    assert row["probe"]["label"]["protocol"]["name"] == c.probe.protocol
+    assert row["rotation"]["protocol"]["name"] == c.probe.protocol
+    assert row["rotation"]["num_test"] == 4 * num_test  # the whole test split, four turns
     accuracies = [row["probe"]["label"]["top1"], row["probe"]["label"]["top5"],
                   row["rotation"]["top1"], row["knn"]["label"]["top1"],
                   row["fewshot"]["2"]["mean"], row["corruption"]["mean"],
@@ -86,7 +92,8 @@ def check_results(results, workdir, c, *, num_train, num_test, num_classes, sour
   assert re.sub(r"\s+", " ", header) == ("| features | dim | top-1 | top-5 | rotation | kNN | "
                                          "2-shot | 3-shot | corrupt |"), header
   for text in (source, f"{num_train} train / {num_test} test images", f"{num_classes} classes",
-               "embedding:1 (color)", "chance: label", "augmentation sensitivity"):
+               "embedding:1 (color)", "chance: label", "augmentation sensitivity",
+               f"linear probe: {c.probe.protocol} ("):
     assert text in table, (text, table)
   assert evaluate.format_table(saved) == table  # the JSON alone reproduces the table
   return table
@@ -95,92 +102,75 @@ def check_results(results, workdir, c, *, num_train, num_test, num_classes, sour
 # ------------------------------------------------------------------------------------ folder
 
 
-def test_evaluate_on_an_image_folder(workdir, folder):
+def test_evaluate_on_an_image_folder_with_the_moco_protocol(workdir, folder):
   c = shrink(eval_config_file("folder.py", folder))
+  assert c.probe.protocol == "moco"  # the real-dataset default
   assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train", "val")
   results = evaluate.run(workdir, c)
   assert c.results_file == f"evaluation_folder_{os.path.basename(folder)}.json"
-  table = check_results(results, workdir, c, num_train=36, num_test=12, num_classes=3,
-                        source=f"image folder {folder} (train / val)")
+  table = check_results(results, workdir, c, name="folder", num_train=36, num_test=12,
+                        num_classes=3, source=f"image folder {folder} (train / val)")
+  probe = results["rows"]["backbone"]["probe"]["label"]
+  assert probe["protocol"]["epochs"] == 2 and probe["protocol"]["lr"] == 30.0
+  assert len(probe["epoch_seconds"]) == 2 and np.isfinite(probe["train_loss"])
+  assert "SGD lr 30, momentum 0.9, weight decay 0, batch 256, 2 epochs" in table, table
   print(table)
 
 
 # ------------------------------------------------------------------------------------ tfds
 
+SPLITS = {"train": (24, 0), "validation": (12, 1), "test": (18, 2)}  # examples, seed
+
 
 def flowers_as_dataset(requested):
-  """A mock ``_as_dataset``: encoded images and labels, different for train and test."""
-  def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
-    del self, decoders, read_config, shuffle_files
-    base = split.split("[")[0]
+  """A mock ``_as_dataset``: encoded images and labels, different for each split; "a+b" is
+  the concatenation, as tfds reads it."""
+  def one(base):
     requested.append(base)
-    n, seed = {"train": (36, 0), "test": (18, 1)}[base]
+    n, seed = SPLITS[base]
     rng = np.random.default_rng(seed)
     shapes = [(20, 30), (28, 22)]
     images = [tf.io.encode_jpeg(rng.integers(0, 256, shapes[i % 2] + (3,), dtype=np.uint8))
               .numpy() for i in range(n)]
-    labels = np.arange(n, dtype=np.int64) % 6  # flower classes 0..5, 6 or 3 of each
+    labels = np.arange(n, dtype=np.int64) % 6  # flower classes 0..5
     return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
+
+  def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
+    del self, decoders, read_config, shuffle_files
+    parts = [one(part.split("[")[0]) for part in str(split).split("+")]
+    ds = parts[0]
+    for part in parts[1:]:
+      ds = ds.concatenate(part)
+    return ds
   return as_dataset
 
 
-def test_evaluate_on_a_tfds_dataset(workdir, monkeypatch, tmp_path):
+def test_evaluate_on_a_tfds_dataset_with_the_fast_protocol(workdir, monkeypatch, tmp_path):
   names = tfds.builder("oxford_flowers102", data_dir="/nonexistent").info.features["label"].names
   classes = tmp_path / "classes.txt"  # keep 4 of the 6 classes present: data.classes works too
   classes.write_text("\n".join(names[i] for i in (0, 2, 3, 5)) + "\n")
-  c = shrink(eval_config_file("tfds.py", "oxford_flowers102"))
-  assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train", "test")
+  c = shrink(eval_config_file("tfds.py", "oxford_flowers102"), protocol="fast")
+  assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train+validation", "test")
   c.dataset.data.classes = str(classes)
   requested = []
   monkeypatch.setattr(tfds_source, "_is_prepared", lambda builder: True)  # mock data has no files
   with tfds.testing.mock_data(as_dataset_fn=flowers_as_dataset(requested)):
     results = evaluate.run(workdir, c)
-  assert {"train", "test"} <= set(requested)  # the mock served both splits
+  assert {"train", "validation", "test"} <= set(requested)  # the pool is train+validation
   assert c.results_file == "evaluation_oxford_flowers102.json"
-  check_results(results, workdir, c, num_train=24, num_test=12, num_classes=4,
-                source="tfds oxford_flowers102 (train / test)")
-  assert results["rows"]["backbone"]["fewshot"]["2"].get("skipped_classes") is None
-
-
-# ------------------------------------------------------------------------------------ few-shot
-
-
-def _fewshot_inputs():
-  rng = np.random.default_rng(0)
-  y_train = np.array([0] * 6 + [1] * 6 + [2] * 2, np.int32)  # class 2 ("eel"): 2 examples
-  y_test = np.array([0, 1, 2] * 4, np.int32)
-  f_train = {"backbone": rng.normal(size=(14, 8)).astype(np.float32)}
-  f_test = {"backbone": rng.normal(size=(12, 8)).astype(np.float32)}
-  train = {"labels": {"label": y_train}, "num_classes": {"label": 3},
-           "class_names": {"label": ("cat", "dog", "eel")}}
-  return f_train, f_test, train, {"labels": {"label": y_test}}
-
-
-def test_fewshot_classes_smaller_than_k_error_or_skip():
-  c = eval_config_file("tfds.py", "caltech_birds2011")
-  c.fewshot.shots, c.fewshot.trials, c.fewshot.steps = (2, 3), 2, 5
-  f_train, f_test, train, test = _fewshot_inputs()
-  with pytest.raises(ValueError, match=r"eval_config.fewshot.shots: 3-shot needs 3 training "
-                     r"examples of every class, but 1 of the 3 classes .*eel: 2.*"
-                     r"small_classes='skip'"):
-    evaluate.fewshot_task(c, ("backbone",), f_train, f_test, train, test)
-  c.fewshot.small_classes = "skip"
-  out = evaluate.fewshot_task(c, ("backbone",), f_train, f_test, train, test)["backbone"]
-  assert "skipped_classes" not in out["2"] and len(out["2"]["accuracies"]) == 2
-  assert (out["3"]["num_classes"], out["3"]["skipped_classes"], out["3"]["num_test"]) == (2, 1, 8)
-  assert 0.0 <= out["3"]["mean"] <= 1.0
-  c.fewshot.shots = (7,)  # no class has 7: nothing to classify, reported as empty
-  empty = evaluate.fewshot_task(c, ("backbone",), f_train, f_test, train, test)["backbone"]["7"]
-  assert empty["mean"] is None and empty["skipped_classes"] == 3
-  assert evaluate._fewshot_cell(empty) == "-"
+  check_results(results, workdir, c, name="oxford_flowers102", num_train=24, num_test=12,
+                num_classes=4, source="tfds oxford_flowers102 (train+validation / test)")
+  shot = results["rows"]["backbone"]["fewshot"]["3"]
+  assert shot.get("skipped_classes") is None
+  assert shot["pool"] == {"images": 24, "min_per_class": 6, "max_per_class": 6}
 
 
 def test_run_fails_on_small_classes_before_features(workdir, folder, monkeypatch):
   c = shrink(eval_config_file("folder.py", folder))
-  c.fewshot.shots = (2, 20)  # 12 training images per class
-  monkeypatch.setattr(evaluate.pretrained, "extract_feature_dict",
+  c.fewshot.shots = (2, 12)  # 12 training images per class: 12 shots would repeat every trial
+  monkeypatch.setattr(pretrained, "extract_feature_dict",
                       lambda *a, **k: pytest.fail("features extracted before the check"))
-  with pytest.raises(ValueError, match=r"20-shot needs 20 training examples.*3 of the 3 "
+  with pytest.raises(ValueError, match=r"12-shot needs more than 12 pool images.*3 of the 3 "
                      r"classes.*cat: 12"):
     evaluate.run(workdir, c)
 
@@ -194,8 +184,15 @@ def test_eval_config_files():
   d = birds.dataset.data
   assert (d.name, d.train_split, d.eval_split, d.eval_crop_fraction) == (
       "caltech_birds2011", "train", "test", 0.875)
-  assert birds.dataset.labels == ("label",) and birds.dataset.num_train == 0
-  assert eval_config_file("tfds.py", "imagenet100").dataset.data.eval_split == "validation"
+  assert birds.dataset.num_train == birds.dataset.num_test == 0
+  assert birds.probe.protocol == "moco" and birds.probe.epochs == 100
+  assert (birds.rotation.num_train, birds.rotation.num_test) == (0, 0)
+  assert birds.corruption.enabled and not birds.imagenet_c.enabled
+  in100 = eval_config_file("tfds.py", "imagenet100")
+  assert in100.dataset.data.eval_split == "validation"
+  assert in100.imagenet_c.enabled and not in100.corruption.enabled  # ImageNet-C instead
+  flowers = eval_config_file("tfds.py", "oxford_flowers102")
+  assert flowers.dataset.data.train_split == "train+validation"  # 20 per class
   other = eval_config_file("tfds.py", "cifar10:3.0.2")  # no configs/data file: defaults
   assert (other.dataset.data.name, other.dataset.data.eval_split) == ("cifar10:3.0.2", "test")
   assert other.results_file == "evaluation_cifar10_3.0.2.json"
@@ -203,10 +200,10 @@ def test_eval_config_files():
   folder = eval_config_file("folder.py", "/data/my_images/")
   assert (folder.dataset.data.name, folder.dataset.data.data_dir) == ("folder", "/data/my_images/")
   assert folder.results_file == "evaluation_folder_my_images.json"
-  # Every field of the data sections and of the embedded config is present (same layout).
-  assert set(folder.to_dict()) == set(evaluate.default_config().to_dict())
+  assert folder.probe.protocol == "moco"
+  assert set(folder.to_dict()) == set(evaluate.default_config().to_dict())  # same layout
   for arg, message in ((None, "takes a tfds dataset name"), ("folder", "configs/eval/folder.py"),
-                       ("imagenet2012_corrupted/fog_3", "corruption.source")):
+                       ("imagenet2012_corrupted/fog_3", "tfds.py:imagenet100")):
     with pytest.raises(ValueError, match=message):
       eval_config_file("tfds.py", arg)
 
@@ -223,17 +220,14 @@ def _set(c, field, value):
     ("dataset.data.name", "caltech_bird2011",
      "eval_config.dataset.data.name: unknown dataset 'caltech_bird2011'.*did you mean "
      "'caltech_birds2011'"),
-    ("dataset.data.name", "synthetic", "eval_config.dataset.data.name must name a tfds dataset"),
     ("dataset.data.eval_crop_fraction", 1.5,
      r"eval_config.dataset.data.eval_crop_fraction must be in \(0, 1\]"),
     ("dataset.data.eval_split", "train", "eval_config.dataset.data.eval_split must differ"),
     ("dataset.data.resize_method", "nearest", "eval_config.dataset.data.resize_method must be"),
-    ("dataset.labels", ("shape",), r"eval_config.dataset.labels must be \('label',\)"),
-    ("dataset.num_train", 1, "eval_config.dataset.num_train must be 0 .* or >= 2"),
+    ("dataset.num_train", 1, r"eval_config.dataset.num_train must be 0 \(the whole split\) or "
+     ">= 2"),
     ("dataset.num_test", -1, "eval_config.dataset.num_test must be an int >= 0"),
     ("fewshot.small_classes", "drop", "eval_config.fewshot.small_classes must be one of"),
-    ("dataset.name", "caltech_birds2011", "dataset.name 'caltech_birds2011' is not available.*"
-     "dataset.name='data'.*configs/eval/tfds.py"),
 ])
 def test_eval_config_errors_name_the_field(field, value, message):
   c = eval_config_file("tfds.py", "caltech_birds2011")
@@ -243,7 +237,7 @@ def test_eval_config_errors_name_the_field(field, value, message):
 
 
 def test_unreadable_data_fails_before_the_model_loads(folder, tmp_path, monkeypatch):
-  monkeypatch.setattr(evaluate.pretrained, "load_pretrained",
+  monkeypatch.setattr(pretrained, "load_pretrained",
                       lambda *a, **k: pytest.fail("model loaded before the data check"))
   c = eval_config_file("folder.py", folder)
   c.dataset.data.eval_split = "validation"
@@ -258,17 +252,6 @@ def test_unreadable_data_fails_before_the_model_loads(folder, tmp_path, monkeypa
   assert not os.path.exists(tmp_path / "tfds" / "downloads")
 
 
-def test_imagenet_classes_from_wordnet_ids():
-  c = eval_config_file("tfds.py", "imagenet100")
-  train = {"class_names": {"label": ("n01440764", "n01443537", "n15075141")}}
-  assert evaluate.imagenet_classes(c, train) == (0, 1, 999)
-  c.dataset.imagenet_classes = (5, 7, 9)
-  assert evaluate.imagenet_classes(c, train) == (5, 7, 9)
-  c = eval_config_file("folder.py", "/x")
-  with pytest.raises(ValueError, match="eval_config.dataset.imagenet_classes must give"):
-    evaluate.imagenet_classes(c, {"class_names": {"label": ("cat", "dog")}})
-
-
 def test_cli_rejects_a_bad_eval_config_field(workdir):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
   run = subprocess.run(
@@ -279,3 +262,24 @@ def test_cli_rejects_a_bad_eval_config_field(workdir):
   assert run.returncode != 0
   assert "eval_config.dataset.data.eval_crop_fraction must be in (0, 1], got 1.5" in run.stderr, \
       run.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_cli_runs_the_moco_protocol_on_a_folder(workdir, folder):
+  """The issue's command, with the other protocols shrunk to keep it short."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  run = subprocess.run(
+      [sys.executable, "-m", "leave_one_out.evaluate", f"--workdir={workdir}",
+       f"--config=configs/eval/folder.py:{folder}", "--config.probe.protocol=moco",
+       "--config.probe.epochs=2", "--config.results_file=evaluation_cli.json",
+       "--config.corruption.names=('contrast',)", "--config.corruption.severities=(1,)",
+       "--config.sensitivity.num_images=8", "--config.fewshot.trials=2",
+       "--config.fewshot.steps=10"],
+      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert "linear probe: moco (SGD lr 30, momentum 0.9, weight decay 0, batch 256, 2 epochs" in \
+      run.stdout, run.stdout
+  assert re.search(r"\| backbone\s+\| 32\s+\|", run.stdout), run.stdout
+  with open(os.path.join(workdir, "evaluation_cli.json")) as f:
+    saved = json.load(f)
+  assert saved["rows"]["backbone"]["rotation"]["protocol"]["epochs"] == 2

@@ -44,8 +44,8 @@ EVALUATION = [
     "--eval_config.fewshot.shots=(2,)", "--eval_config.fewshot.trials=1",
     "--eval_config.fewshot.steps=10", "--eval_config.corruption.names=('gaussian_noise',)",
     "--eval_config.corruption.severities=(1,)", "--eval_config.corruption.num_images=20",
-    "--eval_config.sensitivity.num_images=8", "--eval_config.online.num_train=60",
-    "--eval_config.online.num_test=30"]
+    "--eval_config.sensitivity.num_images=8", "--config.online.num_train=60",
+    "--config.online.num_test=30"]
 
 
 _STARTED = []  # every Worker, so that none outlives a failed test

@@ -1,7 +1,7 @@
-r"""Evaluation on an image folder: every protocol, one table.
+r"""Evaluation on an image folder with the paper's protocols, one table.
 
   python -m leave_one_out.evaluate --workdir=/ckpt/looc --config=configs/eval/folder.py:/data/mine
-      [--config.dataset.data.eval_split=validation]
+      [--config.dataset.data.eval_split=validation] [--config.probe.epochs=10]
 
 ``arg`` (after the colon) is the folder root: ``<root>/<split>/<class>/*.{jpg,jpeg,png}``
 (case-insensitive; local or gs://), with the splits of configs/data/folder.py: ``train`` (the
@@ -12,17 +12,12 @@ that list (a class directory only in the evaluation split is an error naming it)
 ``--config.dataset.data.classes=<file>`` keeps only the classes listed in a text file.
 Unreadable images are skipped and counted (``dataset.data.skip_corrupt``).
 
-Images: shorter side resized to S / ``dataset.data.eval_crop_fraction`` (0.875), centre crop
-S x S on the host, S = the model's input size. Writes ``<workdir>/evaluation_folder_<root
-name>.json`` and ``sensitivity_folder_<root name>.png`` and prints the table (rows: feature
-kinds; columns ``dim | top-1 | top-5 | rotation | kNN | 5-shot | 10-shot | corrupt``).
-Few-shot needs K training images of every class (``fewshot.small_classes="skip"`` leaves the
-smaller classes out instead of stopping).
-
-Every other knob, its default and its meaning are those of configs/eval/tfds.py
-(``eval_config`` there); override any on the command line, e.g.
-``--config.dataset.num_train=5000``. Every field is validated at start-up (a ValueError naming
-``eval_config.<field>``).
+Everything else is configs/eval/tfds.py's ``eval_config``: MoCo's linear protocol for the probe
+and the rotation probe (100 epochs; ``--config.probe.epochs=N``), kNN, K-shot (K must be below
+every class's image count, or ``--config.fewshot.small_classes=skip``), the synthetic
+corruptions and augmentation sensitivity. Writes ``<workdir>/evaluation_folder_<root
+name>.json`` and ``sensitivity_folder_<root name>.png`` and prints the table (columns
+``dim | top-1 | top-5 | rotation | kNN | 5-shot | 10-shot | corrupt``).
 """
 
 import os
