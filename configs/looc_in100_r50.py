@@ -1,4 +1,4 @@
-r"""LooC on ImageNet-100 with ResNet-50: the paper's recipe (METHOD.md, "Training recipe").
+r"""LooC on ImageNet-100 with ResNet-50: the paper's recipe (docs/method.md, "Training recipe").
 
 Command (from the repository root; ImageNet prepared once with tfds, see docs/data.md):
 
@@ -18,14 +18,14 @@ Training never downloads. The view reads every ImageNet record and keeps one in 
 storage export the 100 classes once to an image folder (leave_one_out.data.tfds.export_image_folder,
 about 14 GB) and add --config.data.name=folder --config.data.data_dir=<that folder>.
 
-Hardware: one accelerator host. The batch (256) is global, so the same command runs on 1, 8 or
-more devices (and hosts: add --distributed, or use launch/tpu.sh). Expected runtime (an estimate from FLOPs and
-typical ResNet-50 throughput, not a measurement): LooC with n = 2 costs about 2x a supervised
-ResNet-50 step per image (one query pass with gradients, three key passes), so 500 epochs
-(63M images) take roughly 10-12 hours on one H100 in bfloat16, 2-3 hours on 8; MoCo v2
+Hardware: one accelerator host. The batch (256) is global, so the same command runs on 1, 8 or more
+devices (and hosts: add --distributed, or use launch/tpu.sh). Expected runtime (an estimate from
+FLOPs and typical ResNet-50 throughput, not a measurement): LooC with n = 2 costs about 2x a
+supervised ResNet-50 step per image (one query pass with gradients, three key passes), so 500
+epochs (63M images) take roughly 10-12 hours on one H100 in bfloat16, 2-3 hours on 8; MoCo v2
 (configs/moco_in100_r50.py) about two thirds of that. The host must decode and resize about
-1,500-2,000 images/s per H100: about 4-6 CPU cores per GPU at the rates measured by
-`python -m leave_one_out.bench_input` (docs/data.md).
+1,500-2,000 images/s per H100: about 4-6 CPU cores per GPU at the rates measured by `python -m
+leave_one_out.bench_input` (docs/data.md).
 
 Recipe: ResNet-50, 224 px views, batch 256, 500 epochs, SGD momentum 0.9, lr 0.03 per 256 with a
 cosine schedule (MoCo v2; a public reproduction steps x0.1 at epochs 300 and 400:

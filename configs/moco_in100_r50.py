@@ -8,7 +8,7 @@ Command (from the repository root; data as in configs/looc_in100_r50.py and docs
   # "MoCo v2 + rotation" (rotation as a plain augmentation, no space of its own):
   python -m leave_one_out.main --config=configs/moco_in100_r50.py:rotation --workdir=...
 
-This is the LooC code with n = 0 (METHOD.md): q and one key k_0 per image, one embedding space,
+This is the LooC code with n = 0 (docs/method.md): q and one key k_0 per image, one embedding space,
 the loss is exactly MoCo's InfoNCE. Same recipe as configs/looc_in100_r50.py: ResNet-50, 224 px,
 batch 256, 500 epochs, SGD lr 0.03 per 256 (cosine), weight decay 1e-4 on every parameter,
 temperature 0.2, EMA 0.999, queue 16,384 with shuffle-BN (8 BatchNorm groups of 32).

@@ -1,7 +1,7 @@
 """LooC views: augmentations with explicit, shareable parameters, rendered on device.
 
 For n augmentations with their own embedding space (``cfg.spaces``) every image gets n + 2 views,
-ordered ``q, k_0, k_1 .. k_n`` (METHOD.md, "Views"):
+ordered ``q, k_0, k_1 .. k_n`` (docs/method.md, "Views"):
 
 - ``q``: every augmentation drawn fresh; ``k_0``: every augmentation drawn fresh again.
 - ``k_i`` (i >= 1): the parameter group of augmentation ``cfg.spaces[i - 1]`` is copied from ``q``
@@ -50,7 +50,7 @@ is square, S x S, so all four rotations have the same shape).
   is scaled by ``S / sigma_reference_size`` (0 = sigma in output pixels). Kernel size
   ``2 * (floor(kernel_frac * S) // 2) + 1``, at least 3 (23 at 224, 7 at 64, 3 at 32).
 - texture (weight-free texture randomisation; the paper's transform could not be confirmed, see
-  METHOD.md): the view is low-pass filtered (Gaussian, sigma = ``lowpass_sigma * S``; 1/e
+  docs/method.md): the view is low-pass filtered (Gaussian, sigma = ``lowpass_sigma * S``; 1/e
   cut-off about 4.5 cycles per image at the default 0.05), which keeps object shape, layout and
   colour but removes fine-scale detail, and the result is multiplied by ``1 + amp * T(x, y)``,
   where T is a unit-variance band-limited pattern: a sum of C oriented sinusoidal gratings with
@@ -125,7 +125,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.rotation.enabled = True  # k * 90 degrees counter-clockwise, k in {0, 1, 2, 3}
   c.rotation.prob = 0.75  # P(k != 0); when rotated, k is uniform in {1, 2, 3}. 0.75 = uniform
   #                         over all four. The paper's distribution could not be confirmed
-  #                         (METHOD.md); one reproduction rotates with prob 0.5
+  #                         (docs/method.md); one reproduction rotates with prob 0.5
 
   c.texture = ml_collections.ConfigDict()
   c.texture.enabled = False  # not in MoCo v2: off unless asked for (enable it to put it in spaces)

@@ -10,7 +10,7 @@ concept it configures:
   config.train     leave_one_out.optim         batch, length, optimizer, schedule, EMA
   config.online    leave_one_out.evaluate.online  monitoring every eval_every_steps
 
-``default_config()`` is LooC on ImageNet-100 with a ResNet-50, METHOD.md's recipe
+``default_config()`` is LooC on ImageNet-100 with a ResNet-50, docs/method.md's recipe
 (docs/method.md); configs in ``configs/`` start from it (or from another config file, through
 ``load_file``) and override what differs; the CLI accepts ``--config.section.field=value`` on
 top. The ConfigDict is locked, so a misspelt field is an error, and ``validate`` checks every
@@ -33,7 +33,7 @@ from leave_one_out.evaluate import online
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """LooC on ImageNet-100 with ResNet-50 (METHOD.md's recipe): spaces colour and rotation,
+  """LooC on ImageNet-100 with ResNet-50 (docs/method.md's recipe): spaces colour and rotation,
   224-px views, a 16,384-key queue per space, SGD with a cosine schedule for 500 epochs."""
   c = ml_collections.ConfigDict()
   c.seed = 0  # model init, data order and views all derive from it

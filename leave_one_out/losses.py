@@ -1,4 +1,4 @@
-"""The LooC loss (METHOD.md, "Spaces, positives and negatives").
+"""The LooC loss (docs/method.md, "Positives and negatives in each space").
 
 Notation: n augmentations have a space of their own, H = n + 1 embedding spaces (space 0 is
 invariant to everything, space i is sensitive to augmentation i), K = n + 1 key views per image
@@ -34,12 +34,12 @@ SPACE_REDUCTIONS = ("mean", "sum")
 
 
 def default_config() -> ml_collections.ConfigDict:
-  """The loss section (``config.loss``): METHOD.md's loss with a MoCo queue per space."""
+  """The loss section (``config.loss``): docs/method.md's loss with a MoCo queue per space."""
   c = ml_collections.ConfigDict()
   c.temperature = 0.2  # tau of s(a, b) = a.b / tau
-  c.z0_positives = "all"  # all (every own key is a positive in Z_0, METHOD.md) | k0 (only k_0,
+  c.z0_positives = "all"  # all (every own key is a positive in Z_0, docs/method.md) | k0 (only k_0,
   #                         as the public re-implementations)
-  c.space_reduction = "mean"  # mean (METHOD.md) | sum: how the H per-space losses combine
+  c.space_reduction = "mean"  # mean (docs/method.md) | sum: how the H per-space losses combine
   c.queue_size = 16_384  # per-space MoCo queue of extra negatives (the paper's); 0 = in-batch
   #                        negatives only (MoCo v3 style); a multiple of train.batch_size
   return c
@@ -157,8 +157,8 @@ def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduct
     k: `[n+1, B, H, D]` the keys' embeddings; ``k[0]`` is k_0, ``k[i]`` is k_i.
     temperature: tau (0.2 in the paper).
     queue: `[H, Q, D]` per-space negatives, or None.
-    z0_positives: "all" (METHOD.md) or "k0" (public reproductions' variant).
-    space_reduction: "mean" over spaces (METHOD.md) or "sum".
+    z0_positives: "all" (docs/method.md) or "k0" (public reproductions' variant).
+    space_reduction: "mean" over spaces (docs/method.md) or "sum".
     valid: bool `[B]`, or None (all valid). An invalid image (an unreadable file's empty slot)
       is masked out: it is no query (the loss and metrics average the valid ones) and its keys
       are no candidates.

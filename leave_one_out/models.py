@@ -1,7 +1,7 @@
 """ResNet backbones and LooC's multi-head model (Flax linen).
 
 ``LooCModel`` computes, in one call, the shared backbone feature V and the embedding of every
-space h = 0..n. Two layouts (METHOD.md, "Spaces" and "LooC++"):
+space h = 0..n. Two layouts (docs/method.md, "The idea" and "LooC++"):
 
 * LooC: the whole ResNet is shared; each space owns an MLP head on V.
 * LooC++ (``looc_plus_plus=True``): the ResNet is shared up to res4; each space owns its own
@@ -336,7 +336,7 @@ class LooCModel(nn.Module):
     width: channels of the first stage (64 in torchvision; smaller for CPU demos).
     embedding_dim: output of each head (128 in MoCo v2).
     head_hidden: hidden width of each head; 0 means "the feature dim" (MoCo v2).
-    looc_plus_plus: each space owns its res5 stage (METHOD.md, LooC++).
+    looc_plus_plus: each space owns its res5 stage (docs/method.md, "LooC++").
     small_stem: 3x3 stride-1 stem without max-pool, for small images.
     dtype: computation dtype (params stay float32).
     bn_momentum: running-average decay of every BatchNorm.

@@ -12,7 +12,7 @@ Three lines from a training workdir to features, in a fresh process::
 ``params`` and ``batch_stats`` (the online, i.e. query, encoder by default, as MoCo evaluates),
 not the optimizer state or the EMA copy, so it needs a third of the training state's memory.
 
-Feature kinds (``extract_features(..., kind=...)``), METHOD.md "Spaces" and "LooC++":
+Feature kinds (``extract_features(..., kind=...)``), docs/method.md, "The idea" and "LooC++":
 
 * ``"backbone"``: the pooled output of the shared backbone. For LooC this is V, the downstream
   feature (``[N, feature_dim]``). For LooC++ the backbone is shared only up to res4, so this is

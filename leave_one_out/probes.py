@@ -1,4 +1,4 @@
-"""Probes on frozen features: linear, k-nearest-neighbour and few-shot (METHOD.md, "Evaluation").
+"""Probes on frozen features: linear, k-nearest-neighbour, few-shot (docs/method.md, "Evaluation").
 
 Pure functions of arrays (numpy in, numpy or Python numbers out; jitted jax inside); no I/O.
 Shapes: features `[N, F]` float, labels `[N]` int in [0, C).
@@ -10,8 +10,8 @@ Shapes: features `[N, F]` float, labels `[N]` int in [0, C).
 * ``knn_probe``: weighted kNN on cosine similarity (InstDisc / MoCo monitor): each of the k
   nearest training features votes for its class with weight exp(similarity / temperature).
 * ``few_shot``: per trial, K examples per class are drawn from the training pool and a linear
-  classifier is trained on them (Adam, lr 0.03, 250 iterations, as METHOD.md), all trials in one
-  vmapped call; the mean test accuracy over trials and its 95% confidence interval
+  classifier is trained on them (Adam, lr 0.03, 250 iterations, docs/method.md), all trials in
+  one vmapped call; the mean test accuracy over trials and its 95% confidence interval
   (``mean_ci95``: Student's t) are reported.
 """
 

@@ -1,6 +1,6 @@
 """LooC pretraining: train state, the jitted sharded train step, and the loop.
 
-One step, all on device (METHOD.md, "Encoders"):
+One step, all on device (docs/method.md, "Encoders"):
 
   uint8 images [B, H0, W0, 3] + original aspect ratios [B] (batch sharded over "data")
     -> augment.make_views: [n+2, B, S, S, 3], ordered q, k_0, k_1..k_n

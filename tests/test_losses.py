@@ -1,4 +1,4 @@
-"""The LooC loss: METHOD.md's formula, its variants, and the sharded version."""
+"""The LooC loss: docs/method.md's formula, its variants, and the sharded version."""
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,7 @@ def _embeddings(seed=0, batch=8, n=2, dim=16):
 
 
 def _reference(q, k, queue=None, z0="all"):
-  """METHOD.md's equations written out with explicit loops (float64 numpy)."""
+  """docs/method.md's equations written out with explicit loops (float64 numpy)."""
   q, k = np.asarray(q, np.float64), np.asarray(k, np.float64)
   num_keys, batch, spaces, _ = k.shape
   total = np.zeros(spaces)

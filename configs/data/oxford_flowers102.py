@@ -1,7 +1,7 @@
 """VGG Flowers-102 (tfds oxford_flowers102): few-shot transfer (5 and 10 shots per class).
 
 102 flower classes; the official split has 1,020 train, 1,020 validation (10 per class each) and
-6,149 test images. The paper's protocol (METHOD.md): frozen features, per trial K images per
+6,149 test images. The paper's protocol (docs/method.md): frozen features, per trial K images per
 class drawn from the pool, a linear classifier (Adam, lr 0.03, 250 iterations), test accuracy
 over 10 trials (mean and 95% CI). The pool is train+validation, 20 images per class: with
 ``train`` alone (10 per class) every 10-shot trial would draw the same images. The linear probe

@@ -1,6 +1,6 @@
 """The data section of the config (``config.data``): every field, its default, its validation.
 
-Defaults are ImageNet-100 as METHOD.md's recipe reads it (``docs/method.md``); configs/demo.py
+Defaults are ImageNet-100 as docs/method.md's recipe reads it; configs/demo.py
 switches to the embedded dataset. Fields that only some sources read say so; ``validate`` checks
 the types and ranges of every field, then asks the source (``leave_one_out.data.SOURCES``) to
 check what it needs. Nothing is read from disk here except what a source's check needs (a tfds

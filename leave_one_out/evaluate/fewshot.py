@@ -1,6 +1,6 @@
 """Few-shot classification (``eval_config.fewshot``): K images per class, many trials.
 
-METHOD.md's protocol (the paper's Flowers-102 transfer): per trial, K training images of every
+docs/method.md's protocol (the paper's Flowers-102 transfer): per trial, K training images of every
 class of the primary label are drawn from the pool (the training split; for Flowers-102
 train+validation, 20 per class, configs/data/oxford_flowers102.py), a linear classifier is fitted
 on their frozen features (Adam, lr 0.03, 250 iterations; all trials in one vmapped call,

@@ -1,6 +1,6 @@
 """Rotation probe (``eval_config.rotation``): which of 0/90/180/270 degrees turned an image.
 
-The paper's rotation task (METHOD.md, "Evaluation protocols"): a 4-way linear classifier on the
+The paper's rotation task (docs/method.md, "Evaluation protocols"): a 4-way linear classifier on the
 frozen features of every image at each of the four quarter turns, trained on the training split
 and tested on the test split (both whole by default), with the linear probe's protocol
 (``probe.protocol``):
