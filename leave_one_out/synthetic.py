@@ -8,7 +8,11 @@ uniformly and independently per image, and each is returned with the image:
   alone. Every shape is left-right mirror-symmetric, so a horizontal flip (a common augmentation)
   leaves an upright object upright and never imitates a rotation.
 - ``color`` (``COLORS``): the object's hue, from a palette of six well-separated hues, with a small
-  per-image jitter of hue, saturation and value. Only object pixels carry colour.
+  per-image jitter of hue (+-``hue_jitter`` degrees, 10 by default), saturation and value. Only
+  object pixels carry colour. ``hue`` (float, degrees) is the exact hue; ``hue_jitter=30`` spreads
+  the hues uniformly over the colour circle, and ``hue_bins`` turns them into a fine colour label
+  (24 bins of 15 degrees, 4 per colour class: finer than the hue shifts of MoCo v2's colour
+  jitter, up to +-36 degrees).
 - ``texture`` (``TEXTURES``): the background pattern. Backgrounds are grey (no saturation), so
   colour and texture never share pixels. Every pattern has the same period in x and y and is
   symmetric under a 90 degree rotation: a rotated background is the same class with another phase,
@@ -61,7 +65,8 @@ MIN_IMAGE_SIZE = 16
 _HUES = np.array([0.0, 60.0, 120.0, 180.0, 240.0, 300.0], dtype=np.float32)
 
 # Ranges of the jittered parameters.
-_HUE_JITTER = 10.0  # degrees, +-
+HUE_JITTER = 10.0  # default object hue jitter, degrees, +-
+MAX_HUE_JITTER = 30.0  # half the palette spacing: hues uniform over the circle
 _SATURATION = (0.7, 1.0)
 _VALUE = (0.75, 1.0)
 _SCALE = (0.45, 0.75)  # bounding-box side / image side
@@ -233,27 +238,53 @@ def _checked_light(max_light: float) -> float:
   return float(max_light)
 
 
+def _checked_hue_jitter(hue_jitter: float) -> float:
+  if isinstance(hue_jitter, (bool, np.bool_)) or not isinstance(
+    hue_jitter, (int, float, np.integer, np.floating)
+  ) or not 0.0 <= float(hue_jitter) <= MAX_HUE_JITTER:
+    raise ValueError(f"hue_jitter must be a number of degrees in [0, {MAX_HUE_JITTER:g}], "
+                     f"got {hue_jitter!r}")
+  return float(hue_jitter)
+
+
+def hue_bins(hue: np.ndarray, num_bins: int = 24) -> np.ndarray:
+  """Fine colour labels int32 [N]: ``hue`` (degrees) in ``num_bins`` equal bins on the circle.
+
+  Bin edges start at -30 degrees, the lower edge of the red class, so with ``num_bins`` a
+  multiple of 6 each ``color`` class of a ``hue_jitter=30`` dataset is exactly ``num_bins / 6``
+  consecutive bins (``label // (num_bins // 6) == color``).
+  """
+  num_bins = _checked_int(num_bins, "num_bins", 2)
+  width = 360.0 / num_bins
+  shifted = np.mod(np.asarray(hue, np.float64) + MAX_HUE_JITTER, 360.0)
+  return np.minimum(np.floor(shifted / width), num_bins - 1).astype(np.int32)
+
+
 def sample_factors(
   num_examples: int,
   image_size: int,
   rng: np.random.Generator,
   max_light: float = MAX_LIGHT,
+  hue_jitter: float = HUE_JITTER,
 ) -> dict[str, np.ndarray]:
   """Draws every factor of ``num_examples`` images (labels uniform and independent).
 
   Returns a dict of arrays with leading dimension N:
     shape, color, texture: int32 [N] labels (indices into SHAPES, COLORS, TEXTURES);
     position: float32 [N, 2] object centre (x, y) in [0, 1]; scale: float32 [N] in [0, 1];
-    object_rgb: float32 [N, 3] the jittered object colour in [0, 1];
+    hue: float32 [N] the object's hue in degrees, [0, 360), within +-hue_jitter of its
+    palette hue; object_rgb: float32 [N, 3] the jittered object colour in [0, 1];
     texture_period: float32 [N] pixels; texture_phase: float32 [N, 2] pixels in [0, period);
     brightness: float32 [N] background grey level; contrast: float32 [N] signed pattern amplitude;
     noise_key: uint32 [N] key of the "noise" texture;
     light: float32 [N] strength of the light from above, in [max_light / 2, max_light].
-  The light is drawn last, so ``max_light`` changes no other factor of the same ``rng``.
+  The light is drawn last, so ``max_light`` changes no other factor of the same ``rng``;
+  ``hue_jitter`` only scales one uniform draw, so it changes the hues and nothing else.
   """
   n = _checked_int(num_examples, "num_examples", 1)
   image_size = _checked_int(image_size, "image_size", MIN_IMAGE_SIZE)
   max_light = _checked_light(max_light)
+  hue_jitter = _checked_hue_jitter(hue_jitter)
 
   shape = rng.integers(0, len(SHAPES), n).astype(np.int32)
   color = rng.integers(0, len(COLORS), n).astype(np.int32)
@@ -264,7 +295,7 @@ def sample_factors(
   position = (scale[:, None] / 2 + rng.uniform(0.0, 1.0, (n, 2)) * (1.0 - scale[:, None]))
   position = position.astype(np.float32)
 
-  hue = _HUES[color] + rng.uniform(-_HUE_JITTER, _HUE_JITTER, n)
+  hue = _HUES[color] + rng.uniform(-hue_jitter, hue_jitter, n)
   object_rgb = hsv_to_rgb(hue, rng.uniform(*_SATURATION, n), rng.uniform(*_VALUE, n))
 
   period = np.maximum(_MIN_PERIOD_PX, rng.uniform(*_PERIOD, n) * image_size).astype(np.float32)
@@ -280,6 +311,7 @@ def sample_factors(
     "texture": texture,
     "position": position,
     "scale": scale,
+    "hue": np.mod(hue, 360.0).astype(np.float32),
     "object_rgb": object_rgb.astype(np.float32),
     "texture_period": period,
     "texture_phase": phase,
@@ -372,24 +404,32 @@ def render(factors: dict[str, np.ndarray], image_size: int = 64) -> np.ndarray:
 
 
 def generate(
-  num_examples: int, *, image_size: int = 64, seed: int = 0, max_light: float = MAX_LIGHT
+  num_examples: int,
+  *,
+  image_size: int = 64,
+  seed: int = 0,
+  max_light: float = MAX_LIGHT,
+  hue_jitter: float = HUE_JITTER,
 ) -> dict[str, np.ndarray]:
   """Generates ``num_examples`` images with their factors, deterministically from ``seed``.
 
   ``max_light`` in [0, 1) is the strongest light from above (module docstring); 0 renders
-  evenly lit scenes and leaves every other factor as it is.
+  evenly lit scenes and leaves every other factor as it is. ``hue_jitter`` in [0, 30] degrees
+  spreads each object's hue around its palette hue (30: uniform over the circle).
 
   Returns:
     image: uint8 [N, S, S, 3]; shape, color, texture: int32 [N] labels (indices into SHAPES,
-    COLORS, TEXTURES); position: float32 [N, 2] object centre (x, y) in [0, 1];
+    COLORS, TEXTURES); hue: float32 [N] the object's hue in degrees (``hue_bins`` gives a fine
+    colour label); position: float32 [N, 2] object centre (x, y) in [0, 1];
     scale: float32 [N] object bounding-box side / image side; light: float32 [N].
   """
   num_examples = _checked_int(num_examples, "num_examples", 1)
   image_size = _checked_int(image_size, "image_size", MIN_IMAGE_SIZE)
   seed = _checked_int(seed, "seed", 0)
-  factors = sample_factors(num_examples, image_size, np.random.default_rng(seed), max_light)
+  factors = sample_factors(num_examples, image_size, np.random.default_rng(seed), max_light,
+                           hue_jitter)
   out = {"image": render(factors, image_size)}
-  names = ("shape", "color", "texture", "position", "scale", "light")
+  names = ("shape", "color", "texture", "hue", "position", "scale", "light")
   out.update({name: factors[name] for name in names})
   return out
 
@@ -401,6 +441,7 @@ def load(
   image_size: int = 64,
   seed: int = 0,
   max_light: float = MAX_LIGHT,
+  hue_jitter: float = HUE_JITTER,
 ) -> dict[str, np.ndarray]:
   """Loads a split (see ``generate`` for the arrays). Train uses seed ``2 * seed``, test
   ``2 * seed + 1``, so splits never share a random stream. ``num_examples`` defaults to
@@ -415,6 +456,7 @@ def load(
     image_size=image_size,
     seed=2 * seed + _SPLIT_SEED_OFFSET[split],
     max_light=max_light,
+    hue_jitter=hue_jitter,
   )
 
 
