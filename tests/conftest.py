@@ -19,3 +19,9 @@ jax.config.update("jax_compilation_cache_dir",
                   os.path.join(tempfile.gettempdir(), "leave_one_out_test_jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "slow: long tests (real multi-process or end-to-end runs); still in the default "
+      "suite")
