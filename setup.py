@@ -28,5 +28,8 @@ setup(
     packages=find_packages(include=["leave_one_out", "leave_one_out.*"]),
     python_requires=">=3.10",
     install_requires=INSTALL_REQUIRES,
-    extras_require={"test": ["pytest", "pytest-xdist"]},
+    extras_require={
+        "test": ["pytest", "pytest-xdist", "scikit-image"],
+        "photos": ["scikit-image"],  # leave_one_out.photos: scikit-image's sample photographs
+    },
 )
