@@ -47,6 +47,18 @@ def test_rows_share_everything_but_their_method_fields():
     claims.method_config(c, "dark", "moco", seed=0)
 
 
+@pytest.mark.parametrize("preset", ["full", "ci", "gpu"])
+def test_every_row_of_every_preset_is_a_valid_config(preset):
+  from leave_one_out import config as config_lib
+  from leave_one_out import evaluate
+  c = claims.load_config(preset)
+  with sources.registered():
+    for condition in c.run_conditions:
+      evaluate.validate_config(claims.eval_config(c, condition))
+      for row in c.rows:
+        config_lib.validate(claims.method_config(c, condition, row, 0))
+
+
 def test_conditions_change_only_their_data():
   c = claims.load_config("full")
   lit = claims.method_config(c, "lit", "looc_rotation", 0)
