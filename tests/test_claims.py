@@ -157,3 +157,33 @@ def test_ci_preset_confirms_its_pre_registered_hypothesis(ci_run):
       "rotation", "looc_rotation", "greater", "moco_rotation")
   assert h["verdict"] == "confirmed", out["report"]
   assert h["p"] < 0.05 and h["ci"][0] > 0
+
+
+def test_sources_route_photos_and_fine_hues_only_while_registered():
+  from leave_one_out import evaluate
+  from leave_one_out import input_pipeline
+  from leave_one_out import photos
+  c = claims.load_config("ci")
+  cfg = claims.method_config(c, "lit", "moco_rotation", 0)
+  with cfg.unlocked():
+    cfg.data.num_train = 128
+    cfg.data.name = "photos"
+  original = input_pipeline.create_train_source
+  with sources.registered():
+    source = input_pipeline.create_train_source(cfg)
+    assert source.images.shape == (128, 32, 32, 3)
+    expected = photos.load("train", num_examples=128, image_size=32, seed=0)["image"]
+    assert (source.images == expected).all()
+    input_pipeline.check_dataset_name("photos")  # accepted while registered
+    assert {"photos", "synthetic_hues"} <= set(evaluate.DATASET_SOURCES)
+    with cfg.unlocked():
+      cfg.data.name = "synthetic"
+      cfg.data.synthetic_hue_jitter = 30.0
+    eval_cfg = claims.eval_config(claims.load_config("full"), "fine_color")
+    data = evaluate.load_dataset(eval_cfg, cfg, "test", 64)
+    assert data["num_classes"]["hue"] == sources.HUE_BINS
+    assert (data["labels"]["hue"] // (sources.HUE_BINS // 6) == data["labels"]["color"]).all()
+  assert input_pipeline.create_train_source is original
+  assert "photos" not in evaluate.DATASET_SOURCES
+  with pytest.raises(ValueError, match="photos"):
+    input_pipeline.check_dataset_name("photos")
