@@ -102,6 +102,24 @@ def format_seeds(cond: dict, metric: str) -> str:
   return _table([METRIC_TITLES.get(metric, metric)] + [f"seed {s}" for s in seeds], body)
 
 
+def format_sensitivity(cond: dict) -> str:
+  """Per row and feature kind: the sensitivity matrix row, mean over seeds (0 = invariant)."""
+  body, columns = [], None
+  for row, per in cond["runs"].items():
+    mats = [r["sensitivity"] for r in per.values() if r.get("sensitivity", {}).get("columns")]
+    if not mats:
+      continue
+    columns = columns or mats[0]["columns"]
+    for kind in mats[0]["rows"]:
+      if kind.startswith("space:"):
+        continue  # LooC++'s per-space res5 features: the concatenation covers them
+      values = np.mean([m["rows"][kind] for m in mats], axis=0)
+      body.append([_title(cond, row), kind] + [f"{v + 0.0:.2f}" for v in values])
+  if not body:
+    return ""
+  return _table(["row", "feature"] + list(columns), body)
+
+
 def format_report(out: dict) -> str:
   """Every condition's tables, in the order they ran."""
   parts = []
@@ -118,6 +136,11 @@ def format_report(out: dict) -> str:
                 f"{out['claims_config']['analysis']['alpha']} and the predicted sign):", "", hyp]
     for metric in sorted({h["metric"] for h in cond["analysis"]["hypotheses"]}):
       parts += ["", "Per seed:", "", format_seeds(cond, metric)]
+    sens = format_sensitivity(cond)
+    if sens:
+      parts += ["", "Augmentation sensitivity, mean over seeds (cosine distance when only that "
+                "augmentation changes / distance between images; 0 = invariant; embedding:i is "
+                "space i: 0 invariant, then the row's spaces in order):", "", sens]
     parts += ["", f"{len(cond['runs'])} rows x {len(out['seeds'])} seeds: {cond['seconds']:.0f} s "
               "(pretraining + evaluation)", ""]
   return "\n".join(parts).rstrip()
