@@ -50,9 +50,10 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "data": DATA,
-        "test": DATA + ["pytest", "pytest-xdist"],
+        "test": DATA + ["pytest", "pytest-xdist", "scikit-image"],
         "cuda12": [f"jax[cuda12]{JAX}"],
         "cuda13": [f"jax[cuda13]{JAX}"],
         "tpu": [f"jax[tpu]{JAX}"],
+        "photos": ["scikit-image"],  # leave_one_out.photos: scikit-image's sample photographs
     },
 )

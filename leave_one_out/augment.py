@@ -15,6 +15,10 @@ ordered ``q, k_0, k_1 .. k_n`` (docs/method.md, "Views"):
   when q's group is the identity (not applied; for colour also not grayscale), the key's apply bit
   is forced on. Crop is continuous and always fresh. ``"independent"``: plain fresh draws. Common
   augmentations (not in ``cfg.spaces``) are always independent.
+- ``cfg.extra_keys = m`` appends m more keys drawn like ``k_0`` (every augmentation fresh), after
+  ``k_n``: n + 2 + m views. They are positives of the invariant space only, which makes a run
+  with ``spaces=()`` and ``extra_keys=n`` a compute-matched MoCo control of a LooC run with n
+  spaces (the same number of key views per image, all positive in one space).
 
 Parameters are a pytree ``{augmentation: {field: array}}``; from ``sample_params`` leaves are
 ``[B, ...]``, from ``make_views`` ``[n + 2, B, ...]``. Every augmentation is always present; a
@@ -94,6 +98,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.image_size = 224  # S: output views are S x S
   c.spaces = ("color", "rotation")  # augmentations with their own embedding space, in order
   c.redraw = "different"  # different | independent: re-drawn space factors vs q (module doc)
+  c.extra_keys = 0  # more keys drawn like k_0, after k_1..k_n (module doc); 0 = LooC's n + 1
 
   c.crop = ml_collections.ConfigDict()
   c.crop.enabled = True  # off: the whole stored image, resized to S x S
@@ -192,6 +197,9 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     _fail("spaces", f"has duplicates: {tuple(spaces)!r}")
   if cfg.redraw not in REDRAW:
     _fail("redraw", f"must be one of {REDRAW}, got {cfg.redraw!r}")
+  extra = cfg.get("extra_keys", 0)
+  if not isinstance(extra, int) or isinstance(extra, bool) or extra < 0:
+    _fail("extra_keys", f"must be an int >= 0, got {extra!r}")
   _range(cfg.crop.scale, "crop.scale", high=1.0)
   _range(cfg.crop.ratio, "crop.ratio")
   for field in ("flip.prob", "blur.prob", "color.prob", "color.gray_prob", "texture.prob",
@@ -225,14 +233,16 @@ def rotation_prob(cfg) -> float:
 
 
 def num_views(cfg) -> int:
-  """n + 2: q, k_0 and one key per space."""
-  return len(cfg.spaces) + 2
+  """n + 2 + extra_keys: q, k_0, one key per space and the extra fresh keys."""
+  return len(cfg.spaces) + 2 + cfg.get("extra_keys", 0)
 
 
 def view_names(cfg) -> list[str]:
   """Human-readable view labels: ``["q", "k0: shares nothing", "k1: shares color", ...]``."""
+  n = len(cfg.spaces)
   return ["q", "k0: shares nothing"] + [
-      f"k{i + 1}: shares {name}" for i, name in enumerate(cfg.spaces)]
+      f"k{i + 1}: shares {name}" for i, name in enumerate(cfg.spaces)] + [
+          f"k{n + 1 + j}: shares nothing" for j in range(cfg.get("extra_keys", 0))]
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -387,13 +397,13 @@ def _differ(u, name, fresh, q, cfg):
 
 
 def sample_views(rng, batch_size: int, cfg, aspect=None) -> Params:
-  """Parameters of all n + 2 views with leave-one-out sharing; leaves [n + 2, B, ...].
+  """Parameters of all n + 2 (+ extra_keys) views with leave-one-out sharing; leaves [V, B, ...].
 
   Every view is first drawn fresh (``sample_params`` vmapped over n + 2 keys); then, for the
   space of augmentation i, k_i takes q's group and the other keys are made to differ from q's
   (``cfg.redraw == "different"``) or left as drawn ("independent").
   """
-  n, v = len(cfg.spaces), len(cfg.spaces) + 2
+  n, v = len(cfg.spaces), num_views(cfg)
   keys = jax.random.split(rng, v + 1)
   fresh = jax.vmap(lambda k: sample_params(k, batch_size, cfg, aspect))(keys[:v])
   redraw_u = jax.random.uniform(keys[v], (max(n, 1), v, batch_size), jnp.float32)

@@ -2,7 +2,8 @@
 
 Notation: n augmentations have a space of their own, H = n + 1 embedding spaces (space 0 is
 invariant to everything, space i is sensitive to augmentation i), K = n + 1 key views per image
-(k_0 with every augmentation fresh, k_i sharing augmentation i with the query).
+(k_0 with every augmentation fresh, k_i sharing augmentation i with the query). Keys beyond
+k_n (K > H, ``augment.extra_keys``) are drawn like k_0: positives in space 0 only.
 
 For every space h and every query, the candidates are the K keys of every image in the global
 batch (plus the space's queue). The softmax denominator runs over all of them; the positives are
@@ -67,7 +68,8 @@ def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives, valid=N
 
   Args:
     q: `[b, H, D]` local queries, L2-normalised.
-    k: `[K, B, H, D]` keys of the whole global batch, L2-normalised (K = H).
+    k: `[K, B, H, D]` keys of the whole global batch, L2-normalised (K >= H; keys from H on
+      are drawn like k_0).
     offset: global batch index of ``q[0]``.
     temperature: tau.
     queue: `[H, Q, D]` extra negatives per space, or None.
@@ -79,8 +81,9 @@ def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives, valid=N
     (losses `[b, H]`, hits `[b, H, 2]`): top-1 over all candidates and own-view top-1.
   """
   num_keys, batch, num_spaces, _ = k.shape
-  if num_keys != num_spaces:
-    raise ValueError(f"k has {num_keys} key views but {num_spaces} spaces; LooC needs n+1 of each")
+  if num_keys < num_spaces:
+    raise ValueError(f"k has {num_keys} key views but {num_spaces} spaces; LooC needs at least "
+                     "one key per space (n + 1)")
   b = q.shape[0]
   q = q.astype(jnp.float32)
   k = k.astype(jnp.float32)
@@ -154,7 +157,8 @@ def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduct
 
   Args:
     q: `[B, H, D]` the query's L2-normalised embedding in each space.
-    k: `[n+1, B, H, D]` the keys' embeddings; ``k[0]`` is k_0, ``k[i]`` is k_i.
+    k: `[K, B, H, D]` the keys' embeddings, K >= n + 1; ``k[0]`` is k_0, ``k[i]`` is k_i, and
+      any further keys are drawn like k_0 (positives in space 0 only).
     temperature: tau (0.2 in the paper).
     queue: `[H, Q, D]` per-space negatives, or None.
     z0_positives: "all" (docs/method.md) or "k0" (public reproductions' variant).

@@ -130,6 +130,26 @@ def test_redraw_different_vs_independent(general):
     assert 0 < np.mean(k[v] == k[0]) < 0.6
 
 
+def test_extra_keys_are_drawn_like_k0():
+  # spaces=() with 2 extra keys (the compute-matched MoCo control) and a rotation space with one.
+  for spaces, extra in (((), 2), (("rotation",), 1)):
+    cfg = _cfg(spaces=spaces, extra_keys=extra)
+    n = len(spaces)
+    assert augment.num_views(cfg) == n + 2 + extra
+    assert augment.view_names(cfg)[n + 2:] == [f"k{n + 1 + j}: shares nothing"
+                                               for j in range(extra)]
+    views, params = make_views(cfg, jax.random.key(3), _images(64))
+    assert np.asarray(views).shape == (n + 2 + extra, 64, S, S, 3)
+    k = np.asarray(params["rotation"]["k"])
+    for v in range(n + 2, n + 2 + extra):
+      for name in augment.AUGMENTATIONS:  # every group fresh, as for k_0
+        assert not all(_group_equal(params, name, v)), (spaces, v, name)
+      if spaces:
+        assert np.all(k[v] != k[0])  # a re-drawn space factor differs from q's, as for k_0
+  with pytest.raises(ValueError, match="augment.extra_keys must be an int >= 0"):
+    _cfg(extra_keys=-1)
+
+
 # ----------------------------------------------------------------------------- sampling
 
 

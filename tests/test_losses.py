@@ -80,6 +80,25 @@ def test_n0_is_infonce():
   np.testing.assert_allclose(loss, infonce, rtol=1e-6)
 
 
+@pytest.mark.parametrize("z0, n", [("all", 0), ("all", 1), ("k0", 1)])
+def test_extra_keys_are_drawn_like_k0(z0, n):
+  """K = n + 3 keys for n spaces (augment.extra_keys = 2): still METHOD.md's sums, the extra
+  keys positives of space 0 only; with n = 0 and z0="all", InfoNCE with 3 positives per query."""
+  q, k = _embeddings(seed=5, n=n)
+  extra = _normalised(jax.random.PRNGKey(11), (2,) + k.shape[1:])
+  k = jnp.concatenate([k, extra])
+  loss, metrics = losses.looc_loss(q, k, temperature=TAU, z0_positives=z0)
+  want, want_per_space = _reference(q, k, z0=z0)
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  np.testing.assert_allclose(metrics["loss_per_space"], want_per_space, rtol=1e-5)
+  if n == 0 and z0 == "all":
+    logits = jnp.einsum("bd,kjd->bkj", q[:, 0], k[:, :, 0]).reshape(8, -1) / TAU
+    own = jnp.arange(3)[:, None] * 8 + jnp.arange(8)[None, :]  # [3, 8] flat index of own keys
+    lse = jax.nn.logsumexp(logits, axis=-1)
+    manual = jnp.mean(lse - jnp.mean(logits[jnp.arange(8), own], axis=0))
+    np.testing.assert_allclose(loss, manual, rtol=1e-6)
+
+
 def test_perfect_embeddings_give_full_accuracy_and_low_loss():
   """Space i sees q and k_i identical and every other view far away: loss near 0, top-1 1."""
   batch, n, dim = 4, 2, 64
@@ -142,7 +161,7 @@ def test_bad_arguments_are_named():
     losses.looc_loss(q, k, temperature=TAU, z0_positives="k1")
   with pytest.raises(ValueError, match="space_reduction"):
     losses.looc_loss(q, k, temperature=TAU, space_reduction="max")
-  with pytest.raises(ValueError, match="key views"):
+  with pytest.raises(ValueError, match="key views but 3 spaces"):
     losses.looc_loss(q, k[:2], temperature=TAU)
 
 

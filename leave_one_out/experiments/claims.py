@@ -1,20 +1,22 @@
-r"""The paper's rotation claim at small scale: MoCo vs MoCo + rotation vs LooC vs LooC++.
+r"""The paper's claims at small scale: every row x seed x condition, then the paired analysis.
 
-  python -m leave_one_out.experiments.claims [--preset=full|ci] [--seeds=0,1] \
-      [--workdir=/tmp/looc_claims] [--compilation_cache_dir=~/.cache/leave_one_out/jax]
+  python -m leave_one_out.experiments.claims [--preset=full|ci|gpu] [--conditions=lit,unlit] \
+      [--seeds=0,1] [--workdir=/tmp/looc_claims] [--compilation_cache_dir=~/.cache/leave_one_out/jax]
   python -m leave_one_out.experiments.claims --claims=configs/claims.py:ci \
-      --claims.base.train.num_steps=400 --claims.looc_spaces='("color", "rotation")'
+      --claims.base.train.num_steps=400 --claims.rows='("moco","looc_rotation")'
 
-For every method (configs/claims.py) and seed: pretrain in ``<workdir>/<method>/seed<s>``
-(resumed if already there), evaluate the frozen features with ``leave_one_out.evaluate``
-(linear probes for shape, colour, texture; the 4-way rotation probe; the sensitivity matrix
-when the preset asks for it),
-then aggregate over seeds and write, in ``<workdir>``:
+For every condition, row (configs/claims.py) and seed: pretrain in
+``<workdir>/<condition>/<row>/seed<s>`` (resumed if already there; a row without pretraining
+saves its initialisation), evaluate the frozen features with ``leave_one_out.evaluate`` (linear
+probes of the condition's labels, the 4-way rotation probe, the sensitivity matrix when the
+preset asks for it; an evaluation of the same checkpoint with the same config is reused), then
+analyse paired by seed (``stats.compare``) and write, in ``<workdir>``:
 
-- ``claims.json``: per method and seed, every probe accuracy and the sensitivity rows; the
-  aggregate (mean and spread = (max - min) / 2 over seeds); runtimes and the configs.
-- ``claims.md``: the table (rows: methods; columns: rotation, shape, colour, texture).
-- ``claims.png``: a bar chart of the same numbers, error bars = spread over seeds.
+- ``claims.json``: per condition, row and seed every probe accuracy and the sensitivity rows;
+  the aggregate (mean, sample sd, per-seed values); every hypothesis with its t, p, CI and
+  verdict; every row's gap to the reference row; runtimes and the configs.
+- ``claims.md``: the tables (``report.format_report``).
+- ``claims.png``: a bar chart per condition, error bars = sd over seeds.
 """
 
 from __future__ import annotations
@@ -33,14 +35,10 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-PRESETS = ("full", "ci")  # configs/claims.py
+from leave_one_out.experiments import report
+from leave_one_out.experiments import stats
 
-# Table columns: (key in a run's metrics, column title).
-COLUMNS = (("rotation", "rotation"), ("shape", "shape"), ("color", "colour"),
-           ("texture", "texture"))
-METHOD_TITLES = {"moco": "MoCo (colour)", "moco_rotation": "MoCo + rotation",
-                 "looc": "LooC", "looc_pp": "LooC++"}
-
+PRESETS = ("full", "ci", "gpu")  # configs/claims.py
 CONFIG_PATH = os.path.normpath(
     os.path.join(os.path.dirname(__file__), "..", "..", "configs", "claims.py"))
 
@@ -51,38 +49,58 @@ _CLAIMS = config_flags.DEFINE_config_file(
 _PRESET = flags.DEFINE_enum("preset", None, list(PRESETS),
                             "Shorthand for --claims=configs/claims.py:<preset>; not together "
                             "with --claims or its overrides.")
+_CONDITIONS = flags.DEFINE_list("conditions", None, "Conditions to run, e.g. lit,unlit "
+                                "(default: the preset's run_conditions).")
 _SEEDS = flags.DEFINE_list("seeds", None, "Seeds, e.g. 0,1,2 (default: the preset's).")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/looc_claims", "Output directory.")
 _COMPILATION_CACHE = flags.DEFINE_string(
     "compilation_cache_dir", None, "Persistent XLA compilation cache: the second seed of a "
-    "method and reruns skip compiling (e.g. ~/.cache/leave_one_out/jax).")
+    "row and reruns skip compiling (e.g. ~/.cache/leave_one_out/jax).")
 
 
-def method_config(base: ml_collections.ConfigDict, method: str, looc_spaces, seed: int
+def _set(section: ml_collections.ConfigDict, overrides) -> None:
+  """Sets ``overrides`` (a dict or ConfigDict) on ``section``, adding fields it lacks."""
+  with section.unlocked():
+    for key, value in dict(overrides).items():
+      section[key] = value
+
+
+def method_config(claims: ml_collections.ConfigDict, condition: str, method: str, seed: int
                   ) -> ml_collections.ConfigDict:
-  """The pretraining config of one method: ``base`` with only the method's fields changed."""
-  cfg = copy.deepcopy(base)
+  """The pretraining config of one row: the base config, the condition's data and train
+  overrides, then only the fields the row's method changes."""
+  if condition not in claims.conditions:
+    raise ValueError(f"unknown condition {condition!r}; known: {tuple(claims.conditions)}")
+  if method not in claims.methods:
+    raise ValueError(f"unknown method {method!r}; known: {tuple(claims.methods)}")
+  m, cond = claims.methods[method], claims.conditions[condition]
+  cfg = copy.deepcopy(claims.base)
   cfg.unlock()
   cfg.seed = int(seed)
-  if method == "moco":
-    cfg.augment.spaces = ()
-    cfg.augment.rotation.enabled = False
-  elif method == "moco_rotation":
-    cfg.augment.spaces = ()
-    cfg.augment.rotation.enabled = True
-  elif method in ("looc", "looc_pp"):
-    cfg.augment.spaces = tuple(looc_spaces)
-    cfg.augment.rotation.enabled = True
-    cfg.model.looc_plus_plus = method == "looc_pp"
-  else:
-    raise ValueError(f"unknown method {method!r}; known: {tuple(METHOD_TITLES)}")
+  _set(cfg.data, cond.data)
+  _set(cfg.train, cond.train)
+  cfg.augment.spaces = tuple(m.spaces)
+  cfg.augment.rotation.enabled = bool(m.get("rotation", False))
+  cfg.augment.texture.enabled = bool(m.get("texture", False))
+  cfg.augment.extra_keys = int(m.get("extra_keys", 0))
+  cfg.model.looc_plus_plus = bool(m.get("looc_plus_plus", False))
   cfg.lock()
   return cfg
 
 
-def probed_kind(method: str) -> str:
+def eval_config(claims: ml_collections.ConfigDict, condition: str) -> ml_collections.ConfigDict:
+  """The evaluation config of a condition: its source and labels, everything else shared."""
+  cond = claims.conditions[condition]
+  c = copy.deepcopy(claims.eval)
+  c.dataset.name = cond.dataset
+  c.dataset.labels = tuple(cond.labels)
+  c.dataset.primary_label = cond.primary_label
+  return c
+
+
+def probed_kind(cfg) -> str:
   """The downstream feature the paper probes: LooC++'s concatenation, else the backbone's V."""
-  return "looc++" if method == "looc_pp" else "backbone"
+  return "looc++" if cfg.model.looc_plus_plus else "backbone"
 
 
 def run_metrics(results: dict, kind: str) -> dict[str, float]:
@@ -94,113 +112,178 @@ def run_metrics(results: dict, kind: str) -> dict[str, float]:
   return out
 
 
-def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-  """[{metric: acc}] over seeds -> {metric: {"mean", "spread" = (max - min) / 2, "n"}}."""
+def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict]:
+  """[{metric: acc}] over seeds -> {metric: {"mean", "sd" (sample, 0 for one seed), "n",
+  "values"}}."""
   out = {}
   for key in per_seed[0]:
     v = np.asarray([r[key] for r in per_seed], np.float64)
-    out[key] = {"mean": float(v.mean()), "spread": float((v.max() - v.min()) / 2),
-                "n": int(len(v))}
+    out[key] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+                "n": int(v.size), "values": [float(x) for x in v]}
   return out
 
 
-def format_table(summary: dict[str, dict], chance: dict[str, float] | None = None) -> str:
-  """Markdown table, rows = methods, columns = probe accuracies as mean ± spread (%)."""
-  header = ["method", "feature"] + [f"{title} acc" for _, title in COLUMNS]
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  for method, s in summary.items():
-    cells = [METHOD_TITLES.get(method, method), s["feature"]]
-    for key, _ in COLUMNS:
-      a = s["metrics"].get(key)
-      cells.append("-" if a is None else
-                   f"{100 * a['mean']:.1f} ± {100 * a['spread']:.1f}")
-    lines.append("| " + " | ".join(cells) + " |")
-  if chance:
-    lines.append("chance: " + ", ".join(f"{t} {100 * chance[k]:.1f}" for k, t in COLUMNS
-                                        if k in chance))
-  return "\n".join(lines)
+def analyse(runs: dict, hypotheses, reference: str, analysis) -> dict:
+  """The pre-registered tests and the comparisons with the reference row, paired by seed.
+
+  Args:
+    runs: {row: {seed: {"metrics": {metric: acc}}}} (seeds as ints or strings).
+    hypotheses: (metric, a, direction, b) tuples.
+    reference: the row every other row is compared with.
+    analysis: alpha, confidence, bootstrap_resamples.
+
+  Returns:
+    {"hypotheses": [{metric, a, direction, b, seeds, ...stats.compare}], "vs_reference":
+    {row: {metric: {...stats.compare with direction "none"}}}}. A hypothesis whose rows did not
+    both run is left out.
+  """
+  def paired(a, b, metric):
+    seeds = sorted(set(runs[a]) & set(runs[b]), key=int)
+    return (seeds, [runs[a][s]["metrics"][metric] for s in seeds],
+            [runs[b][s]["metrics"][metric] for s in seeds])
+
+  kw = dict(alpha=analysis.alpha, confidence=analysis.confidence,
+            resamples=analysis.bootstrap_resamples)
+  tested = []
+  for metric, a, direction, b in hypotheses:
+    if a not in runs or b not in runs:
+      continue
+    seeds, va, vb = paired(a, b, metric)
+    tested.append({"metric": metric, "a": a, "direction": direction, "b": b,
+                   "seeds": [int(s) for s in seeds], **stats.compare(va, vb, direction=direction,
+                                                                     **kw)})
+  versus = {}
+  if reference in runs:
+    for row in runs:
+      if row == reference:
+        continue
+      versus[row] = {}
+      for metric in next(iter(runs[row].values()))["metrics"]:
+        seeds, va, vb = paired(row, reference, metric)
+        if len(seeds) < 2:
+          continue
+        r = stats.compare(va, vb, direction="greater", **kw)
+        r.update(direction="none", verdict=None)
+        versus[row][metric] = r
+  return {"hypotheses": tested, "vs_reference": versus}
 
 
-def plot_bars(summary: dict[str, dict], path: str, chance: dict[str, float] | None = None
-              ) -> None:
-  """Grouped bar chart: one group per probe, one bar per method, error bars = seed spread."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  methods = list(summary)
-  width = 0.8 / max(len(methods), 1)
-  fig, ax = plt.subplots(figsize=(8, 4))
-  x = np.arange(len(COLUMNS))
-  for i, m in enumerate(methods):
-    means = [100 * summary[m]["metrics"].get(k, {}).get("mean", np.nan) for k, _ in COLUMNS]
-    errs = [100 * summary[m]["metrics"].get(k, {}).get("spread", 0.0) for k, _ in COLUMNS]
-    ax.bar(x + (i - (len(methods) - 1) / 2) * width, means, width, yerr=errs, capsize=3,
-           label=METHOD_TITLES.get(m, m))
-  if chance:
-    for j, (k, _) in enumerate(COLUMNS):
-      if k in chance:
-        ax.hlines(100 * chance[k], j - 0.45, j + 0.45, colors="k", linestyles="dashed",
-                  linewidth=1)
-  ax.set_xticks(x, [f"{t}" for _, t in COLUMNS])
-  ax.set_ylabel("linear probe top-1 (%)")
-  ax.set_ylim(0, 100)
-  ax.set_title("Frozen-feature probes on the embedded dataset (dashed: chance)")
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+def _init_checkpoint(cfg, workdir: str) -> None:
+  """Saves the untrained state of ``cfg`` as step 0 (the random-initialisation row)."""
+  from leave_one_out import checkpoints  # pylint: disable=import-outside-toplevel
+  from leave_one_out import config as config_lib  # pylint: disable=import-outside-toplevel
+  from leave_one_out import train  # pylint: disable=import-outside-toplevel
+  ckpt = checkpoints.Checkpointer(workdir, async_save=False)
+  try:
+    if ckpt.latest_step() is not None:
+      return
+    mesh = train.make_mesh()
+    config_lib.validate(cfg, num_devices=mesh.size)
+    model = train.build_model(cfg)
+    tx, _ = train.create_optimizer(cfg, 1)
+    state = train.create_state(cfg, model, tx, mesh)
+    ckpt.save(0, state, train.make_meta(cfg, 0), force=True)
+  finally:
+    ckpt.close()
 
 
-def run_one(cfg: ml_collections.ConfigDict, eval_cfg: ml_collections.ConfigDict, workdir: str
-            ) -> tuple[dict, dict]:
-  """Pretrains (or resumes) in ``workdir`` and evaluates; returns (train summary, results)."""
+def _cached_results(workdir: str, eval_cfg) -> dict | None:
+  """The evaluation saved in ``workdir`` if it used ``eval_cfg`` on the newest checkpoint."""
+  from leave_one_out import checkpoints  # pylint: disable=import-outside-toplevel
+  path = os.path.join(workdir, eval_cfg.results_file)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    results = json.load(f)
+  ckpt = checkpoints.Checkpointer(workdir, async_save=False)
+  latest = ckpt.latest_step()
+  ckpt.close()
+  same = results.get("eval_config") == json.loads(eval_cfg.to_json())
+  return results if same and results.get("step") == latest else None
+
+
+def run_one(cfg, eval_cfg, workdir: str, *, pretrain: bool = True) -> tuple[dict, dict]:
+  """Pretrains (or resumes; or saves the initialisation) and evaluates ``workdir``."""
   from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
   from leave_one_out import train  # pylint: disable=import-outside-toplevel
-  summary = train.train_and_evaluate(cfg, workdir)
-  summary = {k: v for k, v in summary.items() if k != "state"}
-  results = evaluate.run(workdir, eval_cfg)
+  from leave_one_out.experiments import sources  # pylint: disable=import-outside-toplevel
+  with sources.registered():
+    if pretrain:
+      summary = train.train_and_evaluate(cfg, workdir)
+      summary = {k: v for k, v in summary.items() if k != "state"}
+    else:
+      _init_checkpoint(cfg, workdir)
+      summary = {"step": 0}
+    results = _cached_results(workdir, eval_cfg)
+    if results is None:
+      results = evaluate.run(workdir, eval_cfg)
   return summary, results
 
 
-def run_experiment(claims: ml_collections.ConfigDict, workdir: str, seeds=None) -> dict:
-  """Every method x seed, then the aggregate; writes claims.{json,md,png} in ``workdir``."""
-  seeds = tuple(int(s) for s in (seeds if seeds is not None else claims.seeds))
-  os.makedirs(workdir, exist_ok=True)
-  t_start = time.perf_counter()
-  runs, summary, chance = {}, {}, None
-  for method in claims.methods:
-    kind = probed_kind(method)
+def run_condition(claims, condition: str, workdir: str, seeds) -> dict:
+  """Every row x seed of one condition, then its analysis."""
+  eval_cfg = eval_config(claims, condition)
+  runs, chance, features, t0 = {}, None, {}, time.perf_counter()
+  for method in claims.rows:
     runs[method] = {}
     for seed in seeds:
-      cfg = method_config(claims.base, method, claims.looc_spaces, seed)
-      t0 = time.perf_counter()
-      train_summary, results = run_one(cfg, claims.eval,
-                                       os.path.join(workdir, method, f"seed{seed}"))
+      cfg = method_config(claims, condition, method, seed)
+      kind = probed_kind(cfg)
+      features[method] = kind
+      t_run = time.perf_counter()
+      train_summary, results = run_one(
+          cfg, eval_cfg, os.path.join(workdir, condition, method, f"seed{seed}"),
+          pretrain=bool(claims.methods[method].get("pretrain", True)))
       chance = results["chance"]
       s = results.get("sensitivity") or {}
       runs[method][seed] = {
           "metrics": run_metrics(results, kind),
           "train": {k: v for k, v in train_summary.items()
-                    if k.startswith(("loss", "top1", "own_top1")) or k == "step"},
+                    if k.startswith(("loss", "top1", "own_top1", "img_per_s")) or k == "step"},
           "sensitivity": {"columns": s.get("columns"),
                           "rows": dict(zip(s.get("rows", []), s.get("matrix", [])))},
+          "seconds": round(time.perf_counter() - t_run, 1)}
+      logging.info("%s / %s seed %d: %s (%.0f s)", condition, method, seed,
+                   runs[method][seed]["metrics"], runs[method][seed]["seconds"])
+  summary = {m: {"feature": features[m], "title": claims.methods[m].title,
+                 "metrics": aggregate([r["metrics"] for r in runs[m].values()])}
+             for m in runs}
+  cond = claims.conditions[condition]
+  return {"description": cond.description, "runs": runs, "summary": summary, "chance": chance,
+          "analysis": analyse(runs, cond.hypotheses, claims.reference, claims.analysis),
           "seconds": round(time.perf_counter() - t0, 1)}
-      logging.info("%s seed %d: %s (%.0f s)", method, seed, runs[method][seed]["metrics"],
-                   runs[method][seed]["seconds"])
-    summary[method] = {"feature": kind,
-                       "metrics": aggregate([r["metrics"] for r in runs[method].values()])}
-  seconds = round(time.perf_counter() - t_start, 1)
-  table = format_table(summary, chance)
-  out = {"preset": claims.preset, "seeds": list(seeds), "summary": summary, "runs": runs,
-         "chance": chance, "seconds": seconds, "table": table,
+
+
+def run_experiment(claims: ml_collections.ConfigDict, workdir: str, seeds=None,
+                   conditions=None) -> dict:
+  """Every condition; writes claims.{json,md,png} in ``workdir`` and returns the record."""
+  seeds = tuple(int(s) for s in (seeds if seeds is not None else claims.seeds))
+  conditions = tuple(conditions if conditions is not None else claims.run_conditions)
+  for name in conditions:
+    if name not in claims.conditions:
+      raise ValueError(f"unknown condition {name!r}; known: {tuple(claims.conditions)}")
+  for name in claims.rows:
+    if name not in claims.methods:
+      raise ValueError(f"claims.rows has unknown row {name!r}; known: {tuple(claims.methods)}")
+  os.makedirs(workdir, exist_ok=True)
+  t_start = time.perf_counter()
+  out = {"preset": claims.preset, "seeds": list(seeds), "rows": list(claims.rows),
+         "reference": claims.reference, "conditions": {},
          "claims_config": json.loads(claims.to_json())}
+  for name in conditions:
+    out["conditions"][name] = run_condition(claims, name, workdir, seeds)
+    out["seconds"] = round(time.perf_counter() - t_start, 1)
+    _write(out, workdir)  # after every condition: a long run leaves its finished part behind
+  return out
+
+
+def _write(out: dict, workdir: str) -> None:
+  out["report"] = report.format_report(out)
   with open(os.path.join(workdir, "claims.json"), "w") as f:
     json.dump(out, f, indent=1, default=str)
   with open(os.path.join(workdir, "claims.md"), "w") as f:
-    f.write(table + f"\n\npreset {claims.preset}: {len(seeds)} seed(s) {list(seeds)} x "
-            f"{len(claims.methods)} methods, total {seconds:.0f} s (pretraining + evaluation)\n")
-  plot_bars(summary, os.path.join(workdir, "claims.png"), chance)
-  return out
+    f.write(out["report"] + "\n")
+  report.plot_bars(out, os.path.join(workdir, "claims.png"))
 
 
 def load_config(preset: str = "full") -> ml_collections.ConfigDict:
@@ -226,8 +309,8 @@ def main(argv):
   if _COMPILATION_CACHE.value:
     import jax  # pylint: disable=import-outside-toplevel
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
-  out = run_experiment(claims, _WORKDIR.value, _SEEDS.value)
-  print(out["table"])
+  out = run_experiment(claims, _WORKDIR.value, _SEEDS.value, _CONDITIONS.value)
+  print(out["report"])
   print(f"preset {out['preset']}, seeds {out['seeds']}: {out['seconds']:.0f} s; "
         f"wrote {_WORKDIR.value}/claims.{{json,md,png}}")
 

@@ -1,0 +1,178 @@
+"""Tables and the chart of the claims experiment (``claims.run_experiment``'s record).
+
+Per condition: the means (sd over seeds) per row and metric; each row's paired gap to the
+reference row with its 95% bootstrap CI and paired-t p-value; the pre-registered hypotheses with
+their verdicts; and the per-seed values of the metrics the hypotheses are about. Accuracies are
+in % everywhere, gaps in percentage points.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+METRIC_TITLES = {"rotation": "rotation", "shape": "shape", "color": "colour",
+                 "texture": "texture", "hue": "hue (24 bins)", "photo": "photo"}
+SYMBOLS = {"greater": ">", "less": "<"}
+
+
+def _metrics(summary: dict) -> list[str]:
+  """Metric columns: rotation first, then the probe labels in the order they were run."""
+  names = []
+  for s in summary.values():
+    for key in s["metrics"]:
+      if key not in names:
+        names.append(key)
+  return sorted(names, key=lambda k: (k != "rotation", names.index(k)))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(r) + " |" for r in rows]
+  return "\n".join(lines)
+
+
+def _title(cond: dict, row: str) -> str:
+  return cond["summary"].get(row, {}).get("title", row)
+
+
+def format_means(cond: dict) -> str:
+  """Rows x metrics: mean ± sd over seeds (%)."""
+  metrics = _metrics(cond["summary"])
+  body = []
+  for row, s in cond["summary"].items():
+    cells = [s.get("title", row), s["feature"]]
+    for key in metrics:
+      a = s["metrics"].get(key)
+      cells.append("-" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['sd']:.1f}")
+    body.append(cells)
+  header = ["row", "feature"] + [METRIC_TITLES.get(k, k) for k in metrics]
+  text = _table(header, body)
+  chance = cond.get("chance") or {}
+  if chance:
+    text += "\n\nchance: " + ", ".join(f"{METRIC_TITLES.get(k, k)} {100 * chance[k]:.1f}"
+                                       for k in metrics if k in chance)
+  return text
+
+
+def _gap_cell(r: dict) -> str:
+  low, high = r["ci"]
+  return f"{100 * r['mean_gap']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}] p{_p(r['p'])}"
+
+
+def _p(p: float) -> str:
+  """"<0.001" or "=0.012"."""
+  return "<0.001" if p < 0.001 else f"={p:.3f}"
+
+
+def format_gaps(cond: dict, reference: str) -> str:
+  """Each row's paired gap to ``reference`` per metric: mean [95% CI] and p (two-sided)."""
+  versus = cond["analysis"]["vs_reference"]
+  if not versus:
+    return ""
+  metrics = _metrics(cond["summary"])
+  body = [[_title(cond, row)] + [_gap_cell(per[k]) if k in per else "-" for k in metrics]
+          for row, per in versus.items()]
+  header = [f"row - {_title(cond, reference)}"] + [METRIC_TITLES.get(k, k) for k in metrics]
+  return _table(header, body)
+
+
+def format_hypotheses(cond: dict) -> str:
+  """The pre-registered hypotheses: prediction, mean gap, CI, t, p, verdict."""
+  tested = cond["analysis"]["hypotheses"]
+  if not tested:
+    return ""
+  body = []
+  for h in tested:
+    low, high = h["ci"]
+    body.append([
+        f"{_title(cond, h['a'])} {SYMBOLS[h['direction']]} {_title(cond, h['b'])} "
+        f"({METRIC_TITLES.get(h['metric'], h['metric'])})",
+        f"{100 * h['mean_gap']:+.1f}", f"[{100 * low:+.1f}, {100 * high:+.1f}]",
+        f"{h['t']:.2f} ({h['df']})", _p(h["p"]).lstrip("="), f"**{h['verdict']}**"])
+  return _table(["hypothesis", "mean gap", "95% CI", "t (df)", "p", "verdict"], body)
+
+
+def format_seeds(cond: dict, metric: str) -> str:
+  """Rows x seeds of one metric (%), paired: the same column is the same seed."""
+  runs = cond["runs"]
+  seeds = sorted({s for r in runs.values() for s in r}, key=int)
+  body = [[_title(cond, row)] + [f"{100 * per[s]['metrics'][metric]:.1f}" if s in per else "-"
+                                 for s in seeds]
+          for row, per in runs.items()]
+  return _table([METRIC_TITLES.get(metric, metric)] + [f"seed {s}" for s in seeds], body)
+
+
+def format_sensitivity(cond: dict) -> str:
+  """Per row and feature kind: the sensitivity matrix row, mean over seeds (0 = invariant)."""
+  body, columns = [], None
+  for row, per in cond["runs"].items():
+    mats = [r["sensitivity"] for r in per.values() if r.get("sensitivity", {}).get("columns")]
+    if not mats:
+      continue
+    columns = columns or mats[0]["columns"]
+    for kind in mats[0]["rows"]:
+      if kind.startswith("space:"):
+        continue  # LooC++'s per-space res5 features: the concatenation covers them
+      values = np.mean([m["rows"][kind] for m in mats], axis=0)
+      body.append([_title(cond, row), kind] + [f"{v + 0.0:.2f}" for v in values])
+  if not body:
+    return ""
+  return _table(["row", "feature"] + list(columns), body)
+
+
+def format_report(out: dict) -> str:
+  """Every condition's tables, in the order they ran."""
+  parts = []
+  for name, cond in out["conditions"].items():
+    parts += [f"## {name}: {cond['description']}", "",
+              f"Mean ± sd over seeds {out['seeds']} (top-1 %):", "", format_means(cond)]
+    gaps = format_gaps(cond, out["reference"])
+    if gaps:
+      parts += ["", "Paired gap to the reference (points; 95% bootstrap CI; paired t-test p, "
+                "two-sided, no prediction):", "", gaps]
+    hyp = format_hypotheses(cond)
+    if hyp:
+      parts += ["", f"Pre-registered hypotheses (confirmed: p < "
+                f"{out['claims_config']['analysis']['alpha']} and the predicted sign):", "", hyp]
+    for metric in sorted({h["metric"] for h in cond["analysis"]["hypotheses"]}):
+      parts += ["", "Per seed:", "", format_seeds(cond, metric)]
+    sens = format_sensitivity(cond)
+    if sens:
+      parts += ["", "Augmentation sensitivity, mean over seeds (cosine distance when only that "
+                "augmentation changes / distance between images; 0 = invariant; embedding:i is "
+                "space i: 0 invariant, then the row's spaces in order):", "", sens]
+    parts += ["", f"{len(cond['runs'])} rows x {len(out['seeds'])} seeds: {cond['seconds']:.0f} s "
+              "(pretraining + evaluation)", ""]
+  return "\n".join(parts).rstrip()
+
+
+def plot_bars(out: dict, path: str) -> None:
+  """One panel per condition: a group per metric, a bar per row, error bars = sd over seeds."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  conds = list(out["conditions"].items())
+  fig, axes = plt.subplots(len(conds), 1, figsize=(10, 3.6 * len(conds)), squeeze=False)
+  for ax, (name, cond) in zip(axes[:, 0], conds):
+    metrics = _metrics(cond["summary"])
+    rows = list(cond["summary"])
+    width = 0.8 / max(len(rows), 1)
+    x = np.arange(len(metrics))
+    for i, row in enumerate(rows):
+      m = cond["summary"][row]["metrics"]
+      means = [100 * m.get(k, {}).get("mean", np.nan) for k in metrics]
+      errs = [100 * m.get(k, {}).get("sd", 0.0) for k in metrics]
+      ax.bar(x + (i - (len(rows) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
+             label=_title(cond, row))
+    for j, k in enumerate(metrics):
+      if k in (cond.get("chance") or {}):
+        ax.hlines(100 * cond["chance"][k], j - 0.45, j + 0.45, colors="k",
+                  linestyles="dashed", linewidth=1)
+    ax.set_xticks(x, [METRIC_TITLES.get(k, k) for k in metrics])
+    ax.set_ylabel("linear probe top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{name}: {cond['description']} (dashed: chance)", fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
