@@ -106,15 +106,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.architecture = "resnet10"
   c.model.width = 8
   c.model.head_hidden = 64
+  c.model.dtype = "float32"
+  c.loss.queue_size = 0  # in-batch negatives only
   c.train.batch_size = 128
   c.train.num_steps = 500
   c.train.base_lr = 0.2
   c.train.weight_decay = 5e-4
+  c.train.weight_decay_mask = "no_bn_bias"  # BatchNorm parameters and biases are not decayed
   c.train.warmup_epochs = 1.0
   c.train.ema_momentum = 0.99
   c.loss.temperature = 0.2
   c.log_every_steps = 50
   c.checkpoint_every_steps = 10_000  # the final step is always saved
+  c.keep_every_steps = 0
   c.async_checkpoints = False
   return c
 
@@ -132,14 +136,14 @@ def eval_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _condition(description, hypotheses, *, data=None, dataset=None, labels=None,
-               primary_label=None, train=None):
+def _condition(description, hypotheses, *, data=None, labels=None, primary_label=None,
+               train=None):
   """One condition: overrides of the base pretraining config and of the evaluation config."""
   c = ml_collections.ConfigDict()
   c.description = description
-  c.data = ml_collections.ConfigDict(data or {})  # base.data fields it changes
+  c.data = ml_collections.ConfigDict(data or {})  # base.data fields it changes (evaluation
+  #                                                 reads the same data section)
   c.train = ml_collections.ConfigDict(train or {})  # base.train fields it changes
-  c.dataset = dataset or "synthetic"  # evaluation source (evaluate.DATASET_SOURCES)
   c.labels = tuple(labels or ("shape", "color", "texture"))  # linear-probe labels
   c.primary_label = primary_label or c.labels[0]
   c.hypotheses = tuple(hypotheses)  # (metric, a, "greater" | "less", b)
@@ -158,11 +162,11 @@ def conditions() -> ml_collections.ConfigDict:
   c.fine_color = _condition(
       "embedded dataset, lit, hues uniform over the circle; fine label: 24 hue bins",
       ROTATION_HYPOTHESES + HUE_HYPOTHESES,
-      data={"synthetic_light": 0.5, "synthetic_hue_jitter": 30.0}, dataset="synthetic_hues",
+      data={"synthetic_light": 0.5, "synthetic_hue_jitter": 30.0, "synthetic_hue_bins": 24},
       labels=("hue", "color", "shape", "texture"))
   c.photos = _condition(
       "patches of scikit-image's sample photographs (leave_one_out/photos.py)",
-      ROTATION_HYPOTHESES, data={"name": "photos"}, dataset="photos", labels=("photo",))
+      ROTATION_HYPOTHESES, data={"name": "photos"}, labels=("photo",))
   return c
 
 

@@ -63,14 +63,11 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def load_module(path: str, *, relative_to: str | None = None):
-  """A config file as a module (``load_file`` runs its ``get_config``).
-
-  A relative ``path`` is looked up next to ``relative_to`` (a config file building on a sibling
-  passes its ``__file__``), then in the working directory, then in the repository this package
-  was installed from (an editable install run from elsewhere). FileNotFoundError names every
-  place tried.
-  """
+def find_file(path: str, *, relative_to: str | None = None) -> str:
+  """Where the config file ``path`` is: an absolute path as it is; a relative one next to
+  ``relative_to`` (a config file building on a sibling passes its ``__file__``), then in the
+  working directory, then in the repository this package was installed from (an editable
+  install run from elsewhere). FileNotFoundError names every place tried."""
   candidates = [path] if os.path.isabs(path) else [
       *([os.path.join(os.path.dirname(os.path.abspath(relative_to)), path)]
         if relative_to else []),
@@ -79,6 +76,13 @@ def load_module(path: str, *, relative_to: str | None = None):
   found = next((os.path.normpath(p) for p in candidates if os.path.isfile(p)), None)
   if found is None:
     raise FileNotFoundError(f"config file {path!r} not found; tried {candidates}")
+  return found
+
+
+def load_module(path: str, *, relative_to: str | None = None):
+  """A config file as a module (``load_file`` runs its ``get_config``), found by
+  ``find_file``."""
+  found = find_file(path, relative_to=relative_to)
   name = "config_file_" + os.path.splitext(os.path.basename(found))[0]
   spec = importlib.util.spec_from_file_location(name, found)
   module = importlib.util.module_from_spec(spec)
@@ -91,7 +95,7 @@ def load_file(path: str, arg: str | None = None, *, relative_to: str | None = No
 
   ``path`` may end in ``:arg`` (``"configs/claims.py:ci"``); an explicit ``arg`` wins. Every
   config file that builds on another, the experiment harness and the tests load configs through
-  this function (see ``load_module`` for where a relative path is looked up).
+  this function (see ``find_file`` for where a relative path is looked up).
   """
   if arg is None and ":" in os.path.basename(path):
     path, arg = path.rsplit(":", 1)

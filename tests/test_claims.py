@@ -15,7 +15,6 @@ import tempfile
 import pytest
 
 from leave_one_out.experiments import claims
-from leave_one_out.experiments import sources
 
 
 def test_rows_share_everything_but_their_method_fields():
@@ -52,11 +51,10 @@ def test_every_row_of_every_preset_is_a_valid_config(preset):
   from leave_one_out import config as config_lib
   from leave_one_out import evaluate
   c = claims.load_config(preset)
-  with sources.registered():
-    for condition in c.run_conditions:
-      evaluate.validate_config(claims.eval_config(c, condition))
-      for row in c.rows:
-        config_lib.validate(claims.method_config(c, condition, row, 0))
+  for condition in c.run_conditions:
+    evaluate.validate_config(claims.eval_config(c, condition))
+    for row in c.rows:
+      config_lib.validate(claims.method_config(c, condition, row, 0))
 
 
 def test_conditions_change_only_their_data():
@@ -66,7 +64,8 @@ def test_conditions_change_only_their_data():
   fine = claims.method_config(c, "fine_color", "looc_rotation", 0)
   photos = claims.method_config(c, "photos", "looc_rotation", 0)
   assert lit.data.synthetic_light > 0 and unlit.data.synthetic_light == 0
-  assert fine.data.synthetic_hue_jitter == 30.0 and sources.hue_jitter(lit.data) == 10.0
+  assert fine.data.synthetic_hue_jitter == 30.0 and lit.data.synthetic_hue_jitter == 10.0
+  assert fine.data.synthetic_hue_bins == 24 and lit.data.synthetic_hue_bins == 0
   assert photos.data.name == "photos"
   for cfg in (unlit, fine, photos):
     assert cfg.augment.to_dict() == lit.augment.to_dict()
@@ -159,31 +158,23 @@ def test_ci_preset_confirms_its_pre_registered_hypothesis(ci_run):
   assert h["p"] < 0.05 and h["ci"][0] > 0
 
 
-def test_sources_route_photos_and_fine_hues_only_while_registered():
-  from leave_one_out import evaluate
-  from leave_one_out import input_pipeline
+def test_conditions_reach_their_data_through_the_registry():
+  """Photos and fine hues are registered data sources: the run and its evaluation read them."""
+  from leave_one_out import data
   from leave_one_out import photos
-  c = claims.load_config("ci")
-  cfg = claims.method_config(c, "lit", "moco_rotation", 0)
+  from leave_one_out.evaluate import dataset
+  c = claims.load_config("full")
+  cfg = claims.method_config(c, "photos", "moco_rotation", 0)
   with cfg.unlocked():
     cfg.data.num_train = 128
-    cfg.data.name = "photos"
-  original = input_pipeline.create_train_source
-  with sources.registered():
-    source = input_pipeline.create_train_source(cfg)
-    assert source.images.shape == (128, 32, 32, 3)
-    expected = photos.load("train", num_examples=128, image_size=32, seed=0)["image"]
-    assert (source.images == expected).all()
-    input_pipeline.check_dataset_name("photos")  # accepted while registered
-    assert {"photos", "synthetic_hues"} <= set(evaluate.DATASET_SOURCES)
-    with cfg.unlocked():
-      cfg.data.name = "synthetic"
-      cfg.data.synthetic_hue_jitter = 30.0
-    eval_cfg = claims.eval_config(claims.load_config("full"), "fine_color")
-    data = evaluate.load_dataset(eval_cfg, cfg, "test", 64)
-    assert data["num_classes"]["hue"] == sources.HUE_BINS
-    assert (data["labels"]["hue"] // (sources.HUE_BINS // 6) == data["labels"]["color"]).all()
-  assert input_pipeline.create_train_source is original
-  assert "photos" not in evaluate.DATASET_SOURCES
-  with pytest.raises(ValueError, match="photos"):
-    input_pipeline.check_dataset_name("photos")
+  source = data.create_train_source(cfg)
+  expected = photos.load("train", num_examples=128, image_size=32, seed=0)["image"]
+  assert (source.images == expected).all()
+  cfg = claims.method_config(c, "fine_color", "moco_rotation", 0)
+  eval_cfg = claims.eval_config(c, "fine_color")
+  with eval_cfg.unlocked():
+    eval_cfg.dataset.num_train, eval_cfg.dataset.num_test = 64, 64
+  train, test, labels, primary = dataset.load(eval_cfg, cfg)
+  assert labels == ("hue", "color", "shape", "texture") and primary == "hue"
+  assert train.num_classes["hue"] == 24
+  assert (test.labels["hue"] // 4 == test.labels["color"]).all()

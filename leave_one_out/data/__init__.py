@@ -18,6 +18,9 @@ A source is a module (or any object) with five functions:
               resize_method, antialias, process_index, process_count, seed)
                                    a labelled split (``leave_one_out.data.evaluation``)
 
+A source rendered in memory at ``data.image_size`` (nothing decoded from files) sets
+``RENDERED = True``: evaluation then reads it at that size, as pretraining stored it.
+
 Adding a dataset is one module plus one line in ``SOURCES``; ``register`` adds one at run time
 (tests do). A name that is not registered is a tensorflow-datasets dataset
 (``leave_one_out.data.tfds``). The host pipeline's parts live in modules of their own:
@@ -37,6 +40,7 @@ SOURCES: dict[str, Any] = {  # config.data.name -> the source: a module path or 
     "synthetic": "leave_one_out.data.synthetic",
     "folder": "leave_one_out.data.folder",
     "imagenet100": "leave_one_out.data.imagenet100",
+    "photos": "leave_one_out.data.photos",
 }
 DEFAULT_SOURCE = "leave_one_out.data.tfds"  # every other name: a tensorflow-datasets dataset
 

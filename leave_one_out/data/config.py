@@ -34,6 +34,10 @@ def default_config() -> ml_collections.ConfigDict:
   d.synthetic_light = 0.5  # synthetic only: strength of the light from above, in [0, 1)
   #                          (leave_one_out/synthetic.py); 0 = evenly lit scenes, where
   #                          orientation shows only in the object's shape
+  d.synthetic_hue_jitter = 10.0  # synthetic only: per-image object hue jitter, +- degrees in
+  #                                [0, 30]; 30 = hues uniform over the colour circle
+  d.synthetic_hue_bins = 0  # synthetic only: > 0 adds the evaluation label "hue", the exact
+  #                           hue in this many bins (fine-grained colour); 0 = no such label
   d.num_examples = 0  # examples per epoch over all hosts; 0 = the split's size (tfds metadata,
   #                     folder listing, known ImageNet-100 sizes, else counted)
   d.shuffle_buffer = 10_000  # tfds: encoded records per host in the shuffle buffer (about 110 kB
@@ -78,6 +82,7 @@ def validate(d: ml_collections.ConfigDict) -> None:
   _integer(d, "image_size", 1)
   _integer(d, "num_train", 1)
   _integer(d, "num_examples", 0)
+  _integer(d, "synthetic_hue_bins", 0)
   _integer(d, "shuffle_buffer", 1)
   _integer(d, "decode_threads", 0)
   _integer(d, "host_prefetch", 1)

@@ -3,7 +3,8 @@
 The images come from ``leave_one_out.synthetic`` (procedural, numpy, no download), held in host
 memory. Splits: "train" (``data.num_train`` images) and a held-out split named "test" (or
 "validation", the data section's default ``eval_split``), drawn from disjoint seeds. Evaluation
-batches carry every factor as a label: "label" is the shape, plus "shape", "color", "texture".
+batches carry every factor as a label: "label" is the shape, plus "shape", "color", "texture",
+and "hue" (the exact object hue in ``data.synthetic_hue_bins`` bins) when that field is > 0.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from leave_one_out import synthetic
 from leave_one_out.data import evaluation
 from leave_one_out.data import memory
 
+RENDERED = True  # rendered in memory at data.image_size (leave_one_out.data)
 SPLITS = {"train": "train", "test": "test", "validation": "test"}  # config split -> generator's
 
 
@@ -23,10 +25,27 @@ def light(d) -> float:
   return float(d.get("synthetic_light", 0.0))
 
 
+def hue_jitter(d) -> float:
+  """The generator's ``hue_jitter`` (configs saved before ``data.synthetic_hue_jitter`` existed
+  used the generator's default)."""
+  return float(d.get("synthetic_hue_jitter", synthetic.HUE_JITTER))
+
+
+def _load(d, split: str, **kwargs) -> dict:
+  return synthetic.load(SPLITS[split], max_light=light(d), hue_jitter=hue_jitter(d), **kwargs)
+
+
 def validate(d) -> None:
   value = d.synthetic_light
   if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
     raise ValueError(f"config.data.synthetic_light must be a number in [0, 1), got {value!r}")
+  jitter = d.synthetic_hue_jitter
+  if not (isinstance(jitter, (int, float)) and not isinstance(jitter, bool)
+          and 0 <= jitter <= synthetic.MAX_HUE_JITTER):
+    raise ValueError(f"config.data.synthetic_hue_jitter must be a number of degrees in "
+                     f"[0, {synthetic.MAX_HUE_JITTER:g}], got {jitter!r}")
+  if d.synthetic_hue_bins == 1:
+    raise ValueError("config.data.synthetic_hue_bins must be 0 (no hue label) or >= 2, got 1")
   if d.classes:
     raise ValueError("config.data.classes must be '' for the synthetic dataset")
   for field in ("train_split", "eval_split"):
@@ -40,7 +59,8 @@ def check_ready(d, splits: dict) -> None:
 
 
 def describe(d) -> str:
-  return f"the embedded shapes dataset (light from above {light(d):g})"
+  return (f"the embedded shapes dataset (light from above {light(d):g}, hue jitter "
+          f"+-{hue_jitter(d):g} degrees)")
 
 
 def train_source(cfg) -> memory.InMemorySource:
@@ -48,8 +68,8 @@ def train_source(cfg) -> memory.InMemorySource:
   if d.num_train < cfg.train.batch_size:
     raise ValueError(f"config.data.num_train ({d.num_train}) must hold at least one batch "
                      f"(config.train.batch_size = {cfg.train.batch_size})")
-  data = synthetic.load(SPLITS[d.train_split], num_examples=d.num_train,
-                        image_size=d.image_size, seed=cfg.seed, max_light=light(d))
+  data = _load(d, d.train_split, num_examples=d.num_train, image_size=d.image_size,
+               seed=cfg.seed)
   return memory.InMemorySource(data["image"], cfg.train.batch_size, cfg.seed,
                                jax.process_index(), jax.process_count())
 
@@ -60,12 +80,13 @@ def eval_source(d, split: str, *, image_size: int, batch_size: int, num_examples
   """``split`` rendered at ``image_size`` from ``seed`` (the pretraining seed, to reproduce the
   run's own images); ``num_examples`` 0 = the generator's default split size."""
   del unused  # host decoding settings: nothing to decode
-  data = synthetic.load(SPLITS[split], num_examples=num_examples or None,
-                        image_size=image_size, seed=seed, max_light=light(d))
+  data = _load(d, split, num_examples=num_examples or None, image_size=image_size, seed=seed)
   n = len(data["image"])
   share = slice(process_index * n // process_count, (process_index + 1) * n // process_count)
   arrays = {"image": data["image"][share], "label": data["shape"][share]}
   arrays.update({name: data[name][share] for name in synthetic.FACTORS})
+  if d.get("synthetic_hue_bins", 0):
+    arrays["hue"] = synthetic.hue_bins(data["hue"][share], d.synthetic_hue_bins)
   return evaluation.ArrayEvalSource(
       arrays, num_classes=len(synthetic.SHAPES), class_names=synthetic.SHAPES,
       batch_size=batch_size, description=f"{describe(d)}, {split}")

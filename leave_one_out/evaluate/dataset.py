@@ -14,7 +14,7 @@ few-shot and the corruption protocols use.
 
 Image size: image files are decoded straight to the model's input size S (shorter side to
 S / ``eval_crop_fraction``, centre crop, on the host). Sources rendered in memory
-(``RENDERED_SOURCES``) are rendered at the run's ``data.image_size``, the size pretraining stored
+(a source with ``RENDERED = True``, ``leave_one_out.data``) are rendered at the run's ``data.image_size``, the size pretraining stored
 them at, and resized to S by the forward pass, as pretraining saw them (whole image, no crop).
 """
 
@@ -34,8 +34,12 @@ from leave_one_out.data import common as data_common
 from leave_one_out.data import config as data_config
 from leave_one_out.evaluate import common
 
-RENDERED_SOURCES = ("synthetic",)  # data.name of sources rendered in memory (module docstring)
 SPLIT_FIELDS = {"train": "train_split", "test": "eval_split"}  # evaluation split -> data field
+
+
+def rendered(d) -> bool:
+  """Whether the data section's source renders its images in memory (``RENDERED = True``)."""
+  return bool(getattr(data_lib.source(d.name), "RENDERED", False))
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -118,7 +122,7 @@ def read_size(d, model_size: int, override: int = 0) -> int:
   """The side images of the data section ``d`` are read at (module docstring)."""
   if override:
     return int(override)
-  return int(d.image_size) if d.name in RENDERED_SOURCES else int(model_size)
+  return int(d.image_size) if rendered(d) else int(model_size)
 
 
 def check_ready(c, cfg=None) -> None:
@@ -239,9 +243,9 @@ def crop_source(c, cfg, train: Split, labels, *, image_size: int = 0) -> np.ndar
   d, _ = data_section(c, cfg)
   if not image_size:
     image_size = (read_size(d, train.model_size, c.dataset.image_size)
-                  if d.name in RENDERED_SOURCES
+                  if rendered(d)
                   else round(train.model_size / d.eval_crop_fraction))
-  if image_size == train.images.shape[1] and d.name in RENDERED_SOURCES:
+  if image_size == train.images.shape[1] and rendered(d):
     return train.images
   arrays, _ = read(c, cfg, "train", image_size=image_size, crop_fraction=1.0,
                    batch_size=c.batch_size)

@@ -35,15 +35,23 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from leave_one_out import config as config_lib
 from leave_one_out.experiments import report
 from leave_one_out.experiments import stats
 
 PRESETS = ("full", "ci", "gpu")  # configs/claims.py
-CONFIG_PATH = os.path.normpath(
-    os.path.join(os.path.dirname(__file__), "..", "..", "configs", "claims.py"))
+CONFIG_FILE = "configs/claims.py"  # looked up as config.find_file does (the working directory,
+#                                    then the repository of an editable install)
+
+
+def _config_path() -> str:
+  try:
+    return config_lib.find_file(CONFIG_FILE)
+  except FileNotFoundError:
+    return CONFIG_FILE  # --claims names the file; the flag's error says where it looked
 
 _CLAIMS = config_flags.DEFINE_config_file(
-    "claims", CONFIG_PATH, "Experiment config, with a preset after the colon: "
+    "claims", _config_path(), "Experiment config, with a preset after the colon: "
     "configs/claims.py:ci. Fields are overridden as --claims.base.train.num_steps=1200. "
     "Default: configs/claims.py (the full preset).", lock_config=True)
 _PRESET = flags.DEFINE_enum("preset", None, list(PRESETS),
@@ -89,10 +97,10 @@ def method_config(claims: ml_collections.ConfigDict, condition: str, method: str
 
 
 def eval_config(claims: ml_collections.ConfigDict, condition: str) -> ml_collections.ConfigDict:
-  """The evaluation config of a condition: its source and labels, everything else shared."""
+  """The evaluation config of a condition: its labels, everything else shared (the data are the
+  pretraining run's own data section)."""
   cond = claims.conditions[condition]
   c = copy.deepcopy(claims.eval)
-  c.dataset.name = cond.dataset
   c.dataset.labels = tuple(cond.labels)
   c.dataset.primary_label = cond.primary_label
   return c
@@ -171,15 +179,16 @@ def analyse(runs: dict, hypotheses, reference: str, analysis) -> dict:
 def _init_checkpoint(cfg, workdir: str) -> None:
   """Saves the untrained state of ``cfg`` as step 0 (the random-initialisation row)."""
   from leave_one_out import checkpoints  # pylint: disable=import-outside-toplevel
-  from leave_one_out import config as config_lib  # pylint: disable=import-outside-toplevel
+  from leave_one_out import models  # pylint: disable=import-outside-toplevel
+  from leave_one_out import sharding  # pylint: disable=import-outside-toplevel
   from leave_one_out import train  # pylint: disable=import-outside-toplevel
   ckpt = checkpoints.Checkpointer(workdir, async_save=False)
   try:
     if ckpt.latest_step() is not None:
       return
-    mesh = train.make_mesh()
+    mesh = sharding.make_mesh()
     config_lib.validate(cfg, num_devices=mesh.size)
-    model = train.build_model(cfg)
+    model = models.build_model(cfg)
     tx, _ = train.create_optimizer(cfg, 1)
     state = train.create_state(cfg, model, tx, mesh)
     ckpt.save(0, state, train.make_meta(cfg, 0), force=True)
@@ -206,17 +215,15 @@ def run_one(cfg, eval_cfg, workdir: str, *, pretrain: bool = True) -> tuple[dict
   """Pretrains (or resumes; or saves the initialisation) and evaluates ``workdir``."""
   from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
   from leave_one_out import train  # pylint: disable=import-outside-toplevel
-  from leave_one_out.experiments import sources  # pylint: disable=import-outside-toplevel
-  with sources.registered():
-    if pretrain:
-      summary = train.train_and_evaluate(cfg, workdir)
-      summary = {k: v for k, v in summary.items() if k != "state"}
-    else:
-      _init_checkpoint(cfg, workdir)
-      summary = {"step": 0}
-    results = _cached_results(workdir, eval_cfg)
-    if results is None:
-      results = evaluate.run(workdir, eval_cfg)
+  if pretrain:
+    summary = train.train_and_evaluate(cfg, workdir)
+    summary = {k: v for k, v in summary.items() if k != "state"}
+  else:
+    _init_checkpoint(cfg, workdir)
+    summary = {"step": 0}
+  results = _cached_results(workdir, eval_cfg)
+  if results is None:
+    results = evaluate.run(workdir, eval_cfg)
   return summary, results
 
 
@@ -288,11 +295,7 @@ def _write(out: dict, workdir: str) -> None:
 
 def load_config(preset: str = "full") -> ml_collections.ConfigDict:
   """configs/claims.py's ``get_config(preset)`` (the repository's configs/ is not a package)."""
-  import importlib.util  # pylint: disable=import-outside-toplevel
-  spec = importlib.util.spec_from_file_location("looc_claims_config", CONFIG_PATH)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
+  return config_lib.load_file(CONFIG_FILE, preset)
 
 
 def main(argv):
