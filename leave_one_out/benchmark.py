@@ -5,6 +5,8 @@
       --batch_size=256 --precision=bfloat16 --num_spaces=3 [--kinds=looc,moco,supervised]
   python -m leave_one_out.benchmark --what=torch --batch_size=64 --num_spaces=2 --repeats=3 \
       [--variants=jax,jax-xla-defaults,torch]   (needs torch: pip install torch==2.13.0)
+  python -m leave_one_out.benchmark --what=torch_convs --batch_size=64 --num_spaces=2 \
+      --repeats=3   (the step's convolutions alone, per kind: XLA defaults, the project, torch)
 
 ``--what`` is a comma-separated list of benchmarks; each prints a Markdown table after one line
 naming the machine (figures go in BENCHMARKS.md with it).
@@ -27,6 +29,8 @@ BENCHMARKS = {
                                       f.precision, f.num_spaces, f.repeats, f.peak_tflops),
     "torch": lambda f: compare_torch.bench_torch(f.variants, f.model, f.width, f.step_size,
                                                  f.batch_size, f.num_spaces, f.repeats),
+    "torch_convs": lambda f: compare_torch.bench_convolutions(
+        f.model, f.width, f.step_size, f.batch_size, f.num_spaces, f.repeats),
 }
 
 

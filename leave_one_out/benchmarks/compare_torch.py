@@ -203,3 +203,146 @@ def bench_torch(variants, model, width, size, batch, num_spaces, repeats) -> str
   measured = measure(variants, model, width, size, batch, num_spaces, repeats)
   return (format_table(measured, model, width, size, batch, num_spaces)
           + f"\n\nAfter the run: {common.machine_description()}")
+
+
+# ------------------------------------------------------------- the convolutions of one step
+
+CONV_KINDS = ("forward", "input gradient", "weight gradient")
+CONV_BACKENDS = ("jax-xla-defaults", "jax", "torch")
+
+
+def resnet_convolutions(model: str, width: int, size: int) -> list[dict]:
+  """The convolutions of a small-stem basic-block ResNet: one dict each with "cin", "cout",
+  "kernel", "stride", "size" (input side) and "stem" (the first: no input gradient)."""
+  block, stages = models.ARCHITECTURES[model]
+  if block != "basic":
+    raise ValueError(f"the PyTorch step builds basic-block ResNets; {model!r} has {block} blocks")
+  convs = [dict(cin=3, cout=width, kernel=3, stride=1, size=size, stem=True)]
+  cin, side = width, size
+  for i, blocks in enumerate(stages):
+    features = width * 2**i
+    for j in range(blocks):
+      stride = 2 if i > 0 and j == 0 else 1
+      convs.append(dict(cin=cin, cout=features, kernel=3, stride=stride, size=side, stem=False))
+      if stride != 1 or cin != features:
+        convs.append(dict(cin=cin, cout=features, kernel=1, stride=stride, size=side,
+                          stem=False))
+      side //= stride
+      convs.append(dict(cin=features, cout=features, kernel=3, stride=1, size=side, stem=False))
+      cin = features
+  return convs
+
+
+def _conv_flops(c: dict, batch: int) -> float:
+  out = c["size"] // c["stride"]
+  return 2.0 * batch * out * out * c["kernel"] ** 2 * c["cin"] * c["cout"]
+
+
+def _jax_conv_calls(c: dict, batch: int, options):
+  """{kind: zero-argument call} of one convolution's forward, input and weight gradient."""
+  rng = np.random.default_rng(0)
+  pad = c["kernel"] // 2
+  x = jax.numpy.asarray(rng.normal(size=(batch, c["size"], c["size"], c["cin"])), "float32")
+  w = jax.numpy.asarray(rng.normal(size=(c["kernel"], c["kernel"], c["cin"], c["cout"])),
+                        "float32")
+  conv = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (c["stride"],) * 2, ((pad, pad), (pad, pad)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  dy = jax.numpy.ones(jax.eval_shape(conv, x, w).shape, "float32")
+  fns = {"forward": (conv, (x, w)),
+         "input gradient": (lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0],
+                            (x, w, dy)),
+         "weight gradient": (lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0],
+                             (x, w, dy))}
+  calls = {}
+  for kind, (fn, args) in fns.items():
+    compiled = jax.jit(fn, compiler_options=options).lower(*args).compile()
+    calls[kind] = functools.partial(lambda f, a: jax.block_until_ready(f(*a)), compiled, args)
+  return calls
+
+
+def _torch_conv_calls(c: dict, batch: int):
+  import torch  # pylint: disable=import-outside-toplevel
+  last = torch.channels_last
+  x = torch.randn(batch, c["cin"], c["size"], c["size"]).contiguous(memory_format=last)
+  w = torch.randn(c["cout"], c["cin"], c["kernel"], c["kernel"]).contiguous(memory_format=last)
+  stride, pad = [c["stride"]] * 2, [c["kernel"] // 2] * 2
+  dy = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+  dy = torch.ones_like(dy).contiguous(memory_format=last)
+  backward = lambda mask: torch.ops.aten.convolution_backward(
+      dy, x, w, None, stride, pad, [1, 1], False, [0, 0], 1, mask)
+
+  def forward():
+    with torch.no_grad():
+      return torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
+  return {"forward": forward, "input gradient": lambda: backward([True, False, False]),
+          "weight gradient": lambda: backward([False, True, False])}
+
+
+def measure_convolutions(model, width, size, batch, num_spaces, repeats) -> list[dict]:
+  """Times the convolutions of one LooC step alone, per kind, for each backend, interleaved.
+
+  A step runs every convolution forward for the query and the n+1 keys (n+2 batches), and
+  the input and weight gradients for the query (no input gradient for the stem). Each
+  convolution is timed at ``batch`` (the median of ``repeats``, after a warm-up), the forward
+  multiplied by n+2. Returns one dict per kind: "kind", "flops", and the seconds per backend.
+  """
+  convs = resnet_convolutions(model, width, size)
+  calls = {}
+  for backend in CONV_BACKENDS:
+    if backend == "torch":
+      # pylint: disable-next=import-outside-toplevel,unused-import
+      from leave_one_out.benchmarks import torch_reference  # names the install if torch is missing
+      calls[backend] = [_torch_conv_calls(c, batch) for c in convs]
+    else:
+      options = None if backend == "jax-xla-defaults" else xla_options.train_step_options(
+          sharding.make_mesh())
+      calls[backend] = [_jax_conv_calls(c, batch, options) for c in convs]
+  times = {(b, i, k): [] for b in CONV_BACKENDS for i in range(len(convs)) for k in CONV_KINDS}
+  for backend in CONV_BACKENDS:  # warm-up
+    for per_conv in calls[backend]:
+      for call in per_conv.values():
+        call()
+  for r in range(repeats):
+    order = CONV_BACKENDS[r % 3:] + CONV_BACKENDS[:r % 3]
+    for backend in order:
+      for i, per_conv in enumerate(calls[backend]):
+        for kind, call in per_conv.items():
+          start = time.perf_counter()
+          call()
+          times[(backend, i, kind)].append(time.perf_counter() - start)
+  multiplier = {"forward": num_spaces + 2, "input gradient": 1, "weight gradient": 1}
+  out = []
+  for kind in CONV_KINDS:
+    used = [i for i, c in enumerate(convs) if not (kind == "input gradient" and c["stem"])]
+    row = {"kind": kind,
+           "flops": multiplier[kind] * sum(_conv_flops(convs[i], batch) for i in used)}
+    for backend in CONV_BACKENDS:
+      row[backend] = multiplier[kind] * sum(
+          statistics.median(times[(backend, i, kind)]) for i in used)
+    out.append(row)
+  return out
+
+
+def format_convolutions(rows: list[dict], model, width, size, batch, num_spaces) -> str:
+  """``measure_convolutions``'s rows, and their total, as a Markdown table."""
+  total = {"kind": "all", "flops": sum(r["flops"] for r in rows)}
+  total.update({b: sum(r[b] for r in rows) for b in CONV_BACKENDS})
+  head = " | ".join(f"{b} ms | GFLOP/s" for b in CONV_BACKENDS)
+  lines = [f"The convolutions of one step, each timed alone: {model} (width {width}, small stem)"
+           f" at {size} px, batch {batch}, n = {num_spaces}; float32, NHWC (torch: "
+           "channels-last); jax-xla-defaults: XLA's defaults (large convolutions on YNNPACK), "
+           "jax: the project's options (Eigen)", "",
+           f"| convolutions | GFLOP | {head} |", "|---|---|" + "---|---|" * len(CONV_BACKENDS)]
+  for r in rows + [total]:
+    cells = " | ".join(f"{1e3 * r[b]:,.0f} | {r['flops'] / r[b] / 1e9:.0f}"
+                       for b in CONV_BACKENDS)
+    lines.append(f"| {r['kind']} | {r['flops'] / 1e9:,.1f} | {cells} |")
+  return "\n".join(lines)
+
+
+def bench_convolutions(model, width, size, batch, num_spaces, repeats) -> str:
+  """The convolutions of one step per kind and backend (what limits the CPU step)."""
+  rows = measure_convolutions(model, width, size, batch, num_spaces, repeats)
+  return (format_convolutions(rows, model, width, size, batch, num_spaces)
+          + f"\n\nAfter the run: {common.machine_description()}")
