@@ -13,7 +13,8 @@ left out). jax 0.11 and newer need Python >= 3.12.
 
 Extras: ``[data]`` TensorFlow for the tfds and image-folder input pipelines (the embedded
 synthetic dataset needs none); ``[test]`` the test suite (includes ``[data]``); ``[cuda12]``,
-``[cuda13]``, ``[tpu]`` jax with the accelerator plugin.
+``[cuda13]``, ``[tpu]`` jax with the accelerator plugin; ``[torch]`` PyTorch (CPU wheel
+2.13.0 tested) for the side-by-side benchmark ``--what=torch``.
 """
 
 from setuptools import find_packages, setup
@@ -55,5 +56,6 @@ setup(
         "cuda13": [f"jax[cuda13]{JAX}"],
         "tpu": [f"jax[tpu]{JAX}"],
         "photos": ["scikit-image"],  # leave_one_out.photos: scikit-image's sample photographs
+        "torch": ["torch>=2.13,<2.15"],
     },
 )

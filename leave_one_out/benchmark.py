@@ -3,14 +3,21 @@
   python -m leave_one_out.benchmark --what=views [--batch_size=256] [--sizes=64,224]
   python -m leave_one_out.benchmark --what=step --model=resnet50 --step_size=224 \
       --batch_size=256 --precision=bfloat16 --num_spaces=3 [--kinds=looc,moco,supervised]
+  python -m leave_one_out.benchmark --what=torch --batch_size=64 --num_spaces=2 --repeats=3 \
+      [--variants=jax,jax-xla-defaults,torch]   (needs torch: pip install torch==2.13.0)
+  python -m leave_one_out.benchmark --what=torch_convs --batch_size=64 --num_spaces=2 \
+      --repeats=3   (the step's convolutions alone, per kind: XLA defaults, the project, torch)
 
 ``--what`` is a comma-separated list of benchmarks; each prints a Markdown table after one line
 naming the machine (figures go in BENCHMARKS.md with it).
 """
 
+import sys
+
 from absl import app, flags
 
 from leave_one_out.benchmarks import common
+from leave_one_out.benchmarks import compare_torch
 from leave_one_out.benchmarks import step
 from leave_one_out.benchmarks import views
 
@@ -20,6 +27,10 @@ BENCHMARKS = {
                                          f.source_factor, f.repeats),
     "step": lambda f: step.bench_step(f.kinds, f.model, f.width, f.step_size, f.batch_size,
                                       f.precision, f.num_spaces, f.repeats, f.peak_tflops),
+    "torch": lambda f: compare_torch.bench_torch(f.variants, f.model, f.width, f.step_size,
+                                                 f.batch_size, f.num_spaces, f.repeats),
+    "torch_convs": lambda f: compare_torch.bench_convolutions(
+        f.model, f.width, f.step_size, f.batch_size, f.num_spaces, f.repeats),
 }
 
 
@@ -36,6 +47,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("num_spaces", 3, "step: n, augmentation-specific spaces.")
   flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "step: computation dtype.")
   flags.DEFINE_list("kinds", ["looc", "moco", "supervised"], "step: which train steps to time.")
+  flags.DEFINE_list("variants", ["jax", "jax-xla-defaults", "torch"],
+                    "torch: steps timed side by side (--model, --width, --step_size, "
+                    f"--batch_size, --num_spaces <= 2, --repeats): {list(compare_torch.VARIANTS)}.")
   flags.DEFINE_float("peak_tflops", 0.0, "step: the device's peak TFLOP/s for the utilisation "
                      "column (0 = look it up by device kind).")
 
@@ -47,7 +61,11 @@ def main(argv):
     raise app.UsageError(f"unknown --what {unknown}; choose from {sorted(BENCHMARKS)}")
   print(f"Machine: {common.machine_description()}\n")
   for what in FLAGS.what:
-    print(f"## {what}\n\n{BENCHMARKS[what](FLAGS)}\n", flush=True)
+    try:
+      table = BENCHMARKS[what](FLAGS)
+    except ImportError as error:  # an optional dependency (torch) is missing
+      sys.exit(f"--what={what}: {error}")
+    print(f"## {what}\n\n{table}\n", flush=True)
 
 
 if __name__ == "__main__":

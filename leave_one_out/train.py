@@ -51,6 +51,7 @@ from leave_one_out import models
 from leave_one_out import optim
 from leave_one_out import summaries
 from leave_one_out import workdir as workdir_lib
+from leave_one_out import xla_options
 from leave_one_out.data import prefetch
 from leave_one_out.evaluate import online
 from leave_one_out.sharding import DATA_AXIS, make_mesh
@@ -235,12 +236,14 @@ def batch_norm_groups(cfg, mesh, rng, batch_size: int, num_keys: int) -> tuple[d
 
 
 def compile_train_step(cfg, model, tx, mesh, schedule, num_steps: int):
-  """``train_step`` under jit: state replicated and donated, the batch sharded over devices."""
+  """``train_step`` under jit: state replicated and donated, the batch sharded over devices,
+  compiled with ``xla_options.train_step_options`` (on CPUs: convolutions on Eigen)."""
   replicated = NamedSharding(mesh, P())
   step = functools.partial(train_step, cfg=cfg, model=model, tx=tx, mesh=mesh,
                            schedule=schedule, num_steps=num_steps)
   return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS))),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+                 out_shardings=(replicated, replicated), donate_argnums=0,
+                 compiler_options=xla_options.train_step_options(mesh))
 
 
 def create_state(cfg, model, tx, mesh) -> TrainState:

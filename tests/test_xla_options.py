@@ -1,0 +1,50 @@
+"""The train step's XLA compiler options: Eigen convolutions on CPUs, XLA's defaults elsewhere."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from leave_one_out import sharding
+from leave_one_out import xla_options
+
+
+def _weight_gradient(x, dy):
+  conv = lambda w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jax.vjp(conv, jnp.zeros((3, 3, x.shape[-1], dy.shape[-1])))[1](dy)[0]
+
+
+def _convolutions_in_library_fusions(hlo: str) -> int:
+  """Convolutions inside fused computations that a library (YNNPACK, XNNPACK) runs."""
+  bodies = dict(re.findall(r"^%(\S+) \(.*?\n(.*?)\n\}", hlo, re.S | re.M))
+  count = 0
+  for called in re.findall(r"calls=%([\w.\-]+), .*\"kind\":\"__(?:ynn|xnn)_fusion\"", hlo):
+    count += bodies.get(called, "").count(" convolution(")
+  return count
+
+
+def test_cpu_train_step_runs_its_convolutions_outside_ynnpack_with_the_same_result():
+  mesh = sharding.make_mesh()
+  options = xla_options.train_step_options(mesh)
+  assert options == xla_options.CPU_TRAIN_STEP  # the CPU backend accepts them
+  rng = np.random.default_rng(0)
+  # jaxlib 0.10.2's defaults give this weight-gradient convolution to YNNPACK.
+  x = jnp.asarray(rng.normal(size=(4, 16, 16, 32)), jnp.float32)
+  dy = jnp.asarray(rng.normal(size=(4, 16, 16, 32)), jnp.float32)
+  ours = jax.jit(_weight_gradient, compiler_options=options).lower(x, dy).compile()
+  assert " convolution(" in ours.as_text()
+  assert _convolutions_in_library_fusions(ours.as_text()) == 0
+  default = jax.jit(_weight_gradient).lower(x, dy).compile()
+  want = np.asarray(default(x, dy))
+  np.testing.assert_allclose(np.asarray(ours(x, dy)), want, rtol=1e-4,
+                             atol=1e-4 * np.abs(want).max())
+
+
+def test_options_xla_does_not_know_fall_back_to_its_defaults():
+  device = jax.devices("cpu")[0]
+  assert xla_options.accepted(xla_options.CPU_TRAIN_STEP, device)
+  assert not xla_options.accepted({"xla_cpu_no_such_option": True}, device)
+  assert not xla_options.accepted(
+      {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE"}, device)
