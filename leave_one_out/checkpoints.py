@@ -114,16 +114,6 @@ class Checkpointer:
     return self._manager.restore(
         int(step), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
 
-  def wait(self) -> None:
-    self._manager.wait_until_finished()
-
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
-
-
-def abstract_like(tree: Any) -> Any:
-  """``jax.ShapeDtypeStruct`` with sharding for every array leaf of ``tree`` (an eval_shape)."""
-  return jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)),
-      tree)

@@ -3,16 +3,32 @@
 Events go through tensorboard's own event-file writer (``tensorboard.summary.writer``), which
 needs no TensorFlow: a core install (no ``[data]`` extra) writes the same event files as one
 with TensorFlow. The writer queues each event and a background thread writes it, so a log step
-never waits on the file system (a gs:// workdir goes through TensorFlow's gfile when TensorFlow
-is installed). Only process 0 writes (``enabled``).
+never waits on the file system. Only process 0 writes (``enabled``).
+
+File access: tensorboard reaches files through TensorFlow's gfile when TensorFlow is installed
+(needed for a gs:// workdir), else through its own stub (local paths). Importing TensorFlow
+costs about 8 s of CPU at start-up, so for a local logdir in a process that has not imported
+TensorFlow already, the writer selects tensorboard's stub (``tensorboard.compat.notf``, the
+switch tensorboard itself provides) before tensorboard first resolves it. That choice holds
+for the process: a process that writes a local run's summaries and later a gs:// run's needs
+``import tensorflow`` first.
 """
 
 from __future__ import annotations
 
+import sys
 import time
+import types
 from typing import Any, Mapping
 
 from absl import logging
+
+
+def _use_tensorboard_stub() -> None:
+  """Makes tensorboard use its own file stub rather than import TensorFlow (module docstring);
+  no effect once tensorboard has resolved its TensorFlow module."""
+  sys.modules.setdefault("tensorboard.compat.notf",
+                         types.ModuleType("tensorboard.compat.notf"))
 
 
 class SummaryWriter:
@@ -22,6 +38,8 @@ class SummaryWriter:
     self._writer = None
     if not enabled:
       return
+    if "://" not in str(logdir) and "tensorflow" not in sys.modules:
+      _use_tensorboard_stub()
     try:
       from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
     except ImportError:  # tensorboard is a dependency; a broken install only loses summaries

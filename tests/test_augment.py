@@ -13,6 +13,9 @@ from leave_one_out import augment
 from leave_one_out import config as config_lib
 from leave_one_out import render
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_augment")
+
 S = 16  # output side used throughout (small: compile and run fast on CPU)
 B = 16
 

@@ -16,6 +16,9 @@ import pytest
 
 from leave_one_out.experiments import claims
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_claims")
+
 
 def test_rows_share_everything_but_their_method_fields():
   c = claims.load_config("full")
@@ -111,7 +114,10 @@ def test_analysis_is_paired_by_seed():
 
 
 def _command(*args):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as documented
+  # One device and XLA's optimisations, as the command is documented (conftest.py turns most of
+  # them off for the suite's compile-bound tests; this one trains six small models).
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("XLA_FLAGS", "JAX_DISABLE_MOST_OPTIMIZATIONS")}
   return subprocess.run([sys.executable, "-m", "leave_one_out.experiments.claims", *args],
                         env=env, capture_output=True, text=True, timeout=1200, check=False)
 

@@ -22,6 +22,9 @@ from leave_one_out.data import host
 from leave_one_out.data import prefetch
 from tests import helpers
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_data_folder")
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLASSES = ("cat", "dog", "eel")
 # (height, width) per class: each class has its own aspect ratio, so "aspect" is checkable.

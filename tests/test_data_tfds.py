@@ -22,6 +22,9 @@ from leave_one_out.data import tfds as tfds_source
 from tests import helpers
 from tests.test_data_folder import take
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_data_tfds")
+
 
 def test_imagenet100_list_is_the_cmc_list_and_matches_tfds_labels():
   wnids = classes.IMAGENET100_WNIDS

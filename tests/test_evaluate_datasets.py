@@ -24,6 +24,9 @@ from tests.helpers import tiny_config
 from tests.test_data_folder import make_folder
 from tests.test_pretrained import write_checkpoint
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_evaluate_datasets")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KINDS = ["backbone", "embedding:0", "embedding:1", "embedding:2"]
 

@@ -21,6 +21,9 @@ from leave_one_out.evaluate import imagenet_c
 from tests.helpers import tiny_config
 from tests.test_pretrained import write_checkpoint
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_evaluate_imagenet_c")
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WNIDS = tfds.builder("imagenet2012", data_dir="/nonexistent").info.features["label"].names
 KEPT = sorted(class_lists.IMAGENET100_WNIDS)[:4]  # the ImageNet-100 classes the mock holds

@@ -11,6 +11,9 @@ from leave_one_out import synthetic
 from leave_one_out.evaluate import moco_linear
 from leave_one_out.evaluate import probe
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_evaluate_moco")
+
 
 class PooledPixels(nn.Module):
   """A parameter-free encoder: the image mean-pooled to 4 x 4 x 3, as every feature kind."""

@@ -14,6 +14,9 @@ from tests.helpers import tiny_config
 from tests.test_data_folder import make_folder
 from tests.test_pretrained import write_checkpoint
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_evaluate_online")
+
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

@@ -26,7 +26,8 @@ from leave_one_out import checkpoints
 from leave_one_out import metrics_log
 from tests.helpers import CLI_TINY, final_state
 
-pytestmark = pytest.mark.slow
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_multiprocess")]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 24  # after the signals at step 6 or later, steps enough for the notice to spread

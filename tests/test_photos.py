@@ -7,6 +7,9 @@ import pytest
 
 from leave_one_out import photos
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_photos")
+
 pytest.importorskip("skimage", reason="the photos source needs scikit-image")
 
 SIZE = 16

@@ -21,6 +21,9 @@ from leave_one_out import sharding
 from leave_one_out import train
 from tests.helpers import tiny_config
 
+# Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
+pytestmark = pytest.mark.xdist_group("test_pretrained")
+
 STEP = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

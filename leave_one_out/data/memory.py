@@ -37,6 +37,11 @@ class InMemorySource:
       raise ValueError(f"global batch {self.global_batch} does not split over "
                        f"{self.process_count} hosts")
 
+  def __repr__(self) -> str:
+    return (f"InMemorySource({self.images.shape[0]} images of {self.images.shape[1:]}, "
+            f"global batch {self.global_batch}, seed {self.seed}, process "
+            f"{self.process_index} of {self.process_count})")
+
   @property
   def steps_per_epoch(self) -> int:
     return len(self.images) // self.global_batch
