@@ -109,3 +109,45 @@ def test_missing_scikit_image_says_how_to_install_it(monkeypatch):
   monkeypatch.setitem(sys.modules, "skimage.data", None)
   with pytest.raises(ImportError, match="pip install scikit-image"):
     photos.photographs(SIZE)
+
+
+def _photos_data_section(**fields):
+  from leave_one_out.data import config as data_config
+  d = data_config.default_config()
+  d.name, d.image_size, d.eval_split = "photos", 32, "test"
+  for k, v in fields.items():
+    d[k] = v
+  return d
+
+
+def test_registered_source_gives_labelled_splits_split_over_hosts():
+  """``config.data.name = "photos"``: validated by name, evaluation labels are the photograph,
+  every host gets its contiguous share of the same fixed split."""
+  from leave_one_out import data
+  from leave_one_out.data import config as data_config
+  d = _photos_data_section()
+  data_config.validate(d)
+  assert "scikit-image" in data.describe(d)
+  whole = data.load_eval_arrays(d, image_size=32, num_examples=40)
+  assert whole["image"].shape == (40, 32, 32, 3) and whole["num_classes"] == len(photos.PHOTOS)
+  np.testing.assert_array_equal(whole["label"], whole["photo"])
+  expected = photos.load("test", num_examples=40, image_size=32, seed=0)
+  np.testing.assert_array_equal(whole["image"], expected["image"])
+  halves = [data.load_eval_arrays(d, image_size=32, num_examples=40, process_index=i,
+                                  process_count=2) for i in range(2)]
+  np.testing.assert_array_equal(np.concatenate([h["image"] for h in halves]), whole["image"])
+  with pytest.raises(ValueError, match="config.data.eval_split must be one of"):
+    data_config.validate(_photos_data_section(eval_split="val"))
+  with pytest.raises(ValueError, match="config.data.image_size must be >= 16"):
+    data_config.validate(_photos_data_section(image_size=8))
+
+
+def test_missing_scikit_image_is_a_data_error_naming_the_extra(monkeypatch):
+  import importlib.util
+  from leave_one_out import data
+  from leave_one_out.data import common
+  real = importlib.util.find_spec
+  monkeypatch.setattr(importlib.util, "find_spec",
+                      lambda name, *a: None if name == "skimage" else real(name, *a))
+  with pytest.raises(common.DataError, match=r"pip install -e '\.\[photos\]'"):
+    data.check_ready(_photos_data_section())

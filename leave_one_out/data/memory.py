@@ -67,3 +67,21 @@ class InMemorySource:
     while True:
       yield self.batch(step)
       step += 1
+
+
+def validate_generated(d, splits: dict, dataset: str) -> None:
+  """The checks every generated source (rendered in memory) makes of ``d``: no class filter and
+  split names among ``splits`` (config split -> the generator's)."""
+  if d.classes:
+    raise ValueError(f"config.data.classes must be '' for the {dataset} dataset")
+  for field in ("train_split", "eval_split"):
+    if d[field] not in splits:
+      raise ValueError(f"config.data.{field} must be one of {tuple(splits)} for the {dataset} "
+                       f"dataset, got {d[field]!r}")
+
+
+def host_share(arrays: dict, process_index: int, process_count: int) -> dict:
+  """This host's contiguous share of every array in ``arrays`` (all of one length N)."""
+  n = len(next(iter(arrays.values())))
+  share = slice(process_index * n // process_count, (process_index + 1) * n // process_count)
+  return {k: v[share] for k, v in arrays.items()}

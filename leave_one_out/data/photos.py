@@ -23,12 +23,7 @@ SPLITS = {"train": "train", "test": "test", "validation": "test"}  # config spli
 
 
 def validate(d) -> None:
-  if d.classes:
-    raise ValueError("config.data.classes must be '' for the photos dataset")
-  for field in ("train_split", "eval_split"):
-    if d[field] not in SPLITS:
-      raise ValueError(f"config.data.{field} must be one of {tuple(SPLITS)} for the photos "
-                       f"dataset, got {d[field]!r}")
+  memory.validate_generated(d, SPLITS, "photos")
   if d.image_size < photos.MIN_IMAGE_SIZE:
     raise ValueError(f"config.data.image_size must be >= {photos.MIN_IMAGE_SIZE} for the photos "
                      f"dataset, got {d.image_size}")
@@ -67,10 +62,8 @@ def eval_source(d, split: str, *, image_size: int, batch_size: int, num_examples
   check_ready(d, {})
   data = photos.load(SPLITS[split], num_examples=num_examples or None, image_size=image_size,
                      seed=seed)
-  n = len(data["image"])
-  share = slice(process_index * n // process_count, (process_index + 1) * n // process_count)
-  arrays = {"image": data["image"][share], "label": data["photo"][share],
-            "photo": data["photo"][share]}
+  arrays = memory.host_share({"image": data["image"], "label": data["photo"],
+                              "photo": data["photo"]}, process_index, process_count)
   return evaluation.ArrayEvalSource(
       arrays, num_classes=len(photos.PHOTOS), class_names=photos.PHOTOS,
       batch_size=batch_size, description=f"{describe(d)}, {split}")

@@ -46,12 +46,7 @@ def validate(d) -> None:
                      f"[0, {synthetic.MAX_HUE_JITTER:g}], got {jitter!r}")
   if d.synthetic_hue_bins == 1:
     raise ValueError("config.data.synthetic_hue_bins must be 0 (no hue label) or >= 2, got 1")
-  if d.classes:
-    raise ValueError("config.data.classes must be '' for the synthetic dataset")
-  for field in ("train_split", "eval_split"):
-    if d[field] not in SPLITS:
-      raise ValueError(f"config.data.{field} must be one of {tuple(SPLITS)} for the synthetic "
-                       f"dataset, got {d[field]!r}")
+  memory.validate_generated(d, SPLITS, "synthetic")
 
 
 def check_ready(d, splits: dict) -> None:
@@ -81,12 +76,11 @@ def eval_source(d, split: str, *, image_size: int, batch_size: int, num_examples
   run's own images); ``num_examples`` 0 = the generator's default split size."""
   del unused  # host decoding settings: nothing to decode
   data = _load(d, split, num_examples=num_examples or None, image_size=image_size, seed=seed)
-  n = len(data["image"])
-  share = slice(process_index * n // process_count, (process_index + 1) * n // process_count)
-  arrays = {"image": data["image"][share], "label": data["shape"][share]}
-  arrays.update({name: data[name][share] for name in synthetic.FACTORS})
+  arrays = {"image": data["image"], "label": data["shape"]}
+  arrays.update({name: data[name] for name in synthetic.FACTORS})
   if d.get("synthetic_hue_bins", 0):
-    arrays["hue"] = synthetic.hue_bins(data["hue"][share], d.synthetic_hue_bins)
+    arrays["hue"] = synthetic.hue_bins(data["hue"], d.synthetic_hue_bins)
+  arrays = memory.host_share(arrays, process_index, process_count)
   return evaluation.ArrayEvalSource(
       arrays, num_classes=len(synthetic.SHAPES), class_names=synthetic.SHAPES,
       batch_size=batch_size, description=f"{describe(d)}, {split}")
