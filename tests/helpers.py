@@ -52,3 +52,12 @@ def final_state(workdir):
   state, _ = ckpt.restore(step, train.abstract_state(cfg, model, tx, sharding.make_mesh()))
   ckpt.close()
   return step, jax.device_get(state)
+
+
+def set_field(c, field, value):
+  """Sets the dotted ``field`` ("dataset.num_train") of the ConfigDict ``c``."""
+  *path, last = field.split(".")
+  section = c
+  for part in path:
+    section = section[part]
+  section[last] = value

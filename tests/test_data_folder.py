@@ -231,6 +231,7 @@ def test_prefetch_to_device_places_global_batches(folder):
     next(out)
 
 
+@pytest.mark.slow
 def test_cli_pretrains_on_an_image_folder(folder, tmp_path):
   """python -m leave_one_out.main on a generated folder: same config interface, end to end."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",

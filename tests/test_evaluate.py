@@ -13,7 +13,7 @@ from leave_one_out import data as data_lib
 from leave_one_out import evaluate
 from leave_one_out.data import evaluation
 from leave_one_out.evaluate import common
-from tests.helpers import tiny_config
+from tests.helpers import set_field, tiny_config
 from tests.test_pretrained import write_checkpoint
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
@@ -143,14 +143,6 @@ def test_config_file_is_the_default_config():
   evaluate.validate_config(loaded)
 
 
-def _set(c, field, value):
-  *path, last = field.split(".")
-  section = c
-  for part in path:
-    section = section[part]
-  section[last] = value
-
-
 @pytest.mark.parametrize("field,value,message", [
     ("encoder", "key", "eval_config.encoder must be one of"),
     ("dataset.num_train", 1, r"eval_config.dataset.num_train must be 0 \(the whole split\) or"),
@@ -172,7 +164,7 @@ def _set(c, field, value):
 ])
 def test_bad_fields_are_named(field, value, message):
   c = evaluate.default_config()
-  _set(c, field, value)
+  set_field(c, field, value)
   with pytest.raises(ValueError, match=message):
     evaluate.validate_config(c)
 

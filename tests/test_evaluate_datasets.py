@@ -20,7 +20,7 @@ from leave_one_out import evaluate
 from leave_one_out import pretrained
 from leave_one_out.data import common
 from leave_one_out.data import tfds as tfds_source
-from tests.helpers import tiny_config
+from tests.helpers import set_field, tiny_config
 from tests.test_data_folder import make_folder
 from tests.test_pretrained import write_checkpoint
 
@@ -211,14 +211,6 @@ def test_eval_config_files():
       eval_config_file("tfds.py", arg)
 
 
-def _set(c, field, value):
-  *path, last = field.split(".")
-  section = c
-  for part in path:
-    section = section[part]
-  section[last] = value
-
-
 @pytest.mark.parametrize("field,value,message", [
     ("dataset.data.name", "caltech_bird2011",
      "eval_config.dataset.data.name: unknown dataset 'caltech_bird2011'.*did you mean "
@@ -234,7 +226,7 @@ def _set(c, field, value):
 ])
 def test_eval_config_errors_name_the_field(field, value, message):
   c = eval_config_file("tfds.py", "caltech_birds2011")
-  _set(c, field, value)
+  set_field(c, field, value)
   with pytest.raises(ValueError, match=message):
     evaluate.validate_config(c)
 

@@ -45,6 +45,7 @@ def _wait_for_step(workdir, step, proc, timeout=240):
   raise TimeoutError(f"run did not reach step {step}")
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
   steps = 80
   straight = _start(tmp_path / "straight", steps, every=1000)
@@ -71,6 +72,7 @@ def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path
     np.testing.assert_array_equal(x, y)
 
 
+@pytest.mark.slow
 def test_kill9_loses_at_most_the_steps_since_the_last_save(tmp_path):
   run = _start(tmp_path, 400, every=10)
   _wait_for_step(tmp_path, 25, run)
@@ -95,6 +97,7 @@ def _train(cfg, workdir, **kw):
   return train.train_and_evaluate(cfg, str(workdir), **kw)
 
 
+@pytest.mark.slow
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
   cfg = tiny_config(steps=4)
   _train(cfg, tmp_path, stop_at=4)
@@ -120,6 +123,7 @@ def test_uncommitted_checkpoint_is_ignored(tmp_path):
   assert summary["step"] == 4
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_with_the_step_named_and_keeps_the_checkpoint(tmp_path):
   cfg = tiny_config(steps=6)
   _train(cfg, tmp_path, stop_at=2)
@@ -137,6 +141,7 @@ def test_nonfinite_loss_stops_with_the_step_named_and_keeps_the_checkpoint(tmp_p
   assert summary["step"] == 6 and summary["nonfinite"] == 2  # last interval: steps 5 and 6
 
 
+@pytest.mark.slow
 def test_workdir_with_another_config_is_refused_unless_told(tmp_path):
   _train(tiny_config(steps=2), tmp_path)
   other = tiny_config(steps=2)

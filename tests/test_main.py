@@ -24,6 +24,7 @@ def _main(workdir, *extra):
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_trains_logs_checkpoints_and_resumes(tmp_path):
   run = _main(tmp_path)
   assert run.returncode == 0, run.stderr[-3000:]
