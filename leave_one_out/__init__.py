@@ -7,7 +7,10 @@ __all__ = ["load_pretrained", "extract_features"]
 
 def __getattr__(name):
   # Lazy: `import leave_one_out` stays light; jax and orbax load on first use.
-  if name in ("load_pretrained", "extract_features"):
+  if name == "load_pretrained":
     from leave_one_out import pretrained  # pylint: disable=import-outside-toplevel
-    return getattr(pretrained, name)
+    return pretrained.load_pretrained
+  if name == "extract_features":
+    from leave_one_out import extract  # pylint: disable=import-outside-toplevel
+    return extract.extract_features
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 
 from leave_one_out import config as config_lib
 from leave_one_out import evaluate
+from leave_one_out import extract
 from leave_one_out import pretrained
 from leave_one_out.data import common
 from leave_one_out.data import tfds as tfds_source
@@ -171,7 +172,7 @@ def test_evaluate_on_a_tfds_dataset_with_the_fast_protocol(workdir, monkeypatch,
 def test_run_fails_on_small_classes_before_features(workdir, folder, monkeypatch):
   c = shrink(eval_config_file("folder.py", folder))
   c.fewshot.shots = (2, 12)  # 12 training images per class: 12 shots would repeat every trial
-  monkeypatch.setattr(pretrained, "extract_feature_dict",
+  monkeypatch.setattr(extract, "extract_feature_dict",
                       lambda *a, **k: pytest.fail("features extracted before the check"))
   with pytest.raises(ValueError, match=r"12-shot needs more than 12 pool images.*3 of the 3 "
                      r"classes.*cat: 12"):

@@ -5,7 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from leave_one_out import pretrained
+from leave_one_out import extract
 from leave_one_out import probes
 from leave_one_out import synthetic
 from leave_one_out.evaluate import moco_linear
@@ -51,7 +51,7 @@ def test_heads_learn_labels_and_rotation_from_random_crops(data):
   assert len(trained["epoch_seconds"]) == 6 and not trained["diverged"]
   loss = trained["loss"]["backbone/color"]
   assert loss[-1] < 0.5 * loss[0], loss
-  f_test = pretrained.extract_features(model, {}, test["image"], "backbone")
+  f_test = extract.extract_features(model, {}, test["image"], "backbone")
   head = trained["heads"]["backbone"]["color"]
   assert head["w"].shape == (48, 6)
   acc = probes.topk_accuracy(moco_linear.logits(head, f_test), test["color"])
@@ -61,7 +61,7 @@ def test_heads_learn_labels_and_rotation_from_random_crops(data):
                                     image_size=16, rotate=True)
   assert rotated["num_examples"] == 4 * 96 and rotated["steps_per_epoch"] == 12
   turns = np.concatenate([np.rot90(test["image"], k, axes=(1, 2)) for k in range(4)])
-  f_turns = pretrained.extract_features(model, {}, turns, "backbone")
+  f_turns = extract.extract_features(model, {}, turns, "backbone")
   k = np.repeat(np.arange(4), len(test["image"]))
   head = rotated["heads"]["backbone"][moco_linear.ROTATION]
   acc = probes.topk_accuracy(moco_linear.logits(head, f_turns), k)

@@ -15,6 +15,7 @@ import pytest
 import leave_one_out
 from leave_one_out import checkpoints
 from leave_one_out import models
+from leave_one_out import extract
 from leave_one_out import pretrained
 from leave_one_out import synthetic
 from leave_one_out import sharding
@@ -57,21 +58,21 @@ def images():
 
 
 def _all_kinds(model):
-  return pretrained.feature_kinds(model, all_spaces=True)
+  return extract.feature_kinds(model, all_spaces=True)
 
 
 def test_fresh_process_gives_identical_features(workdir, images, tmp_path):
   model, variables, config = pretrained.load_pretrained(workdir)
   kinds = _all_kinds(model)
-  here = pretrained.extract_feature_dict(model, variables, images, kinds,
+  here = extract.extract_feature_dict(model, variables, images, kinds,
                                          image_size=config.augment.image_size)
   np.save(tmp_path / "images.npy", images)
   script = textwrap.dedent(f"""
       import sys, numpy as np
-      from leave_one_out import pretrained
+      from leave_one_out import extract, pretrained
       model, variables, config = pretrained.load_pretrained({workdir!r})
-      out = pretrained.extract_feature_dict(model, variables, np.load(sys.argv[1]), {kinds!r},
-                                            image_size=config.augment.image_size)
+      out = extract.extract_feature_dict(model, variables, np.load(sys.argv[1]), {kinds!r},
+                                         image_size=config.augment.image_size)
       np.savez(sys.argv[2], *[out[k] for k in {kinds!r}])
       """)
   subprocess.run([sys.executable, "-c", script, str(tmp_path / "images.npy"),
@@ -87,10 +88,10 @@ def test_features_match_the_model_and_the_saved_state(workdir, images):
   model, variables, config = pretrained.load_pretrained(workdir)
   assert tuple(config.augment.spaces) == ("color", "rotation")  # JSON lists back to tuples
   assert model == models.build_model(cfg)
-  x = pretrained.preprocess(images, cfg.augment.image_size)
+  x = extract.preprocess(images, cfg.augment.image_size)
   assert x.shape == (13, 16, 16, 3) and x.dtype == np.float32
   direct = jax.jit(lambda v, x: model.apply(v, x, train=False))(jax.device_get(variables), x)
-  feats = pretrained.extract_feature_dict(model, variables, images, _all_kinds(model),
+  feats = extract.extract_feature_dict(model, variables, images, _all_kinds(model),
                                           image_size=16, batch_size=8)  # 2 batches, padded
   np.testing.assert_allclose(feats["backbone"], direct["feature"], rtol=1e-5, atol=1e-6)
   for h in range(3):
@@ -100,19 +101,19 @@ def test_features_match_the_model_and_the_saved_state(workdir, images):
     np.testing.assert_allclose(np.linalg.norm(feats[f"embedding:{h}"], axis=1), 1.0,
                                rtol=1e-5)
   assert feats["backbone"].shape == (13, model.feature_dim)
-  assert pretrained.feature_kinds(model) == ["backbone", "embedding:0", "embedding:1",
+  assert extract.feature_kinds(model) == ["backbone", "embedding:0", "embedding:1",
                                              "embedding:2"]
 
 
 def test_kinds_are_checked(workdir, images):
   model, variables, _ = pretrained.load_pretrained(workdir)
   with pytest.raises(ValueError, match="needs a LooC\\+\\+ model"):
-    pretrained.extract_features(model, variables, images, kind="looc++")
+    extract.extract_features(model, variables, images, kind="looc++")
   for bad in ("space:3", "embedding", "head:0", "Backbone"):
     with pytest.raises(ValueError, match="unknown feature kind"):
-      pretrained.extract_features(model, variables, images, kind=bad)
+      extract.extract_features(model, variables, images, kind=bad)
   with pytest.raises(ValueError, match="images must be"):
-    pretrained.extract_features(model, variables, images[0])
+    extract.extract_features(model, variables, images[0])
 
 
 def test_looc_plus_plus_kinds(images):
@@ -122,9 +123,9 @@ def test_looc_plus_plus_kinds(images):
   init = lambda x: model.init(jax.random.key(0, impl="rbg"), x, train=False)  # fast to compile
   variables = jax.jit(init)(
       np.zeros((1, 16, 16, 3), np.float32))
-  kinds = pretrained.feature_kinds(model)
+  kinds = extract.feature_kinds(model)
   assert kinds[:2] == ["backbone", "looc++"] and "space:2" in kinds
-  f = pretrained.extract_feature_dict(model, variables, images, kinds, image_size=16)
+  f = extract.extract_feature_dict(model, variables, images, kinds, image_size=16)
   np.testing.assert_allclose(
       f["looc++"], np.concatenate([f[f"space:{h}"] for h in range(3)], axis=1), rtol=1e-6)
   assert f["backbone"].shape == (13, model.feature_dim // 2)  # the shared res4, pooled
@@ -207,8 +208,8 @@ def test_export_needs_only_flax(workdir, images, tmp_path):
   model2, variables2, config2 = pretrained.load_pretrained(out)
   assert model2 == model and config2.to_json() == config.to_json()
   kinds = _all_kinds(model)
-  a = pretrained.extract_feature_dict(model, variables, images, kinds, image_size=16)
-  b = pretrained.extract_feature_dict(model2, variables2, images, kinds, image_size=16)
+  a = extract.extract_feature_dict(model, variables, images, kinds, image_size=16)
+  b = extract.extract_feature_dict(model2, variables2, images, kinds, image_size=16)
   for kind in kinds:
     np.testing.assert_array_equal(a[kind], b[kind])
   # A LooC model rebuilt from the file's fields alone (what a flax-only user would do).

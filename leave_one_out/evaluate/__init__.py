@@ -140,6 +140,7 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
     the timings. ``format_table`` turns it into the table.
   """
   # Local: these import leave_one_out.config, which imports this package (module docstring).
+  from leave_one_out import extract  # pylint: disable=import-outside-toplevel
   from leave_one_out import pretrained  # pylint: disable=import-outside-toplevel
   from leave_one_out.evaluate import context  # pylint: disable=import-outside-toplevel
   dataset = importlib.import_module(DATASET)
@@ -154,9 +155,9 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
     step = None if c.step < 0 else c.step
     model, variables, cfg = pretrained.load_pretrained(workdir, step=step, encoder=c.encoder,
                                                        mesh=mesh)
-    kinds = tuple(c.kinds) or tuple(pretrained.feature_kinds(model))
+    kinds = tuple(c.kinds) or tuple(extract.feature_kinds(model))
     for kind in kinds:
-      pretrained.parse_kind(kind, model)
+      extract.parse_kind(kind, model)
   out_dir = epath.Path(workdir) if epath.Path(workdir).is_dir() else None
   with _timed(seconds, "data"):
     if c.dataset.data is None:

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 from etils import epath
 
-from leave_one_out import pretrained
+from leave_one_out import extract
 from leave_one_out.evaluate import common
 from leave_one_out.evaluate import dataset
 
@@ -43,7 +43,7 @@ class Context:
 
   def featurize(self, images) -> dict:
     """{kind: float32 [N, F]} of images at the model's input size (``extract_feature_dict``)."""
-    return pretrained.extract_feature_dict(self.model, self.variables, images, self.kinds,
+    return extract.extract_feature_dict(self.model, self.variables, images, self.kinds,
                                            batch_size=self.c.batch_size, mesh=self.mesh)
 
   def features(self, which: str) -> dict:
@@ -59,7 +59,7 @@ class Context:
     """{kind: F}, without running the model."""
     s = self.model_size
     shapes = jax.eval_shape(
-        lambda v, x: pretrained.batch_features(self.model, v, x, self.kinds), self.variables,
+        lambda v, x: extract.batch_features(self.model, v, x, self.kinds), self.variables,
         jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32))
     return {kind: int(shape.shape[1]) for kind, shape in shapes.items()}
 

@@ -29,7 +29,7 @@ import ml_collections
 import numpy as np
 
 from leave_one_out import data as data_lib
-from leave_one_out import pretrained
+from leave_one_out import extract
 from leave_one_out.data import common as data_common
 from leave_one_out.data import config as data_config
 from leave_one_out.evaluate import common
@@ -137,12 +137,12 @@ def check_ready(c, cfg=None) -> None:
 
 def to_model_input(images: np.ndarray, size: int) -> np.ndarray:
   """Images at the model's input size: uint8 kept as it is when already S x S (the forward pass
-  scales it to [0, 1] on device, as ``pretrained.preprocess`` does), else
-  ``pretrained.preprocess`` (resize + centre crop, float32 [0, 1])."""
+  scales it to [0, 1] on device, as ``extract.preprocess`` does), else
+  ``extract.preprocess`` (resize + centre crop, float32 [0, 1])."""
   images = np.asarray(images)
   if images.dtype == np.uint8 and images.shape[1:3] == (size, size):
     return images
-  return pretrained.preprocess(images, size)
+  return extract.preprocess(images, size)
 
 
 @dataclasses.dataclass

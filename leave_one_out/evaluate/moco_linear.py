@@ -38,7 +38,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from leave_one_out import augment
 from leave_one_out import render
-from leave_one_out import pretrained
+from leave_one_out import extract
 from leave_one_out.data import prefetch
 from leave_one_out.sharding import DATA_AXIS, make_mesh
 
@@ -99,7 +99,7 @@ def _step_fn(model, aug_cfg, kinds, tasks, tx, mesh, rotate: bool):
       params["rotation"] = {"k": batch["k"]}
     x = jax.lax.with_sharding_constraint(render.render(batch["image"], params, aug_cfg),
                                          batch_sharded)
-    feats = jax.lax.stop_gradient(pretrained.batch_features(model, variables, x, kinds))
+    feats = jax.lax.stop_gradient(extract.batch_features(model, variables, x, kinds))
     mask = batch["valid"].astype(jnp.float32)
 
     def loss_fn(h):
@@ -169,7 +169,7 @@ def train_heads(model, variables, images, targets: dict, num_classes: dict, kind
   tx = optax.chain(optax.add_decayed_weights(float(p.weight_decay)),
                    optax.sgd(learning_rate(p, steps_per_epoch), momentum=float(p.momentum)))
   replicated = NamedSharding(mesh, P())
-  probe = jax.eval_shape(lambda v, x: pretrained.batch_features(model, v, x, kinds), variables,
+  probe = jax.eval_shape(lambda v, x: extract.batch_features(model, v, x, kinds), variables,
                          jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32))
   key = jax.random.key(seed)
   heads = jax.device_put(_init_heads(key, {k: v.shape[1] for k, v in probe.items()},

@@ -66,7 +66,7 @@ def monitor(model, variables, cfg, *, mesh=None) -> dict[str, float]:
   """
   # Local: these import leave_one_out.config, which imports this module.
   from leave_one_out import data as data_lib  # pylint: disable=import-outside-toplevel
-  from leave_one_out import pretrained  # pylint: disable=import-outside-toplevel
+  from leave_one_out import extract  # pylint: disable=import-outside-toplevel
   from leave_one_out import probes  # pylint: disable=import-outside-toplevel
   from leave_one_out.evaluate import dataset  # pylint: disable=import-outside-toplevel
   from leave_one_out.evaluate import knn  # pylint: disable=import-outside-toplevel
@@ -88,7 +88,7 @@ def monitor(model, variables, cfg, *, mesh=None) -> dict[str, float]:
   else:
     queries = read(query_split, o.num_test).load()
   kind = "looc++" if model.looc_plus_plus else "backbone"
-  feats = [pretrained.extract_features(model, variables, split["image"], kind,
+  feats = [extract.extract_features(model, variables, split["image"], kind,
                                        image_size=cfg.augment.image_size, mesh=mesh)
            for split in (bank, queries)]
   num_classes = bank_source.num_classes

@@ -24,7 +24,7 @@ from etils import epath
 
 from leave_one_out import augment
 from leave_one_out import render
-from leave_one_out import pretrained
+from leave_one_out import extract
 from leave_one_out.evaluate import common
 
 PER_KIND = False  # one matrix for the run, stored under results["sensitivity"]
@@ -75,7 +75,7 @@ def augmentation_sensitivity(model, variables, images, aug_cfg, *, kinds, augmen
   so 0 means invariant to a, and 1 means a moves the feature as far as changing the image.
 
   Args:
-    model, variables: as for ``pretrained.extract_feature_dict``.
+    model, variables: as for ``extract.extract_feature_dict``.
     images: uint8 `[B, H0, W0, 3]` source images (B >= 2).
     aug_cfg: the pretraining augment config (``cfg.augment``).
     kinds: feature kinds (rows).
@@ -109,7 +109,7 @@ def augmentation_sensitivity(model, variables, images, aug_cfg, *, kinds, augmen
   params = jax.tree.map(lambda *xs: jnp.stack(xs), *views)  # leaves [1 + A, B, ...]
   rendered = jax.jit(lambda x, p: render.render(x, p, render_cfg))(images, params)
   rendered = np.asarray(rendered).reshape((-1,) + rendered.shape[2:])
-  feats = pretrained.extract_feature_dict(model, variables, rendered, kinds,
+  feats = extract.extract_feature_dict(model, variables, rendered, kinds,
                                           batch_size=batch_size, mesh=mesh)
 
   def cos_distance(u, v):
