@@ -112,7 +112,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dtype = "float32"
   c.loss.queue_size = 0  # in-batch negatives only
   c.train.batch_size = 128
-  c.train.num_steps = 500
+  c.train.num_steps = 200  # 6.25 epochs: 160 runs fit about an hour of 2 CPU cores
   c.train.base_lr = 0.2
   c.train.weight_decay = 5e-4
   c.train.weight_decay_mask = "no_bn_bias"  # BatchNorm parameters and biases are not decayed
@@ -185,6 +185,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.methods = ml_collections.ConfigDict(METHODS)
   c.rows = ROWS  # which rows run, in table order
   c.reference = REFERENCE  # every row is also compared with this one
+  # Feature kinds each run evaluates (probes and sensitivity): the paper's downstream features;
+  # "looc++" only on LooC++ rows. () = every kind of the model (spaces and embeddings too).
+  c.feature_kinds = ("backbone", "looc++")
   c.seeds = (0, 1, 2, 3, 4)
   c.conditions = conditions()
   c.run_conditions = ("lit", "unlit", "fine_color", "photos")

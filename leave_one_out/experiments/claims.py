@@ -96,13 +96,18 @@ def method_config(claims: ml_collections.ConfigDict, condition: str, method: str
   return cfg
 
 
-def eval_config(claims: ml_collections.ConfigDict, condition: str) -> ml_collections.ConfigDict:
+def eval_config(claims: ml_collections.ConfigDict, condition: str, cfg=None
+                ) -> ml_collections.ConfigDict:
   """The evaluation config of a condition: its labels, everything else shared (the data are the
-  pretraining run's own data section)."""
+  pretraining run's own data section). Given a row's pretraining config ``cfg``, the feature
+  kinds are ``claims.feature_kinds`` less "looc++" where the row is not LooC++."""
   cond = claims.conditions[condition]
   c = copy.deepcopy(claims.eval)
   c.dataset.labels = tuple(cond.labels)
   c.dataset.primary_label = cond.primary_label
+  if cfg is not None:
+    c.kinds = tuple(k for k in claims.feature_kinds
+                    if k != "looc++" or cfg.model.looc_plus_plus)
   return c
 
 
@@ -229,7 +234,6 @@ def run_one(cfg, eval_cfg, workdir: str, *, pretrain: bool = True) -> tuple[dict
 
 def run_condition(claims, condition: str, workdir: str, seeds) -> dict:
   """Every row x seed of one condition, then its analysis."""
-  eval_cfg = eval_config(claims, condition)
   runs, chance, features, t0 = {}, None, {}, time.perf_counter()
   for method in claims.rows:
     runs[method] = {}
@@ -237,6 +241,7 @@ def run_condition(claims, condition: str, workdir: str, seeds) -> dict:
       cfg = method_config(claims, condition, method, seed)
       kind = probed_kind(cfg)
       features[method] = kind
+      eval_cfg = eval_config(claims, condition, cfg)
       t_run = time.perf_counter()
       train_summary, results = run_one(
           cfg, eval_cfg, os.path.join(workdir, condition, method, f"seed{seed}"),
