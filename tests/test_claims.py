@@ -113,6 +113,37 @@ def test_analysis_is_paired_by_seed():
   assert h["verdict"] == "not shown"
 
 
+def test_overview_puts_every_condition_side_by_side():
+  from leave_one_out.experiments import report
+  c = claims.load_config("full")
+  out = {"seeds": [0, 1, 2], "reference": "moco_rotation", "conditions": {},
+         "claims_config": json.loads(c.to_json())}
+  gaps = {"lit": 0.10, "fine_color": 0.0}
+  for name, gap in gaps.items():
+    runs = {}
+    for row, shift in (("moco_rotation", 0.0), ("looc_rotation", gap)):
+      runs[row] = {str(s): {"metrics": {"rotation": 0.6 + 0.1 * s + shift + 0.01 * (s == 1),
+                                        "hue": 0.5, "shape": 0.3}} for s in range(3)}
+    summary = {row: {"title": c.methods[row].title, "feature": "backbone",
+                     "metrics": claims.aggregate([r["metrics"] for r in per.values()])}
+               for row, per in runs.items()}
+    out["conditions"][name] = {
+        "description": name, "runs": runs, "summary": summary, "chance": {}, "seconds": 1.0,
+        "analysis": claims.analyse(runs, c.conditions[name].hypotheses, "moco_rotation",
+                                   c.analysis)}
+  text = report.format_overview(out)
+  header, _, ref_row, looc_row = text.splitlines()
+  assert header == ("| row | lit: rotation | lit: shape | fine_color: rotation | "
+                    "fine_color: hue (24 bins) |")
+  assert ref_row.startswith("| MoCo + rotation (mean ± sd) | 70.3 ± 10.0 | 30.0 ± 0.0 |")
+  assert looc_row.startswith("| LooC (rotation) - ref. | +10.0 [")
+  verdicts = report.format_verdicts(out).splitlines()
+  assert verdicts[0] == "| hypothesis | lit | fine_color |"
+  row = next(v for v in verdicts if v.startswith("| LooC (rotation) > MoCo + rotation (rot"))
+  assert "| confirmed (+10.0, p<0.001) | not shown (+0.0," in row
+  assert report.format_report(out).startswith("## Overview")
+
+
 def _command(*args):
   # One device and XLA's optimisations, as the command is documented (conftest.py turns most of
   # them off for the suite's compile-bound tests; this one trains six small models).

@@ -120,9 +120,80 @@ def format_sensitivity(cond: dict) -> str:
   return _table(["row", "feature"] + list(columns), body)
 
 
+def _overview_columns(out: dict) -> list[tuple[str, str]]:
+  """(condition, metric) columns: per condition the rotation probe, its primary label and every
+  other metric a hypothesis is about."""
+  cols = []
+  for name, cond in out["conditions"].items():
+    primary = out["claims_config"]["conditions"][name]["primary_label"]
+    tested = [h["metric"] for h in cond["analysis"]["hypotheses"]]
+    for metric in dict.fromkeys(["rotation", primary, *tested]):
+      if metric in _metrics(cond["summary"]):
+        cols.append((name, metric))
+  return cols
+
+
+def format_overview(out: dict) -> str:
+  """Every condition side by side: the reference row's mean ± sd, then each other row's paired
+  gap to it (points, 95% CI, two-sided p), on the columns of ``_overview_columns``."""
+  ref, cols = out["reference"], _overview_columns(out)
+  conds = out["conditions"]
+  if not cols or not any(ref in conds[c]["summary"] for c, _ in cols):
+    return ""
+  rows = list(dict.fromkeys(r for c in conds.values() for r in c["summary"]))
+  first = next(c for c in conds.values() if ref in c["summary"])
+
+  def mean(name, metric):
+    a = conds[name]["summary"].get(ref, {}).get("metrics", {}).get(metric)
+    return "-" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['sd']:.1f}"
+
+  body = [[f"{_title(first, ref)} (mean ± sd)"] + [mean(c, m) for c, m in cols]]
+  for row in rows:
+    if row == ref:
+      continue
+    title = next(_title(c, row) for c in conds.values() if row in c["summary"])
+    cells = []
+    for c, m in cols:
+      r = conds[c]["analysis"]["vs_reference"].get(row, {}).get(m)
+      cells.append("-" if r is None else _gap_cell(r))
+    body.append([f"{title} - ref."] + cells)
+  header = ["row"] + [f"{c}: {METRIC_TITLES.get(m, m)}" for c, m in cols]
+  return _table(header, body)
+
+
+def format_verdicts(out: dict) -> str:
+  """Each pre-registered hypothesis x condition: verdict (mean gap, p); "-" where not tested."""
+  conds = out["conditions"]
+  keys = list(dict.fromkeys((h["metric"], h["a"], h["direction"], h["b"])
+                            for c in conds.values() for h in c["analysis"]["hypotheses"]))
+  if not keys:
+    return ""
+  body = []
+  for metric, a, direction, b in keys:
+    some = next(c for c in conds.values() if a in c["summary"] and b in c["summary"])
+    cells = [f"{_title(some, a)} {SYMBOLS[direction]} {_title(some, b)} "
+             f"({METRIC_TITLES.get(metric, metric)})"]
+    for cond in conds.values():
+      h = next((h for h in cond["analysis"]["hypotheses"]
+                if (h["metric"], h["a"], h["direction"], h["b"]) == (metric, a, direction, b)),
+               None)
+      cells.append("-" if h is None else
+                   f"{h['verdict']} ({100 * h['mean_gap']:+.1f}, p{_p(h['p'])})")
+    body.append(cells)
+  return _table(["hypothesis"] + list(conds), body)
+
+
 def format_report(out: dict) -> str:
-  """Every condition's tables, in the order they ran."""
+  """An overview of every condition (when there are several), then each condition's tables in
+  the order they ran."""
   parts = []
+  if len(out["conditions"]) > 1:
+    ref = next((_title(c, out["reference"]) for c in out["conditions"].values()
+                if out["reference"] in c["summary"]), out["reference"])
+    parts += ["## Overview", "", f"Seeds {out['seeds']}. Top row: {ref}'s mean ± sd "
+              "(top-1 %); other rows: paired gap to it (points; 95% bootstrap CI; paired "
+              "t-test p, two-sided).", "", format_overview(out), "",
+              "Pre-registered hypotheses: verdict (mean gap, p):", "", format_verdicts(out), ""]
   for name, cond in out["conditions"].items():
     parts += [f"## {name}: {cond['description']}", "",
               f"Mean ± sd over seeds {out['seeds']} (top-1 %):", "", format_means(cond)]
