@@ -35,7 +35,8 @@ The pre-registered analysis (written before the v2 runs; ``ANALYSIS`` below):
   prediction: reported, not counted).
 
 Probed features (frozen, linear probes of leave_one_out.evaluate): the backbone's pooled
-feature V, the LooC++ concatenation for LooC++; the sensitivity matrix for every feature.
+feature V, the LooC++ concatenation for LooC++ (``feature_kinds``); the sensitivity matrix
+for the same features.
 
 Override any field with ``--claims=configs/claims.py:<preset> --claims.path=value``, e.g.
 ``--claims.base.train.num_steps=1000`` or ``--claims.rows='("moco_rotation","looc_rotation")'``.

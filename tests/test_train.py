@@ -141,7 +141,7 @@ def test_online_knn_monitoring_is_logged(tmp_path):
 
 
 def test_profile_trace_is_written(tmp_path):
-  cfg = tiny_config(steps=3)
+  cfg = tiny_config()  # the suite's most common train step: compiled once for every test
   cfg.profile_start_step, cfg.profile_num_steps = 1, 1
   train.train_and_evaluate(cfg, str(tmp_path))
   traces = [f for _, _, files in os.walk(tmp_path / "plugins" / "profile") for f in files]
