@@ -9,7 +9,9 @@ Command (from the repository root; ``leave_one_out/experiments/claims.py`` runs 
 Presets (measured runtimes and results: docs/claims.md):
 
 - ``full``: every condition below, every row, 5 seeds: 160 runs of 200 steps of batch 128.
-  Runtime and results: docs/claims.md, "Results" (measured on 2 CPU cores).
+  Measured 2026-12-02 on 2 CPU cores: 5,648 s in all, one condition sharing the cores with the
+  test suite; 18-22 min per condition on idle cores, so about 75-90 min for the preset.
+  Results: docs/claims.md, "Results" (15 of the 26 hypotheses confirmed, none contradicted).
 - ``ci``: the lit condition, MoCo + rotation vs LooC (rotation), 3 seeds x 120 steps of batch
   64, small probe sets: 96 s on 2 idle CPU cores (measured 2026-12-02); tests/test_claims.py
   runs it and checks hypothesis ``looc_rotation > moco_rotation`` on the rotation probe, the one
