@@ -121,9 +121,10 @@ def create_optimizer(cfg, steps_per_epoch: int):
   return tx, schedule
 
 
-def init_state(cfg, model, tx) -> TrainState:
-  """A fresh state (run it under jit with replicated out_shardings)."""
-  rng = jax.random.PRNGKey(cfg.seed)
+def init_state(cfg, model, tx, rng) -> TrainState:
+  """A fresh state from ``rng`` (``PRNGKey(cfg.seed)``; run it under jit with replicated
+  out_shardings). The key is an argument, not a constant, so every seed shares one compiled
+  program (and its persistent cache entry)."""
   init_rng, queue_rng, run_rng = jax.random.split(rng, 3)
   dummy = jnp.zeros((2, cfg.augment.image_size, cfg.augment.image_size, 3), jnp.float32)
   variables = model.init(init_rng, dummy, train=False)
@@ -248,12 +249,14 @@ def compile_train_step(cfg, model, tx, mesh, schedule, num_steps: int):
 
 def create_state(cfg, model, tx, mesh) -> TrainState:
   replicated = NamedSharding(mesh, P())
-  return jax.jit(functools.partial(init_state, cfg, model, tx), out_shardings=replicated)()
+  return jax.jit(functools.partial(init_state, cfg, model, tx),
+                 out_shardings=replicated)(jax.random.PRNGKey(cfg.seed))
 
 
 def abstract_state(cfg, model, tx, mesh) -> TrainState:
   """Shapes, dtypes and shardings of the state, without allocating it (for restores)."""
-  shapes = jax.eval_shape(functools.partial(init_state, cfg, model, tx))
+  shapes = jax.eval_shape(functools.partial(init_state, cfg, model, tx),
+                          jax.random.PRNGKey(cfg.seed))
   replicated = NamedSharding(mesh, P())
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                       shapes)
