@@ -4,9 +4,11 @@ One uninterrupted two-process run (module fixture, with its end-of-run evaluatio
 reference for every test: a one-process run with two devices must match it, and runs that are
 preempted (SIGTERM) or lose a worker (kill -9) must, once restarted with the same command, end
 with exactly its params. Those runs start from the reference's checkpoint at step
-``SAVE_EVERY`` (copied into their workdir): the steps before it are the same computation, and
-process 1 is spared compiling the initial state once more (it finds nothing in the persistent
-compilation cache: JAX writes entries from process 0 only, and on CPU each process's key differs).
+``SAVE_EVERY`` (copied into their workdir): the steps before it are the same computation.
+
+Each worker runs ``leave_one_out.main`` through ``tests.cache_every_process``: JAX writes
+persistent compilation cache entries from process 0 only, and on CPU each process compiles under
+its own key, so process 1 would otherwise compile cold on every launch.
 """
 
 import os
@@ -72,7 +74,8 @@ class Worker:
     self.log_path = log
     with open(log, "w") as out:
       self.proc = subprocess.Popen(
-          [sys.executable, "-m", "leave_one_out.main", "--config=configs/demo.py",
+          [sys.executable, "-m", "tests.cache_every_process", "leave_one_out.main",
+           "--config=configs/demo.py",
            f"--workdir={workdir}", *CLI_TINY, *RUN, *args],
           cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
 
