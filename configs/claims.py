@@ -10,12 +10,14 @@ Presets (measured runtimes and results: docs/claims.md):
 
 - ``full``: every condition below, every row, 5 seeds: 160 runs of 200 steps of batch 128.
   Measured 2026-12-02 on 2 CPU cores: 5,648 s in all, one condition sharing the cores with the
-  test suite; 18-22 min per condition on idle cores, so about 75-90 min for the preset.
+  test suite; 18-22 min per condition on idle cores, so about 75-90 min for the preset (timed
+  when each seed still compiled its own initialisation; not re-timed, see docs/claims.md).
   Results: docs/claims.md, "Results" (15 of the 26 hypotheses confirmed, none contradicted).
 - ``ci``: the lit condition, MoCo + rotation vs LooC (rotation), 3 seeds x 120 steps of batch
-  64, small probe sets: 96 s on 2 idle CPU cores (measured 2026-12-02); tests/test_claims.py
-  runs it and checks hypothesis ``looc_rotation > moco_rotation`` on the rotation probe, the one
-  that holds most reliably (measured: +11.8 points, 95% CI [+10.7, +12.6], t = 21.4, p = 0.002;
+  64, small probe sets: 85 s on 2 idle CPU cores with an empty compilation cache, 55-66 s with
+  a warm one (measured 2026-12-02; 110 s cold before every seed shared one compiled
+  initialisation); tests/test_claims.py runs it and checks hypothesis
+  ``looc_rotation > moco_rotation`` on the rotation probe, the one that holds most reliably (measured: +11.8 points, 95% CI [+10.7, +12.6], t = 21.4, p = 0.002;
   at batch 128, 123 s: +14.2, p = 0.008).
 - ``gpu``: the unlit condition (orientation only in the objects' shapes) at a GPU size:
   ResNet-18 (bfloat16), 64-px views, 1,500 steps of batch 256, four rows (random init, MoCo,
