@@ -17,8 +17,9 @@ Presets (measured runtimes and results: docs/claims.md):
   64, small probe sets: 85 s on 2 idle CPU cores with an empty compilation cache, 55-66 s with
   a warm one (measured 2026-12-02; 110 s cold before every seed shared one compiled
   initialisation); tests/test_claims.py runs it and checks hypothesis
-  ``looc_rotation > moco_rotation`` on the rotation probe, the one that holds most reliably (measured: +11.8 points, 95% CI [+10.7, +12.6], t = 21.4, p = 0.002;
-  at batch 128, 123 s: +14.2, p = 0.008).
+  ``looc_rotation > moco_rotation`` on the rotation probe, the one that holds most reliably
+  (measured: +11.8 points, 95% CI [+10.7, +12.6], t = 21.4, p = 0.002; at batch 128, 123 s:
+  +14.2, p = 0.008).
 - ``gpu``: the unlit condition (orientation only in the objects' shapes) at a GPU size:
   ResNet-18 (bfloat16), 64-px views, 1,500 steps of batch 256, four rows (random init, MoCo,
   MoCo + rotation, LooC with a rotation space), 5 seeds.
