@@ -255,8 +255,7 @@ def create_state(cfg, model, tx, mesh) -> TrainState:
 
 def abstract_state(cfg, model, tx, mesh) -> TrainState:
   """Shapes, dtypes and shardings of the state, without allocating it (for restores)."""
-  shapes = jax.eval_shape(functools.partial(init_state, cfg, model, tx),
-                          jax.random.PRNGKey(cfg.seed))
+  shapes = jax.eval_shape(lambda: init_state(cfg, model, tx, jax.random.PRNGKey(cfg.seed)))
   replicated = NamedSharding(mesh, P())
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                       shapes)
