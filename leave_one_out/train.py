@@ -249,8 +249,8 @@ def compile_train_step(cfg, model, tx, mesh, schedule, num_steps: int):
 
 def create_state(cfg, model, tx, mesh) -> TrainState:
   replicated = NamedSharding(mesh, P())
-  return jax.jit(functools.partial(init_state, cfg, model, tx),
-                 out_shardings=replicated)(jax.random.PRNGKey(cfg.seed))
+  return jax.jit(functools.partial(init_state, cfg, model, tx), out_shardings=replicated,
+                 compiler_options=xla_options.init_options(mesh))(jax.random.PRNGKey(cfg.seed))
 
 
 def abstract_state(cfg, model, tx, mesh) -> TrainState:

@@ -48,3 +48,20 @@ def test_options_xla_does_not_know_fall_back_to_its_defaults():
   assert not xla_options.accepted({"xla_cpu_no_such_option": True}, device)
   assert not xla_options.accepted(
       {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE"}, device)
+
+
+def test_cpu_initial_state_compiles_unoptimised_with_the_same_values_to_rounding():
+  mesh = sharding.make_mesh()
+  assert xla_options.init_options(mesh) == xla_options.CPU_INIT
+
+  def init(key):  # the kind of code init_state runs: random normals and their norms
+    x = jax.random.normal(key, (64, 3, 3, 8))
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+  key = jax.random.PRNGKey(0)
+  ours = jax.jit(init).lower(key).compile(xla_options.CPU_INIT)
+  # XLA's optimisations on, whatever the suite's JAX_DISABLE_MOST_OPTIMIZATIONS says.
+  optimised = jax.jit(init).lower(key).compile(
+      {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False})
+  np.testing.assert_allclose(np.asarray(ours(key)), np.asarray(optimised(key)),
+                             rtol=1e-6, atol=1e-6)
