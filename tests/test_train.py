@@ -276,3 +276,25 @@ def test_paper_recipe_configs_use_moco_v2_batchnorm_and_weight_decay():
     for devices in (1, 8, 16):
       assert models.key_bn_mode(cfg.model, cfg.loss.queue_size, devices) == "shuffle"
     assert models.bn_groups(cfg.model, 1) == 8  # MoCo v2: 8 GPUs x 32 images
+
+
+def test_configs_differing_only_in_seed_share_their_compiled_programs():
+  """The claims experiment's seeds and a run's resumption trace and compile once per process;
+  the seed still picks the initial state, and any other field gets programs of its own."""
+  mesh = sharding.make_mesh()
+  seed0, seed1, other = tiny_config(), tiny_config(), tiny_config()
+  seed1.seed = 1
+  other.loss.temperature = 0.5
+  shared = train.programs(seed0, mesh, 4)
+  assert train.programs(seed1, mesh, 4) is shared
+  assert train.programs(other, mesh, 4) is not shared
+  assert train.programs(seed0, sharding.make_mesh(jax.devices()[:1]), 4) is not shared
+  state1 = jax.device_get(shared.init(jax.random.PRNGKey(seed1.seed)))
+  model = models.build_model(seed1)
+  tx, _ = train.create_optimizer(seed1, 4)
+  direct = jax.device_get(train.create_state(seed1, model, tx, mesh))
+  for a, b in zip(jax.tree.leaves(state1), jax.tree.leaves(direct)):
+    np.testing.assert_array_equal(a, b)
+  state0 = jax.device_get(shared.init(jax.random.PRNGKey(seed0.seed)))
+  assert not np.array_equal(state0.params["backbone"]["stem_conv"]["kernel"],
+                            state1.params["backbone"]["stem_conv"]["kernel"])
