@@ -32,7 +32,7 @@ from tests.helpers import CLI_TINY, final_state
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_multiprocess")]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NUM_STEPS = 24  # after the signals at step 6 or later, steps enough for the notice to spread
+NUM_STEPS = 16  # signals land at step 6 or later and stop the runs by step 10 (measured: 9)
 SAVE_EVERY = 4
 HEARTBEAT_S = 10  # --heartbeat_timeout_s: a lost worker is noticed within this (JAX: 100)
 RUN = [f"--config.train.num_steps={NUM_STEPS}", "--config.log_every_steps=1",

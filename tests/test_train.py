@@ -110,10 +110,10 @@ def test_resume_continues_the_same_run(tmp_path):
 
 
 def test_loss_goes_down():
-  cfg = tiny_config(spaces=("rotation",), steps=60, batch=32)
+  cfg = tiny_config(spaces=("rotation",), steps=30, batch=32)
   cfg.data.num_train = 32  # one batch, seen again and again
-  cfg.train.base_lr = 0.2
-  _, metrics = _run(cfg, jax.devices(), 60)
+  cfg.train.base_lr = 0.2  # measured: 4.47 -> 3.97 (mean of the first and last 3 steps)
+  _, metrics = _run(cfg, jax.devices(), 30)
   first = np.mean([m["loss"] for m in metrics[:3]])
   last = np.mean([m["loss"] for m in metrics[-3:]])
   assert last < first - 0.3, (first, last)
