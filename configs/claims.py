@@ -17,7 +17,7 @@ Presets (measured runtimes and results: docs/claims.md):
   64, small probe sets. tests/test_claims.py runs it and checks hypothesis
   ``looc_rotation > moco_rotation`` on the rotation probe, the one that holds most reliably.
   Measured 2026-12-02 on 2 idle CPU cores (AMD EPYC): +13.5 points, 95% CI [+9.7, +17.9],
-  t = 5.66 (df 4), p = 0.005, in 164 s with an empty compilation cache (docs/claims.md). XLA's
+  t = 5.66 (df 4), p = 0.005, in 129 s with an empty compilation cache (docs/claims.md). XLA's
   CPU code differs between processors, and so do the per-seed results: with 3 seeds the preset
   gave +11.8 (p = 0.002) on the machine it was first measured on and +9.6 (p = 0.084, not
   shown) on this one, hence 5 seeds.
