@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import signal
 import threading
 import time
@@ -36,7 +35,6 @@ from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -49,6 +47,7 @@ from leave_one_out import losses
 from leave_one_out import metrics_log
 from leave_one_out import models
 from leave_one_out import optim
+from leave_one_out import progress
 from leave_one_out import summaries
 from leave_one_out import workdir as workdir_lib
 from leave_one_out import xla_options
@@ -296,32 +295,8 @@ def abstract_state(cfg, model, tx, mesh) -> TrainState:
                       shapes)
 
 
-def flatten_metrics(metrics: dict, names: list[str]) -> dict[str, float]:
-  """Device metrics -> {"loss": .., "loss/color": .., "top1/color": ..} as Python floats."""
-  out = {}
-  for key, value in jax.device_get(metrics).items():
-    value = np.asarray(value)
-    if key.endswith("_per_space"):
-      prefix = key[:-len("_per_space")]
-      out.update({f"{prefix}/{n}": float(v) for n, v in zip(names, value)})
-    else:
-      out[key] = float(value)
-  return out
-
-
 def make_meta(cfg, step: int) -> dict:
   return {"config": json.loads(cfg.to_json()), "step": int(step), "data_position": int(step)}
-
-
-def _format_progress(step, num_steps, steps_per_epoch, scalars, names, img_per_s, eta_s):
-  parts = [f"step {step}/{num_steps}", f"epoch {step / steps_per_epoch:.2f}",
-           f"loss {scalars['loss']:.4f}"]
-  for i, n in enumerate(names):  # loss / top-1 [/ own-view top-1 for augmentation spaces]
-    own = f"/{100 * scalars[f'own_top1/{n}']:.0f}%" if i else ""
-    parts.append(f"{n} {scalars[f'loss/{n}']:.3f}/{100 * scalars[f'top1/{n}']:.0f}%{own}")
-  if img_per_s:
-    parts += [f"{img_per_s:.0f} img/s", f"ETA {eta_s / 60:.1f} min"]
-  return " | ".join(parts)
 
 
 class _Preemption:
@@ -415,7 +390,7 @@ def _train(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
       jsonl.write(step, scalars)
 
   if is_chief and restored is None:
-    writer.write_hparams(_flat_config(cfg))
+    writer.write_hparams(progress.flat_config(cfg))
 
   step = start_step = int(jax.device_get(state.step))
   end = num_steps if stop_at is None else min(num_steps, stop_at)
@@ -450,7 +425,7 @@ def _train(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
         logging.warning("Preemption notice: all %d processes stop at step %d.",
                         jax.process_count(), step)
       if step % cfg.log_every_steps == 0 or step in (end, num_steps) or preempted:
-        scalars = _average(history, names)
+        scalars = progress.average(history, names)
         history = []
         elapsed = time.perf_counter() - interval_start
         img_per_s = interval_images / elapsed if interval_images else 0.0
@@ -464,11 +439,11 @@ def _train(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
         if peak:  # GPU/TPU; the CPU backend keeps no statistics
           scalars["peak_memory_gib"] = peak / 2**30
         log(step, scalars)
-        logging.info(_format_progress(step, num_steps, source.steps_per_epoch, scalars, names,
-                                      img_per_s, eta))
+        logging.info(progress.format_line(step, num_steps, source.steps_per_epoch, scalars,
+                                          names, img_per_s, eta))
         last_scalars = scalars
         interval_start, interval_images = time.perf_counter(), 0
-        _check_finite(cfg, scalars, step)
+        progress.check_finite(cfg, scalars, step)
       if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
         ckpt.save(step, state, make_meta(cfg, step), force=True)
       if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
@@ -498,33 +473,3 @@ def _monitor(model, state: TrainState, cfg) -> dict[str, float]:
   local = lambda tree: jax.tree.map(lambda x: x.addressable_data(0), tree)
   variables = {"params": local(state.params), "batch_stats": local(state.batch_stats)}
   return online.monitor(model, variables, cfg, mesh=make_mesh(jax.local_devices()))
-
-
-def _average(history: list[dict], names: list[str]) -> dict[str, float]:
-  """Mean of each metric over a logging interval, on the host: one transfer of the interval's
-  metrics and no device op (an eager ``stack`` per metric cost about 8 ms each on CPUs)."""
-  stacked = jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get(history))
-  scalars = flatten_metrics(jax.tree.map(lambda x: np.mean(np.asarray(x, np.float64), axis=0),
-                                         stacked), names)
-  scalars["nonfinite"] = float(len(history) - np.sum(stacked["finite"]))
-  scalars.pop("finite", None)
-  return scalars
-
-
-def _check_finite(cfg, scalars: dict, step: int) -> None:
-  if scalars["nonfinite"] and cfg.train.on_nonfinite == "stop":
-    bad = [k for k, v in scalars.items() if k.startswith("loss") and not math.isfinite(v)]
-    raise FloatingPointError(
-        f"non-finite loss or gradients in {int(scalars['nonfinite'])} step(s) up to step {step} "
-        f"(spaces: {', '.join(bad) or 'gradients only'}); those updates were not applied and the "
-        "last checkpoint is intact. Set config.train.on_nonfinite='skip' to skip such steps.")
-
-
-def _flat_config(cfg, prefix="") -> dict:
-  out = {}
-  for key, value in cfg.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      out.update(_flat_config(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
-  return out
