@@ -246,10 +246,15 @@ def compile_train_step(cfg, model, tx, mesh, schedule, num_steps: int):
                  compiler_options=xla_options.train_step_options(mesh))
 
 
+def jit_init(cfg, model, tx, mesh):
+  """``init_state`` under jit: PRNGKey -> a fresh state replicated over ``mesh``."""
+  return jax.jit(functools.partial(init_state, cfg, model, tx),
+                 out_shardings=NamedSharding(mesh, P()),
+                 compiler_options=xla_options.init_options(mesh))
+
+
 def create_state(cfg, model, tx, mesh) -> TrainState:
-  replicated = NamedSharding(mesh, P())
-  return jax.jit(functools.partial(init_state, cfg, model, tx), out_shardings=replicated,
-                 compiler_options=xla_options.init_options(mesh))(jax.random.PRNGKey(cfg.seed))
+  return jit_init(cfg, model, tx, mesh)(jax.random.PRNGKey(cfg.seed))
 
 
 class Programs(NamedTuple):
@@ -258,7 +263,7 @@ class Programs(NamedTuple):
   tx: optax.GradientTransformation
   schedule: optax.Schedule
   num_steps: int
-  init: Callable[[jax.Array], TrainState]  # PRNGKey -> replicated fresh state
+  init: Callable[[jax.Array], TrainState]  # ``jit_init``
   step: Callable  # (state, batch) -> (state, metrics): ``compile_train_step``
 
 
@@ -280,11 +285,8 @@ def _programs(cfg_json: str, mesh, steps_per_epoch: int) -> Programs:
   model = models.build_model(cfg)
   tx, schedule = create_optimizer(cfg, steps_per_epoch)
   num_steps = total_steps(cfg, steps_per_epoch)
-  init = jax.jit(functools.partial(init_state, cfg, model, tx),
-                 out_shardings=NamedSharding(mesh, P()),
-                 compiler_options=xla_options.init_options(mesh))
-  step = compile_train_step(cfg, model, tx, mesh, schedule, num_steps)
-  return Programs(model, tx, schedule, num_steps, init, step)
+  return Programs(model, tx, schedule, num_steps, jit_init(cfg, model, tx, mesh),
+                  compile_train_step(cfg, model, tx, mesh, schedule, num_steps))
 
 
 def abstract_state(cfg, model, tx, mesh) -> TrainState:
