@@ -4,6 +4,14 @@ A checkpoint holds the train state (params, BatchNorm statistics, EMA copies, op
 queue, step, RNG) and ``meta``: the config as JSON and the data position. Restores always go
 through an abstract target (``jax.ShapeDtypeStruct`` with shardings) so arrays come back with
 their types, shapes and placement, never as lists.
+
+Arrays are written by orbax's ``ArrayHandler`` with one change: an array is split across its
+replicas for writing (orbax's "replica-parallel" saving) only when each replica's slice holds
+at least ``REPLICA_PARALLEL_MIN_BYTES``. Below that the split costs more than it saves: one
+eager slice per replica and array (a ResNet train state has hundreds of small BatchNorm and bias
+vectors), compiled on the first save of every process. Measured on 2 CPU cores with the tests'
+tiny state on 2 devices: the first save of a process 2.2 s -> 0.6 s, later saves 0.75 s ->
+0.55 s. The files written are the same (one ``ocdbt`` tree per item).
 """
 
 from __future__ import annotations
@@ -13,12 +21,32 @@ import time
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 from absl import logging
 from orbax.checkpoint import checkpoint_managers
 
 CHECKPOINT_DIR = "checkpoints"
+# Smallest per-replica slice for which an array's write is split across its replicas.
+REPLICA_PARALLEL_MIN_BYTES = 256 * 1024
+
+
+def _state_handler() -> ocp.PyTreeCheckpointHandler:
+  """orbax's handler for the state item, with ``REPLICA_PARALLEL_MIN_BYTES`` for jax.Arrays."""
+  try:  # where orbax keeps the store its default ArrayHandler writes array metadata with
+    from orbax.checkpoint._src.metadata import array_metadata_store  # pylint: disable=g-import-not-at-top
+    store = array_metadata_store.Store()
+  except ImportError:  # another orbax layout: the same checkpoint without per-array metadata
+    store = None
+  arrays = ocp.type_handlers.ArrayHandler(
+      array_metadata_store=store,
+      min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_BYTES)
+  scalars = ocp.type_handlers.ScalarHandler()
+  registry = ocp.type_handlers.create_type_handler_registry(
+      (int, scalars), (float, scalars), (np.number, scalars),
+      (np.ndarray, ocp.type_handlers.NumpyHandler()), (jax.Array, arrays))
+  return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
 
 
 def preservation_policy(keep: int, keep_every: int = 0, keep_steps=()):
@@ -51,8 +79,9 @@ class Checkpointer:
         enable_async_checkpointing=async_save,
         create=True,
     )
-    self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                          item_names=("state", "meta"))
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"state": _state_handler(), "meta": ocp.JsonCheckpointHandler()})
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -64,7 +93,7 @@ class Checkpointer:
     """Starts writing ``state`` and ``meta`` for ``step``; returns whether a save started."""
     return self._manager.save(
         int(step),
-        args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+        args=ocp.args.Composite(state=ocp.args.PyTreeSave(state),
                                 meta=ocp.args.JsonSave(meta)),
         force=force)
 
@@ -72,8 +101,11 @@ class Checkpointer:
     """Restores ``step`` into the structure, dtypes and shardings of ``abstract_state``."""
     restored = self._manager.restore(
         int(step),
-        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state),
-                                meta=ocp.args.JsonRestore()))
+        args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(
+                item=abstract_state,
+                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
+            meta=ocp.args.JsonRestore()))
     return restored["state"], restored["meta"]
 
   def restore_latest_good(self, abstract_state: Any) -> tuple[Any, dict] | None:

@@ -5,8 +5,11 @@ import datetime
 import importlib.util
 import os
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from leave_one_out import checkpoints
 from leave_one_out import config as config_lib
@@ -38,6 +41,39 @@ def test_saves_keep_the_newest_every_kth_and_the_final_step(tmp_path):
   reopened = checkpoints.Checkpointer(str(tmp_path), async_save=False)
   assert reopened.all_steps() == [4, 8, 10, 11, 12]
   reopened.close()
+
+
+def test_small_replicated_arrays_are_saved_without_device_programs(tmp_path):
+  """Below REPLICA_PARALLEL_MIN_BYTES per replica an array is written whole, by one replica: no
+  per-replica slice programs (each lowered and compiled on a process's first save)."""
+  mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
+  replicated = NamedSharding(mesh, P())
+  # Shapes no other test uses (a slice program would be new to this process), their rows
+  # divisible by the 8 devices (orbax splits an array along a divisible axis).
+  state = {f"v{i}": jax.device_put(jnp.arange(float(n)).reshape(n // 3, 3), replicated)
+           for i, n in enumerate((120, 168, 264))}
+  lowered = []
+  def listen(event, duration, **kwargs):
+    del duration, kwargs
+    if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+      lowered.append(event)
+  jax.monitoring.register_event_duration_secs_listener(listen)
+  try:
+    ckpt = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+    ckpt.save(1, state, {"step": 1})
+    ckpt.close()
+  finally:
+    jax.monitoring.unregister_event_duration_listener(listen)
+  assert lowered == []
+  reopened = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                          state)
+  restored, meta = reopened.restore(1, abstract)
+  reopened.close()
+  assert meta == {"step": 1}
+  for name, x in state.items():
+    np.testing.assert_array_equal(restored[name], x)
+    assert restored[name].sharding == replicated
 
 
 def _load_config(name):
