@@ -289,12 +289,14 @@ def _programs(cfg_json: str, mesh, steps_per_epoch: int) -> Programs:
                   compile_train_step(cfg, model, tx, mesh, schedule, num_steps))
 
 
-def abstract_state(cfg, model, tx, mesh) -> TrainState:
-  """Shapes, dtypes and shardings of the state, without allocating it (for restores)."""
-  shapes = jax.eval_shape(lambda: init_state(cfg, model, tx, jax.random.PRNGKey(cfg.seed)))
-  replicated = NamedSharding(mesh, P())
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                      shapes)
+def abstract_state(cfg, model, tx, mesh, init=None) -> TrainState:
+  """Shapes, dtypes and shardings of the state, without allocating it (for restores).
+
+  ``init``: the config's ``jit_init`` when the caller has it (``programs(...).init``): its trace
+  then serves both this and the run's first init.
+  """
+  init = init or jit_init(cfg, model, tx, mesh)
+  return init.eval_shape(jax.random.PRNGKey(cfg.seed))
 
 
 def make_meta(cfg, step: int) -> dict:
@@ -369,7 +371,7 @@ def _train(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
   workdir_lib.prepare(workdir, workdir_mode, ckpt, cfg)
   if workdir_mode == "overwrite":
     ckpt = make_ckpt()
-  restored = ckpt.restore_latest_good(abstract_state(cfg, model, tx, mesh))
+  restored = ckpt.restore_latest_good(abstract_state(cfg, model, tx, mesh, compiled.init))
   if restored is None:
     if is_chief and metrics_log.segment_paths(workdir):  # logs of a run that never saved
       workdir_lib.set_aside(workdir, None, "No checkpoint to resume from")
