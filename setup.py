@@ -38,6 +38,10 @@ INSTALL_REQUIRES = [
     "matplotlib",  # view grids and charts
     "absl-py",
     "numpy",
+    # jax's dtypes (>= 0.5, as jax 0.10-0.12 require). 0.7.0 takes 0.8 s to import beside
+    # numpy 2.4 (it registers numpy loops for many more dtypes), 0.6.0 takes 10 ms: a cost
+    # every process that imports jax pays (the CLI, each evaluation, each test subprocess).
+    "ml_dtypes>=0.5,<0.7",
 ]
 
 DATA = ["tensorflow-cpu>=2.21,<2.22"]
