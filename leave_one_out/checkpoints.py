@@ -34,8 +34,9 @@ REPLICA_PARALLEL_MIN_BYTES = 256 * 1024
 
 def _state_handler() -> ocp.PyTreeCheckpointHandler:
   """orbax's handler for the state item, with ``REPLICA_PARALLEL_MIN_BYTES`` for jax.Arrays."""
-  try:  # where orbax keeps the store its default ArrayHandler writes array metadata with
-    from orbax.checkpoint._src.metadata import array_metadata_store  # pylint: disable=g-import-not-at-top
+  # The store orbax's default ArrayHandler writes per-array metadata with (not public API).
+  try:
+    from orbax.checkpoint._src.metadata import array_metadata_store  # pylint: disable=all
     store = array_metadata_store.Store()
   except ImportError:  # another orbax layout: the same checkpoint without per-array metadata
     store = None
@@ -43,9 +44,10 @@ def _state_handler() -> ocp.PyTreeCheckpointHandler:
       array_metadata_store=store,
       min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_BYTES)
   scalars = ocp.type_handlers.ScalarHandler()
-  registry = ocp.type_handlers.create_type_handler_registry(
-      (int, scalars), (float, scalars), (np.number, scalars),
-      (np.ndarray, ocp.type_handlers.NumpyHandler()), (jax.Array, arrays))
+  registry = ocp.type_handlers.create_type_handler_registry(  # orbax's defaults but for arrays
+      (int, scalars), (float, scalars), (bytes, scalars), (np.number, scalars),
+      (np.ndarray, ocp.type_handlers.NumpyHandler()), (jax.Array, arrays),
+      (str, ocp.type_handlers.StringHandler()))
   return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
 
 
