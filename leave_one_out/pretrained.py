@@ -27,6 +27,7 @@ model normalises [0, 1] RGB inputs with these itself), ``step`` and ``config`` (
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -56,7 +57,16 @@ class CheckpointError(ValueError):
 
 
 def abstract_variables(model: models.LooCModel, image_size: int) -> dict:
-  """``{"params", "batch_stats"}`` as ``jax.ShapeDtypeStruct`` trees, without allocating."""
+  """``{"params", "batch_stats"}`` as ``jax.ShapeDtypeStruct`` trees, without allocating.
+
+  Traced once per model and size in a process (a model compares by its fields): loading the
+  checkpoints of several seeds or steps of one config traces the model once.
+  """
+  return jax.tree.map(lambda x: x, _abstract_variables(model, image_size))  # fresh containers
+
+
+@functools.lru_cache(maxsize=8)
+def _abstract_variables(model: models.LooCModel, image_size: int) -> dict:
   dummy = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32)
   return jax.eval_shape(lambda x: model.init(jax.random.PRNGKey(0), x, train=False), dummy)
 

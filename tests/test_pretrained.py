@@ -224,3 +224,16 @@ def test_export_needs_only_flax(workdir, images, tmp_path):
   (tmp_path / "junk.msgpack").write_bytes(b"\x00junk")
   with pytest.raises(pretrained.CheckpointError, match="not a file written by"):
     pretrained.load_pretrained(str(tmp_path / "junk.msgpack"))
+
+
+def test_loading_again_reuses_the_traced_model_shapes(workdir):
+  """Loading several checkpoints of one config (the claims' seeds) traces its model once."""
+  model, _, config = pretrained.load_pretrained(workdir)
+  before = pretrained._abstract_variables.cache_info()
+  _, variables, _ = pretrained.load_pretrained(workdir)
+  after = pretrained._abstract_variables.cache_info()
+  assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+  shapes = pretrained.abstract_variables(model, config.augment.image_size)
+  assert all(jax.tree.leaves(jax.tree.map(lambda s, v: s.shape == v.shape, shapes, variables)))
+  shapes["params"].clear()  # a caller's edit does not reach the next load
+  assert pretrained.abstract_variables(model, config.augment.image_size)["params"]
