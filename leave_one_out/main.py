@@ -12,6 +12,7 @@ Every process takes part in training and in the final evaluation (which runs on 
 own devices); only process 0 writes logs, summaries and evaluation.json.
 """
 
+import gc
 import logging as pylogging
 import os
 import sys
@@ -113,6 +114,7 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   import jax  # after absl parsed flags, so JAX flags from the command line apply
   from leave_one_out import train
+  gc.freeze()  # the modules imported so far live as long as the process: not garbage
   if _COMPILATION_CACHE.value:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
   if _DISTRIBUTED.value:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import gc
 import os
 import platform
 import shutil
@@ -370,6 +371,7 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
+  gc.freeze()  # the modules imported so far live as long as the process: not garbage
   f = flags.FLAGS
   unknown = [s for s in f.sections if s not in SECTIONS]
   if unknown:

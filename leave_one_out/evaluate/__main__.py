@@ -6,6 +6,8 @@ table and writes the results next to the checkpoints. ``--config`` is an eval co
 fast protocols); any field can be overridden, e.g. ``--config.probe.epochs=2``.
 """
 
+import gc
+
 import jax
 from absl import app
 from absl import flags
@@ -28,6 +30,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+  gc.freeze()  # the modules imported so far live as long as the process: not garbage
   try:
     results = evaluate.run(_WORKDIR.value, _CONFIG.value)
   except data_common.DataError as e:  # bad data: the message says what to do, no traceback

@@ -22,6 +22,7 @@ analyse paired by seed (``stats.compare``) and write, in ``<workdir>``:
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import time
@@ -314,6 +315,7 @@ def main(argv):
       raise app.UsageError(f"--preset cannot be combined with {', '.join(sorted(given))}; use "
                            f"--claims=configs/claims.py:{_PRESET.value} with the overrides")
     claims = load_config(_PRESET.value)
+  gc.freeze()  # the modules imported so far (jax, flax) live as long as the process
   if _COMPILATION_CACHE.value:
     import jax  # pylint: disable=import-outside-toplevel
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
