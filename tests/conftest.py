@@ -26,6 +26,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+pytest_plugins = ["tests.cpu_report"]  # --cpu-report: CPU seconds per test file
+
 
 def pytest_configure(config):
   config.addinivalue_line(
