@@ -267,21 +267,26 @@ class Programs(NamedTuple):
   step: Callable  # (state, batch) -> (state, metrics): ``compile_train_step``
 
 
+# The config sections the model, optimizer, init and train step read. The seed reaches the
+# init as its key argument; the data reach the step as its batch (shapes) and steps_per_epoch.
+PROGRAM_SECTIONS = ("augment", "model", "loss", "train")
+
+
 def programs(cfg, mesh, steps_per_epoch: int) -> Programs:
   """The model, optimizer, init and train step of ``cfg`` on ``mesh``.
 
-  The configs of one process that differ only in ``seed`` (the claims experiment's seeds, a run
-  and its resumption) get the same objects back, so their programs are traced and compiled
-  once: the seed reaches the init as its key argument and no program reads it.
+  The configs of one process that agree on ``PROGRAM_SECTIONS`` (the claims experiment's seeds,
+  a run and its resumption, runs that log, save or profile at other steps) get the same objects
+  back, so their programs are traced and compiled once. They are built from those sections
+  alone: a program that read another field would fail when traced, not reuse a stale value.
   """
-  key = json.loads(cfg.to_json())
-  key["seed"] = 0
-  return _programs(json.dumps(key, sort_keys=True), mesh, steps_per_epoch)
+  sections = {name: json.loads(cfg[name].to_json()) for name in PROGRAM_SECTIONS}
+  return _programs(json.dumps(sections, sort_keys=True), mesh, steps_per_epoch)
 
 
 @functools.lru_cache(maxsize=4)
-def _programs(cfg_json: str, mesh, steps_per_epoch: int) -> Programs:
-  cfg = config_lib.from_json(json.loads(cfg_json))
+def _programs(sections_json: str, mesh, steps_per_epoch: int) -> Programs:
+  cfg = config_lib.from_json(json.loads(sections_json))
   model = models.build_model(cfg)
   tx, schedule = create_optimizer(cfg, steps_per_epoch)
   num_steps = total_steps(cfg, steps_per_epoch)

@@ -14,7 +14,7 @@ from leave_one_out import metrics_log
 from leave_one_out import models
 from leave_one_out import sharding
 from leave_one_out import train
-from tests.helpers import tiny_config
+from tests.helpers import set_field, tiny_config
 
 
 def _setup(cfg, devices):
@@ -278,16 +278,26 @@ def test_paper_recipe_configs_use_moco_v2_batchnorm_and_weight_decay():
     assert models.bn_groups(cfg.model, 1) == 8  # MoCo v2: 8 GPUs x 32 images
 
 
-def test_configs_differing_only_in_seed_share_their_compiled_programs():
-  """The claims experiment's seeds and a run's resumption trace and compile once per process;
-  the seed still picks the initial state, and any other field gets programs of its own."""
+def test_configs_differing_only_in_seed_or_run_fields_share_their_compiled_programs():
+  """The claims experiment's seeds, a run's resumption and runs that log, save or profile at
+  other steps trace and compile once per process; the seed still picks the initial state, and
+  a field of a section the programs read gets programs of its own."""
   mesh = sharding.make_mesh()
-  seed0, seed1, other = tiny_config(), tiny_config(), tiny_config()
+  seed0, seed1, run_fields = tiny_config(), tiny_config(), tiny_config()
   seed1.seed = 1
-  other.loss.temperature = 0.5
+  run_fields.log_every_steps, run_fields.checkpoint_every_steps = 1, 3
+  run_fields.profile_start_step, run_fields.profile_num_steps = 1, 1
+  run_fields.data.num_train = 48  # the data reach the step as batches and steps_per_epoch
   shared = train.programs(seed0, mesh, 4)
   assert train.programs(seed1, mesh, 4) is shared
-  assert train.programs(other, mesh, 4) is not shared
+  assert train.programs(run_fields, mesh, 4) is shared
+  for field, value in (("augment.crop.scale", (0.5, 1.0)), ("model.width", 8),
+                       ("loss.temperature", 0.5), ("train.base_lr", 0.2)):
+    other = tiny_config()
+    set_field(other, field, value)
+    assert train.programs(seed0, mesh, 4) is shared  # still cached (the cache holds 4)
+    assert train.programs(other, mesh, 4) is not shared, field
+  assert train.programs(seed0, mesh, 8) is not shared
   assert train.programs(seed0, sharding.make_mesh(jax.devices()[:1]), 4) is not shared
   state1 = jax.device_get(shared.init(jax.random.PRNGKey(seed1.seed)))
   model = models.build_model(seed1)
