@@ -3,14 +3,13 @@
 import os
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 from leave_one_out.benchmarks import accelerator_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CACHE = os.path.join(tempfile.gettempdir(), "leave_one_out_test_jax_cache")  # conftest's
+CACHE = os.environ["JAX_COMPILATION_CACHE_DIR"]  # the suite's (conftest.py sets a default)
 
 
 @pytest.mark.slow

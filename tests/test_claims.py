@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
@@ -162,7 +161,8 @@ def test_preset_and_overrides_do_not_mix():
 @pytest.fixture(scope="module")
 def ci_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("claims_ci")
-  cache = os.path.join(tempfile.gettempdir(), "leave_one_out_test_jax_cache")
+  # The suite's compilation cache (conftest.py, or JAX_COMPILATION_CACHE_DIR where it is set).
+  cache = os.environ["JAX_COMPILATION_CACHE_DIR"]
   proc = _command("--preset=ci", f"--workdir={workdir}", f"--compilation_cache_dir={cache}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   return workdir, json.loads((workdir / "claims.json").read_text()), proc.stdout
