@@ -202,8 +202,9 @@ def _restore_variables(handler, state_dir, step_dir, keys: dict, abstract: dict,
     raise CheckpointError(f"checkpoint {step_dir} is corrupt: its arrays cannot be read "
                           f"({_brief(e)})") from e
   variables = {k: restored[v] for k, v in keys.items()}
-  bad = [_path_name(p) for p, x in jax.tree_util.tree_flatten_with_path(variables)[0]
-         if not bool(jnp.all(jnp.isfinite(x)))]
+  paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(variables)[0]]
+  finite = jax.device_get(_finite_leaves(variables))
+  bad = [_path_name(p) for p, ok in zip(paths, finite) if not ok]
   if bad:
     raise CheckpointError(f"checkpoint {step_dir} holds non-finite values in {bad[:5]}")
   return variables
@@ -212,6 +213,13 @@ def _restore_variables(handler, state_dir, step_dir, keys: dict, abstract: dict,
 def _brief(e: Exception, limit: int = 300) -> str:
   text = " ".join(str(e).split())
   return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
+@jax.jit
+def _finite_leaves(tree):
+  """bool `[L]`: whether each of the L leaves of ``tree`` is finite everywhere. One program and
+  one transfer for the whole tree, not two small programs per leaf shape and a transfer per leaf."""
+  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])
 
 
 def _path_name(path) -> str:

@@ -29,16 +29,17 @@ STEP = 3
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def write_checkpoint(workdir, cfg, step=STEP):
+def write_checkpoint(workdir, cfg, step=STEP, edit=lambda state: state):
   """A workdir as pretraining leaves it (train state + meta), without running a step.
 
-  The EMA encoder is shifted by 0.01 so tests can tell the two encoders apart.
+  The EMA encoder is shifted by 0.01 so tests can tell the two encoders apart; ``edit`` changes
+  the state before it is saved.
   """
   mesh = sharding.make_mesh()
   model = models.build_model(cfg)
   tx, _ = train.create_optimizer(cfg, steps_per_epoch=1)
   state = train.create_state(cfg, model, tx, mesh)
-  state = state.replace(ema_params=jax.tree.map(lambda p: p + 0.01, state.ema_params))
+  state = edit(state.replace(ema_params=jax.tree.map(lambda p: p + 0.01, state.ema_params)))
   ckpt = checkpoints.Checkpointer(workdir, async_save=False)
   ckpt.save(step, state, train.make_meta(cfg, step), force=True)
   ckpt.close()
@@ -182,6 +183,22 @@ def test_corrupt_checkpoints(workdir, tmp_path):
   os.remove(os.path.join(step_dir, "state", "_METADATA"))
   with pytest.raises(pretrained.CheckpointError, match="corrupt"):
     pretrained.load_pretrained(bad_state)
+
+
+def test_non_finite_values_are_refused_naming_their_leaves(tmp_path):
+  def poison(state):  # one NaN in the online encoder's head 1, one inf in a BatchNorm mean
+    params = flax.traverse_util.flatten_dict(state.params, sep="/")
+    params["head1/fc1/kernel"] = params["head1/fc1/kernel"].at[0, 0].set(np.nan)
+    stats = flax.traverse_util.flatten_dict(state.batch_stats, sep="/")
+    stats["backbone/stem_bn/mean"] = stats["backbone/stem_bn/mean"].at[1].set(np.inf)
+    return state.replace(params=flax.traverse_util.unflatten_dict(params, sep="/"),
+                         batch_stats=flax.traverse_util.unflatten_dict(stats, sep="/"))
+  path = str(tmp_path / "run")
+  write_checkpoint(path, tiny_config(), edit=poison)
+  with pytest.raises(pretrained.CheckpointError, match=r"non-finite values in "
+                     r"\['batch_stats/backbone/stem_bn/mean', 'params/head1/fc1/kernel'\]"):
+    pretrained.load_pretrained(path)
+  pretrained.load_pretrained(path, encoder="ema")  # the momentum encoder's values are finite
 
 
 def test_mismatched_checkpoint(workdir, tmp_path):
