@@ -37,7 +37,20 @@ CPU_INIT = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_pas
 
 
 def accepted(options: dict, device) -> bool:
-  """Whether this jaxlib compiles a trivial program for ``device`` with ``options``."""
+  """Whether this jaxlib compiles a trivial program for ``device`` with ``options``. Asked once
+  per process for each set of options and kind of device (``_ACCEPTED``)."""
+  key = (tuple(sorted(options.items())), device.platform, device.device_kind)
+  if key not in _ACCEPTED:
+    _ACCEPTED[key] = _compiles_with(options, device)
+  return _ACCEPTED[key]
+
+
+# (options, platform, device kind) -> whether XLA accepts the options: a memo of ``accepted``
+# (each question compiles a program), which no caller changes.
+_ACCEPTED: dict[tuple, bool] = {}
+
+
+def _compiles_with(options: dict, device) -> bool:
   try:
     jax.jit(lambda x: x + 1).lower(jax.device_put(1.0, device)).compile(options)
   except Exception as error:  # pylint: disable=broad-except

@@ -50,6 +50,20 @@ def test_options_xla_does_not_know_fall_back_to_its_defaults():
       {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE"}, device)
 
 
+def test_each_question_compiles_once_per_process(monkeypatch):
+  """Every run's train step and initial state ask; only the first question of a kind compiles."""
+  monkeypatch.setattr(xla_options, "_ACCEPTED", {})
+  asked, compiles = [], xla_options._compiles_with  # pylint: disable=protected-access
+  monkeypatch.setattr(xla_options, "_compiles_with",
+                      lambda options, device: asked.append(options) or compiles(options, device))
+  for device in jax.devices()[:3]:  # every CPU device is of one kind
+    assert xla_options.accepted(dict(xla_options.CPU_TRAIN_STEP), device)
+    assert xla_options.accepted(xla_options.CPU_INIT, device)
+    assert not xla_options.accepted({"xla_cpu_no_such_option": True}, device)
+  assert asked == [xla_options.CPU_TRAIN_STEP, xla_options.CPU_INIT,
+                   {"xla_cpu_no_such_option": True}]
+
+
 def test_cpu_initial_state_compiles_unoptimised_with_the_same_values_to_rounding():
   mesh = sharding.make_mesh()
   assert xla_options.init_options(mesh) == xla_options.CPU_INIT
