@@ -101,13 +101,15 @@ def augmentation_sensitivity(model, variables, images, aug_cfg, *, kinds, augmen
     for a in ("flip", "blur", "color", "texture"):
       forced_cfg[a].prob = 1.0
 
-  key = jax.random.key(seed)
-  k_base, *k_alt = jax.random.split(key, len(augs) + 1)
-  base = augment.sample_params(k_base, b, aug_cfg)
-  views = [base] + [{**base, a: _redrawn_group(a, base, k, b, forced_cfg)}
-                    for a, k in zip(augs, k_alt)]
-  params = jax.tree.map(lambda *xs: jnp.stack(xs), *views)  # leaves [1 + A, B, ...]
-  rendered = jax.jit(lambda x, p: render.render(x, p, render_cfg))(images, params)
+  def draw_and_render(key, images):  # one program: the draws, then the [1 + A, B] views
+    k_base, *k_alt = jax.random.split(key, len(augs) + 1)
+    base = augment.sample_params(k_base, b, aug_cfg)
+    views = [base] + [{**base, a: _redrawn_group(a, base, k, b, forced_cfg)}
+                      for a, k in zip(augs, k_alt)]
+    params = jax.tree.map(lambda *xs: jnp.stack(xs), *views)  # leaves [1 + A, B, ...]
+    return render.render(images, params, render_cfg)
+
+  rendered = jax.jit(draw_and_render)(jax.random.key(seed), images)
   rendered = np.asarray(rendered).reshape((-1,) + rendered.shape[2:])
   feats = extract.extract_feature_dict(model, variables, rendered, kinds,
                                           batch_size=batch_size, mesh=mesh)
