@@ -301,7 +301,7 @@ def abstract_state(cfg, model, tx, mesh, init=None) -> TrainState:
   then serves both this and the run's first init.
   """
   init = init or jit_init(cfg, model, tx, mesh)
-  return init.eval_shape(jax.random.PRNGKey(cfg.seed))
+  return init.eval_shape(jax.eval_shape(jax.random.PRNGKey, cfg.seed))  # the key's shape only
 
 
 def make_meta(cfg, step: int) -> dict:
