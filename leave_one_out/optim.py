@@ -3,7 +3,7 @@
 Defaults are docs/method.md's ImageNet-100 recipe (MoCo v2's optimizer): batch 256, 500 epochs, SGD
 with momentum 0.9, lr 0.03 per 256 images with a cosine schedule, weight decay 1e-4 on every
 parameter, key encoder EMA 0.999. The optimizer itself is built by
-``leave_one_out.train.create_optimizer``.
+``leave_one_out.optimizer.create`` (its numbers are arguments of the train step).
 """
 
 from __future__ import annotations

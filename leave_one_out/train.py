@@ -46,7 +46,7 @@ from leave_one_out import data
 from leave_one_out import losses
 from leave_one_out import metrics_log
 from leave_one_out import models
-from leave_one_out import optim
+from leave_one_out import optimizer
 from leave_one_out import progress
 from leave_one_out import summaries
 from leave_one_out import workdir as workdir_lib
@@ -74,52 +74,6 @@ def space_names(cfg) -> list[str]:
   return ["invariant"] + list(cfg.augment.spaces)
 
 
-def total_steps(cfg, steps_per_epoch: int) -> int:
-  return cfg.train.num_steps or cfg.train.num_epochs * steps_per_epoch
-
-
-def create_optimizer(cfg, steps_per_epoch: int):
-  """optax optimizer and its learning-rate schedule (lr scaled by batch / 256).
-
-  ``train.weight_decay_mask``: "no_bn_bias" skips BatchNorm parameters and biases (every
-  parameter with fewer than 2 dims); "all" decays every parameter, as MoCo v2's PyTorch SGD
-  does. LARS never adapts the lr of parameters with fewer than 2 dims (its trust-ratio mask).
-
-  The schedule is a function of optax's count, the number of updates applied so far: a step
-  skipped for a non-finite loss (``train.on_nonfinite="skip"``) leaves it, and the lr, where it
-  was (``applied_updates``).
-  """
-  t = cfg.train
-  lr = t.base_lr * t.batch_size / 256
-  steps = total_steps(cfg, steps_per_epoch)
-  warmup = int(round(t.warmup_epochs * steps_per_epoch))
-  if t.schedule == "cosine":
-    main = optax.cosine_decay_schedule(lr, max(steps - warmup, 1))
-  elif t.schedule == "step":
-    main = optax.piecewise_constant_schedule(
-        lr, {int(e * steps_per_epoch) - warmup: t.step_decay for e in t.step_epochs})
-  else:
-    main = optax.constant_schedule(lr)
-  schedule = main if warmup == 0 else optax.join_schedules(
-      [optax.linear_schedule(0.0, lr, warmup), main], [warmup])
-  matrices = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
-  # Configs saved before the field existed (2026-12) skipped BatchNorm parameters and biases.
-  mask = cfg.train.get("weight_decay_mask", "no_bn_bias")
-  if mask not in optim.WEIGHT_DECAY_MASKS:
-    raise ValueError(f"config.train.weight_decay_mask must be one of "
-                     f"{optim.WEIGHT_DECAY_MASKS}, got {mask!r}")
-  # Always a mask function, so that the optimizer state has the same structure either way.
-  decay_mask = matrices if mask == "no_bn_bias" else (
-      lambda params: jax.tree.map(lambda p: True, params))
-  if t.optimizer == "lars":
-    tx = optax.lars(schedule, weight_decay=t.weight_decay, weight_decay_mask=decay_mask,
-                    trust_ratio_mask=matrices, momentum=t.momentum)
-  else:
-    tx = optax.chain(optax.add_decayed_weights(t.weight_decay, mask=decay_mask),
-                     optax.sgd(schedule, momentum=t.momentum))
-  return tx, schedule
-
-
 def init_state(cfg, model, tx, rng) -> TrainState:
   """A fresh state from ``rng`` (``PRNGKey(cfg.seed)``; run it under jit with replicated
   out_shardings). The key is an argument, not a constant, so every seed shares one compiled
@@ -145,17 +99,7 @@ def applied_updates(state: TrainState) -> jax.Array:
   return state.step - state.nonfinite_steps
 
 
-def ema_momentum(cfg, step, num_steps: int):
-  """MoCo's key-encoder momentum, optionally ramped to 1 with a cosine (BYOL) over ``step``
-  (``applied_updates`` in the train step) out of ``num_steps``."""
-  m = cfg.train.ema_momentum
-  if not cfg.train.ema_cosine_ramp:
-    return jnp.asarray(m, jnp.float32)
-  progress = jnp.minimum(step / max(num_steps, 1), 1.0)
-  return 1.0 - (1.0 - m) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
-
-
-def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_steps: int):
+def train_step(state: TrainState, batch, hp, *, cfg, model, mesh):
   """One LooC step.
 
   Args:
@@ -163,7 +107,10 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
     batch: {"image": uint8 `[B, H0, W0, 3]`, "aspect": float32 `[B]` (each original image's
       width / height, for torchvision crop semantics), optionally "valid": bool `[B]` (False:
       an unreadable file's empty slot, masked out of the loss)}, batch sharded over ``mesh``.
+    hp: ``optimizer.hyperparams`` of the config (lr schedule, momentum, weight decay, EMA
+      momentum, temperature), replicated.
   """
+  tx, schedule = optimizer.create(cfg, hp)
   batch_sharded = lambda x, spec: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   views, _ = augment.make_views(rng, batch["image"], cfg.augment, batch["aspect"])
@@ -186,7 +133,7 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
     out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, views[0],
                                train=True, mutable=["batch_stats"], **query_bn)
     loss, metrics = losses.sharded_looc_loss(
-        out["embeddings"], k, mesh=mesh, axis=DATA_AXIS, temperature=cfg.loss.temperature,
+        out["embeddings"], k, mesh=mesh, axis=DATA_AXIS, temperature=hp["temperature"],
         queue=queue, z0_positives=cfg.loss.z0_positives,
         space_reduction=cfg.loss.space_reduction, valid=batch.get("valid"))
     return loss, (metrics, updates["batch_stats"])
@@ -195,7 +142,7 @@ def train_step(state: TrainState, batch, *, cfg, model, tx, mesh, schedule, num_
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   applied = applied_updates(state)  # optax's count: this update's lr is schedule(applied)
-  m = ema_momentum(cfg, applied, num_steps)
+  m = optimizer.ema_momentum(cfg, hp, applied)
   ema_params = jax.tree.map(lambda e, p: m * e + (1.0 - m) * p, state.ema_params, params)
   if cfg.loss.queue_size:
     new_queue = jnp.concatenate([jnp.swapaxes(k[0], 0, 1), state.queue], axis=1)
@@ -235,15 +182,28 @@ def batch_norm_groups(cfg, mesh, rng, batch_size: int, num_keys: int) -> tuple[d
   return {"bn_groups": groups}, {"bn_groups": groups, "bn_group_ids": key_ids}
 
 
-def compile_train_step(cfg, model, tx, mesh, schedule, num_steps: int):
-  """``train_step`` under jit: state replicated and donated, the batch sharded over devices,
-  compiled with ``xla_options.train_step_options`` (on CPUs: convolutions on Eigen)."""
+def jit_train_step(cfg, model, mesh):
+  """``train_step`` under jit, ``(state, batch, hp) -> (state, metrics)``: state and ``hp``
+  replicated, the state donated, the batch sharded over devices; compiled with
+  ``xla_options.train_step_options`` (on CPUs: convolutions on Eigen). Configs that differ only
+  in ``optimizer.RUNTIME_FIELDS`` compile to the same program."""
   replicated = NamedSharding(mesh, P())
-  step = functools.partial(train_step, cfg=cfg, model=model, tx=tx, mesh=mesh,
-                           schedule=schedule, num_steps=num_steps)
-  return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS))),
+  step = functools.partial(train_step, cfg=cfg, model=model, mesh=mesh)
+  return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS)), replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0,
                  compiler_options=xla_options.train_step_options(mesh))
+
+
+def bind_hyperparams(step, cfg, mesh, steps_per_epoch: int):
+  """``(state, batch) -> (state, metrics)``: the jitted ``step`` with ``cfg``'s
+  ``optimizer.hyperparams``, placed on the devices once."""
+  hp = jax.device_put(optimizer.hyperparams(cfg, steps_per_epoch), NamedSharding(mesh, P()))
+  return lambda state, batch: step(state, batch, hp)
+
+
+def compile_train_step(cfg, model, mesh, steps_per_epoch: int):
+  """``jit_train_step`` of ``cfg`` with its hyperparameters bound: ``(state, batch)``."""
+  return bind_hyperparams(jit_train_step(cfg, model, mesh), cfg, mesh, steps_per_epoch)
 
 
 def jit_init(cfg, model, tx, mesh):
@@ -260,38 +220,46 @@ def create_state(cfg, model, tx, mesh) -> TrainState:
 class Programs(NamedTuple):
   """A config's model, optimizer and jitted programs on one mesh (``programs``)."""
   model: models.LooCModel
-  tx: optax.GradientTransformation
+  tx: optax.GradientTransformation  # ``optimizer.create`` with the config's numbers
   schedule: optax.Schedule
   num_steps: int
   init: Callable[[jax.Array], TrainState]  # ``jit_init``
-  step: Callable  # (state, batch) -> (state, metrics): ``compile_train_step``
+  train_step: Callable  # (state, batch, hp) -> (state, metrics): ``jit_train_step``
+  step: Callable  # (state, batch) -> (state, metrics): ``train_step`` with the config's hp
 
 
 # The config sections the model, optimizer, init and train step read. The seed reaches the
-# init as its key argument; the data reach the step as its batch (shapes) and steps_per_epoch.
+# init as its key argument; the data reach the step as its batch (shapes) and, through the
+# hyperparameters, steps_per_epoch; the fields of ``optimizer.RUNTIME_FIELDS`` as its ``hp``.
 PROGRAM_SECTIONS = ("augment", "model", "loss", "train")
 
 
 def programs(cfg, mesh, steps_per_epoch: int) -> Programs:
   """The model, optimizer, init and train step of ``cfg`` on ``mesh``.
 
-  The configs of one process that agree on ``PROGRAM_SECTIONS`` (the claims experiment's seeds,
-  a run and its resumption, runs that log, save or profile at other steps) get the same objects
-  back, so their programs are traced and compiled once. They are built from those sections
-  alone: a program that read another field would fail when traced, not reuse a stale value.
+  The configs of one process that agree on ``PROGRAM_SECTIONS`` but for
+  ``optimizer.RUNTIME_FIELDS`` (the claims experiment's seeds, a run and its resumption, runs
+  that log, save or profile at other steps, an lr or budget sweep) share one model, init and
+  jitted train step, so those are traced and compiled once. They are built from those sections
+  with the runtime fields set to None: a program that read one of them, or another field, would
+  fail when traced, not reuse a stale value.
   """
   sections = {name: json.loads(cfg[name].to_json()) for name in PROGRAM_SECTIONS}
-  return _programs(json.dumps(sections, sort_keys=True), mesh, steps_per_epoch)
+  for name, fields in optimizer.RUNTIME_FIELDS.items():
+    sections[name].update(dict.fromkeys(fields))
+  model, init, jitted = _programs(json.dumps(sections, sort_keys=True), mesh)
+  hp = optimizer.hyperparams(cfg, steps_per_epoch)
+  tx, schedule = optimizer.create(cfg, hp)
+  return Programs(model, tx, schedule, int(hp["total_steps"]), init, jitted,
+                  bind_hyperparams(jitted, cfg, mesh, steps_per_epoch))
 
 
 @functools.lru_cache(maxsize=4)
-def _programs(sections_json: str, mesh, steps_per_epoch: int) -> Programs:
+def _programs(sections_json: str, mesh):
   cfg = config_lib.from_json(json.loads(sections_json))
   model = models.build_model(cfg)
-  tx, schedule = create_optimizer(cfg, steps_per_epoch)
-  num_steps = total_steps(cfg, steps_per_epoch)
-  return Programs(model, tx, schedule, num_steps, jit_init(cfg, model, tx, mesh),
-                  compile_train_step(cfg, model, tx, mesh, schedule, num_steps))
+  tx, _ = optimizer.create(cfg)  # the optimizer state's structure
+  return model, jit_init(cfg, model, tx, mesh), jit_train_step(cfg, model, mesh)
 
 
 def abstract_state(cfg, model, tx, mesh, init=None) -> TrainState:

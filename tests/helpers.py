@@ -5,6 +5,7 @@ import jax
 from leave_one_out import checkpoints
 from leave_one_out import config as config_lib
 from leave_one_out import models
+from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
 
@@ -48,7 +49,7 @@ def final_state(workdir):
   step = ckpt.latest_step()
   cfg = config_lib.from_json(ckpt.restore_meta(step)["config"])
   model = models.build_model(cfg)
-  tx, _ = train.create_optimizer(cfg, 1)
+  tx, _ = optimizer.create(cfg)
   state, _ = ckpt.restore(step, train.abstract_state(cfg, model, tx, sharding.make_mesh()))
   ckpt.close()
   return step, jax.device_get(state)

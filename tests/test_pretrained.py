@@ -15,6 +15,7 @@ import pytest
 import leave_one_out
 from leave_one_out import checkpoints
 from leave_one_out import models
+from leave_one_out import optimizer
 from leave_one_out import extract
 from leave_one_out import pretrained
 from leave_one_out import synthetic
@@ -37,7 +38,7 @@ def write_checkpoint(workdir, cfg, step=STEP, edit=lambda state: state):
   """
   mesh = sharding.make_mesh()
   model = models.build_model(cfg)
-  tx, _ = train.create_optimizer(cfg, steps_per_epoch=1)
+  tx, _ = optimizer.create(cfg)
   state = train.create_state(cfg, model, tx, mesh)
   state = edit(state.replace(ema_params=jax.tree.map(lambda p: p + 0.01, state.ema_params)))
   ckpt = checkpoints.Checkpointer(workdir, async_save=False)

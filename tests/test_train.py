@@ -12,6 +12,7 @@ from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
 from leave_one_out import metrics_log
 from leave_one_out import models
+from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
 from tests.helpers import set_field, tiny_config
@@ -21,10 +22,9 @@ def _setup(cfg, devices):
   mesh = sharding.make_mesh(devices)
   model = models.build_model(cfg)
   source = data_lib.create_train_source(cfg)
-  num_steps = train.total_steps(cfg, source.steps_per_epoch)
-  tx, schedule = train.create_optimizer(cfg, source.steps_per_epoch)
+  tx, _ = optimizer.create(cfg)
   state = train.create_state(cfg, model, tx, mesh)
-  step = train.compile_train_step(cfg, model, tx, mesh, schedule, num_steps)
+  step = train.compile_train_step(cfg, model, mesh, source.steps_per_epoch)
   batch_sharding = NamedSharding(mesh, P(sharding.DATA_AXIS))
   batch = lambda i: jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(batch_sharding, x), source.batch(i))
@@ -196,7 +196,8 @@ def test_skipped_step_leaves_schedule_and_ema_ramp_on_the_applied_count():
   cfg.train.on_nonfinite = "skip"
   state, step, batch = _setup(cfg, jax.devices())
   steps_per_epoch = data_lib.create_train_source(cfg).steps_per_epoch
-  _, schedule = train.create_optimizer(cfg, steps_per_epoch)
+  hp = optimizer.hyperparams(cfg, steps_per_epoch)
+  _, schedule = optimizer.create(cfg, hp)
   metrics = []
   for i in range(3):
     good = jax.tree.map(jnp.copy, state.params)
@@ -215,8 +216,29 @@ def test_skipped_step_leaves_schedule_and_ema_ramp_on_the_applied_count():
   np.testing.assert_allclose(metrics[0]["lr"], schedule(0), rtol=1e-6)
   assert float(metrics[1]["lr"]) == 0.0  # nothing was applied
   np.testing.assert_allclose(metrics[2]["lr"], schedule(1), rtol=1e-6)
-  np.testing.assert_allclose(metrics[2]["ema_momentum"], train.ema_momentum(cfg, 1, 8),
+  np.testing.assert_allclose(metrics[2]["ema_momentum"], optimizer.ema_momentum(cfg, hp, 1),
                              rtol=1e-6)
+
+
+def test_one_compiled_step_runs_each_configs_numbers():
+  """Two configs that differ in lr and temperature share one traced train step, and each step
+  uses its own config's numbers."""
+  mesh = sharding.make_mesh()
+  slow, fast = tiny_config(), tiny_config()
+  fast.train.base_lr, fast.loss.temperature = 2 * slow.train.base_lr, 0.5
+  out = []
+  for cfg in (slow, fast):
+    p = train.programs(cfg, mesh, 4)
+    state = p.init(jax.random.PRNGKey(0))
+    batch = jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(
+            NamedSharding(mesh, P(sharding.DATA_AXIS)), x),
+        data_lib.create_train_source(cfg).batch(0))
+    out.append(jax.device_get(p.step(state, batch)[1]))
+    np.testing.assert_allclose(out[-1]["lr"], p.schedule(0), rtol=1e-6)
+  assert p.train_step._cache_size() == 1  # pylint: disable=protected-access
+  np.testing.assert_allclose(out[1]["lr"], 2 * out[0]["lr"], rtol=1e-6)
+  assert abs(float(out[1]["loss"]) - float(out[0]["loss"])) > 1e-3  # temperature 0.2 vs 0.5
 
 
 def test_weight_decay_mask():
@@ -231,12 +253,12 @@ def test_weight_decay_mask():
   structures = []
   for mask in ("no_bn_bias", "all"):
     cfg.train.weight_decay_mask = mask
-    for optimizer in ("sgd", "lars"):
-      cfg.train.optimizer = optimizer
-      tx, _ = train.create_optimizer(cfg, 10)
+    for name in ("sgd", "lars"):
+      cfg.train.optimizer = name
+      tx, _ = optimizer.create(cfg, optimizer.hyperparams(cfg, 10))
       state = tx.init(params)
       structures.append(jax.tree.structure(state))
-      if optimizer == "lars":
+      if name == "lars":
         continue
       updates, _ = tx.update(zeros, state, params)
       bn = updates["backbone"]["stem_bn"]["bias"]
@@ -278,30 +300,40 @@ def test_paper_recipe_configs_use_moco_v2_batchnorm_and_weight_decay():
     assert models.bn_groups(cfg.model, 1) == 8  # MoCo v2: 8 GPUs x 32 images
 
 
-def test_configs_differing_only_in_seed_or_run_fields_share_their_compiled_programs():
-  """The claims experiment's seeds, a run's resumption and runs that log, save or profile at
-  other steps trace and compile once per process; the seed still picks the initial state, and
-  a field of a section the programs read gets programs of its own."""
+def test_configs_differing_only_in_seed_run_fields_or_hyperparameters_share_their_programs():
+  """The claims experiment's seeds, a run's resumption, runs that log, save or profile at
+  other steps and sweeps of the optimizer's numbers trace and compile once per process; the
+  seed still picks the initial state, the numbers still reach the step, and a field that shapes
+  the program gets programs of its own."""
   mesh = sharding.make_mesh()
-  seed0, seed1, run_fields = tiny_config(), tiny_config(), tiny_config()
+  seed0, seed1, run_fields, numbers = tiny_config(), tiny_config(), tiny_config(), tiny_config()
   seed1.seed = 1
   run_fields.log_every_steps, run_fields.checkpoint_every_steps = 1, 3
   run_fields.profile_start_step, run_fields.profile_num_steps = 1, 1
   run_fields.data.num_train = 48  # the data reach the step as batches and steps_per_epoch
+  for field in optimizer.RUNTIME_FIELDS["train"]:
+    if isinstance(numbers.train[field], (int, float)):
+      set_field(numbers, f"train.{field}", numbers.train[field] * 2 + 1)
+  numbers.train.step_epochs = (1, 2, 3)
+  numbers.loss.temperature = 0.5
   shared = train.programs(seed0, mesh, 4)
-  assert train.programs(seed1, mesh, 4) is shared
-  assert train.programs(run_fields, mesh, 4) is shared
+  same = lambda p: (p.model, p.init, p.train_step) == (shared.model, shared.init,
+                                                       shared.train_step)
+  for cfg in (seed1, run_fields, numbers):
+    assert same(train.programs(cfg, mesh, 4))
+  assert same(train.programs(seed0, mesh, 8))  # steps_per_epoch reaches the schedule only
+  assert train.programs(numbers, mesh, 4).num_steps == numbers.train.num_steps != 4
   for field, value in (("augment.crop.scale", (0.5, 1.0)), ("model.width", 8),
-                       ("loss.temperature", 0.5), ("train.base_lr", 0.2)):
+                       ("loss.queue_size", 32), ("train.schedule", "constant"),
+                       ("train.batch_size", 32)):
     other = tiny_config()
     set_field(other, field, value)
-    assert train.programs(seed0, mesh, 4) is shared  # still cached (the cache holds 4)
-    assert train.programs(other, mesh, 4) is not shared, field
-  assert train.programs(seed0, mesh, 8) is not shared
-  assert train.programs(seed0, sharding.make_mesh(jax.devices()[:1]), 4) is not shared
+    assert same(train.programs(seed0, mesh, 4))  # still cached (the cache holds 4)
+    assert not same(train.programs(other, mesh, 4)), field
+  assert not same(train.programs(seed0, sharding.make_mesh(jax.devices()[:1]), 4))
   state1 = jax.device_get(shared.init(jax.random.PRNGKey(seed1.seed)))
   model = models.build_model(seed1)
-  tx, _ = train.create_optimizer(seed1, 4)
+  tx, _ = optimizer.create(seed1)
   direct = jax.device_get(train.create_state(seed1, model, tx, mesh))
   for a, b in zip(jax.tree.leaves(state1), jax.tree.leaves(direct)):
     np.testing.assert_array_equal(a, b)

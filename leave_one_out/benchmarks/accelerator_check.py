@@ -48,6 +48,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from leave_one_out import data as data_lib
 from leave_one_out import models
+from leave_one_out import optimizer
 from leave_one_out import sharding as sharding_lib
 from leave_one_out import losses
 from leave_one_out import metrics_log
@@ -154,9 +155,9 @@ def _step_config(sizes, precision: str):
 def _losses_of_steps(cfg, mesh, steps: int) -> list[float]:
   model = models.build_model(cfg)
   source = data_lib.create_train_source(cfg)
-  tx, schedule = train.create_optimizer(cfg, source.steps_per_epoch)
+  tx, _ = optimizer.create(cfg)
   state = train.create_state(cfg, model, tx, mesh)
-  step = train.compile_train_step(cfg, model, tx, mesh, schedule, steps)
+  step = train.compile_train_step(cfg, model, mesh, source.steps_per_epoch)
   sharding = NamedSharding(mesh, P(sharding_lib.DATA_AXIS))
   out = []
   for i in range(steps):

@@ -35,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from leave_one_out import augment
 from leave_one_out import config as config_lib
 from leave_one_out import models
+from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
 from leave_one_out import xla_options
@@ -62,16 +63,16 @@ def jax_config(model: str, width: int, size: int, batch: int, precision: str, nu
 
 
 def _jax_step(cfg, mesh, options):
-  """(jitted ``train.train_step`` compiled with ``options``, a fresh state)."""
+  """(jitted ``train.train_step`` compiled with ``options``, a fresh state, its hp)."""
   net = models.build_model(cfg)
-  tx, schedule = train.create_optimizer(cfg, 100)
+  tx, _ = optimizer.create(cfg)
   state = train.create_state(cfg, net, tx, mesh)
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(sharding.DATA_AXIS))
-  step = functools.partial(train.train_step, cfg=cfg, model=net, tx=tx, mesh=mesh,
-                           schedule=schedule, num_steps=1000)
-  jitted = jax.jit(step, in_shardings=(replicated, data), out_shardings=(replicated, replicated),
-                   donate_argnums=0, compiler_options=options)
-  return jitted, state
+  step = functools.partial(train.train_step, cfg=cfg, model=net, mesh=mesh)
+  jitted = jax.jit(step, in_shardings=(replicated, data, replicated),
+                   out_shardings=(replicated, replicated), donate_argnums=0,
+                   compiler_options=options)
+  return jitted, state, jax.device_put(optimizer.hyperparams(cfg, 100), replicated)
 
 
 def _check(variants, num_spaces):
@@ -107,11 +108,12 @@ def measure(variants, model, width, size, batch, num_spaces, repeats, seed=0) ->
     if variant.startswith("jax"):
       cfg = jax_config(model, width, size, batch, precision, num_spaces)
       options = None if variant == "jax-xla-defaults" else xla_options.train_step_options(mesh)
-      jitted, state = _jax_step(cfg, mesh, options)
+      jitted, state, hp = _jax_step(cfg, mesh, options)
       start = time.perf_counter()
-      compiled = jitted.lower(state, data).compile()
+      compiled = jitted.lower(state, data, hp).compile()
       results[variant]["compile_s"] = time.perf_counter() - start
-      runners[variant] = _jax_runner(compiled, state, data, cfg, results[variant])
+      runners[variant] = _jax_runner(functools.partial(compiled, hp=hp), state, data, cfg,
+                                     results[variant])
     else:
       ref = torch_reference.LooCStep(
           model, width, num_spaces + 1, lr=0.03 * batch / 256, precision=precision,

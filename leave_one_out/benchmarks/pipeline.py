@@ -24,6 +24,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from leave_one_out import config as config_lib
 from leave_one_out import models
+from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
 from leave_one_out.benchmarks import common
@@ -92,9 +93,9 @@ def bench_train_step(config_path: str, batch: int, image_size: int, steps: int) 
   mesh = sharding.make_mesh()
   model = models.build_model(cfg)
   steps_per_epoch = 1000
-  tx, schedule = train.create_optimizer(cfg, steps_per_epoch)
+  tx, _ = optimizer.create(cfg)
   state = train.create_state(cfg, model, tx, mesh)
-  step = train.compile_train_step(cfg, model, tx, mesh, schedule, 10 * steps_per_epoch)
+  step = train.compile_train_step(cfg, model, mesh, steps_per_epoch)
   data_sharding = NamedSharding(mesh, P(sharding.DATA_AXIS))
   rng = np.random.default_rng(0)
   local = batch // jax.process_count()

@@ -19,6 +19,7 @@ import numpy as np
 from leave_one_out import augment
 from leave_one_out import config as config_lib
 from leave_one_out import models
+from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
 from leave_one_out.benchmarks import common
@@ -128,11 +129,12 @@ def measure_steps(kinds, model, width, size, batch, precision, num_spaces,
       views = 1
     else:
       net = models.build_model(cfg)
-      tx, schedule = train.create_optimizer(cfg, 100)
+      tx, _ = optimizer.create(cfg)
       state = train.create_state(cfg, net, tx, mesh)
-      fn = train.compile_train_step(cfg, net, tx, mesh, schedule, 1000)
+      fn = train.jit_train_step(cfg, net, mesh)
+      hp = optimizer.hyperparams(cfg, 100)
       data = _batch(cfg, mesh)
-      args = lambda st, i: (st, data)
+      args = lambda st, i: (st, data, hp)
       views = augment.num_views(cfg.augment)
     t0 = time.perf_counter()
     compiled = fn.lower(*args(state, 0)).compile()

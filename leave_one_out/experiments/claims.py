@@ -186,6 +186,7 @@ def _init_checkpoint(cfg, workdir: str) -> None:
   """Saves the untrained state of ``cfg`` as step 0 (the random-initialisation row)."""
   from leave_one_out import checkpoints  # pylint: disable=import-outside-toplevel
   from leave_one_out import models  # pylint: disable=import-outside-toplevel
+  from leave_one_out import optimizer  # pylint: disable=import-outside-toplevel
   from leave_one_out import sharding  # pylint: disable=import-outside-toplevel
   from leave_one_out import train  # pylint: disable=import-outside-toplevel
   ckpt = checkpoints.Checkpointer(workdir, async_save=False)
@@ -195,7 +196,7 @@ def _init_checkpoint(cfg, workdir: str) -> None:
     mesh = sharding.make_mesh()
     config_lib.validate(cfg, num_devices=mesh.size)
     model = models.build_model(cfg)
-    tx, _ = train.create_optimizer(cfg, 1)
+    tx, _ = optimizer.create(cfg)
     state = train.create_state(cfg, model, tx, mesh)
     ckpt.save(0, state, train.make_meta(cfg, 0), force=True)
   finally:

@@ -1,0 +1,132 @@
+"""The optimizer and lr schedule of a config, with their numbers as arguments of the train step.
+
+``hyperparams(cfg, steps_per_epoch)`` gathers the numbers of the train and loss sections that
+the train step uses (peak lr, warm-up and schedule lengths, step-schedule boundaries, momentum,
+weight decay, EMA momentum, temperature: ``RUNTIME_FIELDS``) into a pytree of numpy scalars
+and vectors. The train step takes that pytree as an argument, so configs that differ only in
+these numbers (an lr or weight-decay sweep, a longer budget, another temperature) share one
+traced and compiled program, and one persistent compilation cache entry. What shapes the program
+stays in the config: the optimizer, the schedule's kind, the weight-decay mask, the EMA ramp,
+the batch size.
+
+``create(cfg, hp)`` builds the optax optimizer and its schedule from those numbers, concrete or
+traced. The schedules compute what optax's do (``optax.cosine_decay_schedule``,
+``piecewise_constant_schedule``, a ``linear_schedule`` warm-up joined by ``join_schedules``);
+optax's own check their arguments in Python and cannot take traced ones.
+``tests/test_optimizer.py`` compares the two.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from leave_one_out import optim
+
+# Config fields that reach the train step through ``hyperparams`` (section -> fields).
+RUNTIME_FIELDS = {
+    "train": ("num_steps", "num_epochs", "base_lr", "momentum", "weight_decay",
+              "warmup_epochs", "step_epochs", "step_decay", "ema_momentum"),
+    "loss": ("temperature",),
+}
+
+
+def total_steps(cfg, steps_per_epoch: int) -> int:
+  """The run's length in steps: ``train.num_steps``, else ``num_epochs`` epochs."""
+  return cfg.train.num_steps or cfg.train.num_epochs * steps_per_epoch
+
+
+def hyperparams(cfg, steps_per_epoch: int) -> dict[str, np.ndarray]:
+  """The numbers of ``RUNTIME_FIELDS`` as the train step reads them: float32 and int32 scalars,
+  and the step schedule's boundaries (int32 `[k]`, in steps after the warm-up; `[0]` for the
+  other schedules)."""
+  t = cfg.train
+  steps = total_steps(cfg, steps_per_epoch)
+  warmup = int(round(t.warmup_epochs * steps_per_epoch))
+  boundaries = sorted({int(e * steps_per_epoch) - warmup for e in t.step_epochs}) if (
+      t.schedule == "step") else []
+  return {
+      "lr": np.float32(t.base_lr * t.batch_size / 256),  # peak lr, scaled by batch / 256
+      "warmup_steps": np.int32(warmup),
+      "total_steps": np.int32(steps),
+      "decay_steps": np.int32(max(steps - warmup, 1)),  # the cosine's length after warm-up
+      "step_boundaries": np.asarray(boundaries, np.int32),
+      "step_decay": np.float32(t.step_decay),
+      "momentum": np.float32(t.momentum),
+      "weight_decay": np.float32(t.weight_decay),
+      "ema_momentum": np.float32(t.ema_momentum),
+      "temperature": np.float32(cfg.loss.temperature),
+  }
+
+
+def schedule(cfg, hp) -> optax.Schedule:
+  """The lr of optax's count (updates applied so far): a linear warm-up from 0 over
+  ``warmup_steps``, then ``train.schedule`` (cosine to 0 over ``decay_steps``, step decays at
+  ``step_boundaries``, or constant)."""
+  kind = cfg.train.schedule
+  if kind not in optim.SCHEDULES:
+    raise ValueError(f"config.train.schedule must be one of {optim.SCHEDULES}, got {kind!r}")
+  lr = hp["lr"]
+
+  def main(count):
+    if kind == "cosine":
+      decay_steps = jnp.asarray(hp["decay_steps"], jnp.float32)
+      count = jnp.minimum(count, decay_steps)
+      return lr * (0.5 * (1 + jnp.cos(jnp.pi * count / decay_steps)))
+    if kind == "step":
+      decays = jnp.where(count >= hp["step_boundaries"], hp["step_decay"], 1.0)
+      return lr * jnp.prod(decays)
+    return lr * jnp.ones_like(count, jnp.float32)
+
+  def warmed_up(count):
+    count = jnp.asarray(count)
+    warmup = hp["warmup_steps"]
+    linear = lr * (jnp.clip(count, 0, warmup) / jnp.maximum(warmup, 1))
+    return jnp.where(count < warmup, linear, main(count - warmup))
+
+  return warmed_up
+
+
+def create(cfg, hp=None) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """optax optimizer and its lr schedule from ``hyperparams`` ``hp`` (concrete or traced).
+
+  ``train.weight_decay_mask``: "no_bn_bias" skips BatchNorm parameters and biases (every
+  parameter with fewer than 2 dims); "all" decays every parameter, as MoCo v2's PyTorch SGD
+  does. LARS never adapts the lr of parameters with fewer than 2 dims (its trust-ratio mask).
+  ``hp=None``: placeholder numbers, for the optimizer state's structure only (``tx.init``
+  reads no hyperparameter).
+  """
+  t = cfg.train
+  if hp is None:
+    hp = {"lr": 0.0, "warmup_steps": 0, "total_steps": 1, "decay_steps": 1,
+          "step_boundaries": np.zeros((0,), np.int32), "step_decay": 1.0, "momentum": 0.0,
+          "weight_decay": 0.0, "ema_momentum": 0.0, "temperature": 1.0}
+  lr_schedule = schedule(cfg, hp)
+  matrices = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  # Configs saved before the field existed (2026-12) skipped BatchNorm parameters and biases.
+  mask = t.get("weight_decay_mask", "no_bn_bias")
+  if mask not in optim.WEIGHT_DECAY_MASKS:
+    raise ValueError(f"config.train.weight_decay_mask must be one of "
+                     f"{optim.WEIGHT_DECAY_MASKS}, got {mask!r}")
+  # Always a mask function, so that the optimizer state has the same structure either way.
+  decay_mask = matrices if mask == "no_bn_bias" else (
+      lambda params: jax.tree.map(lambda p: True, params))
+  if t.optimizer == "lars":
+    tx = optax.lars(lr_schedule, weight_decay=hp["weight_decay"], weight_decay_mask=decay_mask,
+                    trust_ratio_mask=matrices, momentum=hp["momentum"])
+  else:
+    tx = optax.chain(optax.add_decayed_weights(hp["weight_decay"], mask=decay_mask),
+                     optax.sgd(lr_schedule, momentum=hp["momentum"]))
+  return tx, lr_schedule
+
+
+def ema_momentum(cfg, hp, step):
+  """The key encoder's EMA momentum after ``step`` updates: ``ema_momentum``, or with
+  ``train.ema_cosine_ramp`` ramped to 1 with a cosine over the run's ``total_steps`` (BYOL)."""
+  m = jnp.asarray(hp["ema_momentum"], jnp.float32)
+  if not cfg.train.ema_cosine_ramp:
+    return m
+  progress = jnp.minimum(step / jnp.maximum(hp["total_steps"], 1), 1.0)
+  return 1.0 - (1.0 - m) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
