@@ -7,7 +7,8 @@ and vectors. The train step takes that pytree as an argument, so configs that di
 these numbers (an lr or weight-decay sweep, a longer budget, another temperature) share one
 traced and compiled program, and one persistent compilation cache entry. What shapes the program
 stays in the config: the optimizer, the schedule's kind, the weight-decay mask, the EMA ramp,
-the batch size.
+the batch size; and the step schedule's number of distinct boundaries (a vector `[k]` of
+``hp``), which is why a step schedule with more or fewer decay epochs compiles again.
 
 ``create(cfg, hp)`` builds the optax optimizer and its schedule from those numbers, concrete or
 traced. The schedules compute what optax's do (``optax.cosine_decay_schedule``,
@@ -76,8 +77,8 @@ def schedule(cfg, hp) -> optax.Schedule:
       count = jnp.minimum(count, decay_steps)
       return lr * (0.5 * (1 + jnp.cos(jnp.pi * count / decay_steps)))
     if kind == "step":
-      decays = jnp.where(count >= hp["step_boundaries"], hp["step_decay"], 1.0)
-      return lr * jnp.prod(decays)
+      passed = jnp.expand_dims(count, -1) >= hp["step_boundaries"]  # [..., k]
+      return lr * jnp.prod(jnp.where(passed, hp["step_decay"], 1.0), axis=-1)
     return lr * jnp.ones_like(count, jnp.float32)
 
   def warmed_up(count):

@@ -60,6 +60,8 @@ def test_schedules_match_optax_at_every_step(schedule, warmup_epochs):
   _, reference = _optax_reference(cfg)
   expected = jax.jit(jax.vmap(reference))(counts)
   np.testing.assert_allclose(ours, expected, rtol=2e-6, atol=1e-9)
+  whole = jax.jit(lambda c, h: optimizer.schedule(cfg, h)(c))(counts, hp)  # element-wise too
+  np.testing.assert_allclose(whole, ours, rtol=1e-7)
   assert float(ours.max()) == pytest.approx(0.4 * 16 / 256)
 
 

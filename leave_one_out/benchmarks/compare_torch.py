@@ -112,8 +112,8 @@ def measure(variants, model, width, size, batch, num_spaces, repeats, seed=0) ->
       start = time.perf_counter()
       compiled = jitted.lower(state, data, hp).compile()
       results[variant]["compile_s"] = time.perf_counter() - start
-      runners[variant] = _jax_runner(functools.partial(compiled, hp=hp), state, data, cfg,
-                                     results[variant])
+      runners[variant] = _jax_runner(lambda s, d, c=compiled, h=hp: c(s, d, h), state, data,
+                                     cfg, results[variant])
     else:
       ref = torch_reference.LooCStep(
           model, width, num_spaces + 1, lr=0.03 * batch / 256, precision=precision,
