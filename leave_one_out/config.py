@@ -7,7 +7,7 @@ concept it configures:
   config.augment   leave_one_out.augment       views and augmentations
   config.model     leave_one_out.models        backbone and heads
   config.loss      leave_one_out.losses        the LooC loss
-  config.train     leave_one_out.optim         batch, length, optimizer, schedule, EMA
+  config.train     leave_one_out.optimizer     batch, length, optimizer, schedule, EMA
   config.online    leave_one_out.evaluate.online  monitoring every eval_every_steps
 
 ``default_config()`` is LooC on ImageNet-100 with a ResNet-50, docs/method.md's recipe
@@ -27,7 +27,7 @@ import ml_collections
 from leave_one_out import augment
 from leave_one_out import losses
 from leave_one_out import models
-from leave_one_out import optim
+from leave_one_out import optimizer
 from leave_one_out.data import config as data_config
 from leave_one_out.evaluate import online
 
@@ -41,7 +41,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.augment = augment.default_config()
   c.model = models.default_config()
   c.loss = losses.default_config()
-  c.train = optim.default_config()
+  c.train = optimizer.default_config()
 
   c.log_every_steps = 100  # console line, TensorBoard and metrics-<step>.jsonl every N steps
   c.checkpoint_every_steps = 1000  # a checkpoint every N steps (about 2 epochs; plus the last
@@ -132,7 +132,7 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   augment.validate(cfg.augment)
   models.validate(cfg.model)
   losses.validate(cfg.loss)
-  optim.validate(cfg.train)
+  optimizer.validate(cfg.train)
   online.validate(cfg.online)
   # Fields that depend on more than one section.
   batch = cfg.train.batch_size

@@ -10,12 +10,12 @@ from leave_one_out import augment
 from leave_one_out import config as config_lib
 from leave_one_out import losses
 from leave_one_out import models
-from leave_one_out import optim
+from leave_one_out import optimizer
 from leave_one_out.data import config as data_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = {"data": data_config, "augment": augment, "model": models, "loss": losses,
-            "train": optim}
+            "train": optimizer}
 
 
 def test_default_config_is_the_in100_recipe_and_assembles_the_sections():
