@@ -8,7 +8,7 @@ The environment is set before jax is imported anywhere, so the subprocesses the 
   runs), and each repeat becomes a cache hit;
 - ``JAX_DISABLE_MOST_OPTIMIZATIONS=1``: XLA skips most of its optimisation passes. The tests'
   programs are tiny and run a few steps, so compiling is most of their cost; unoptimised they
-  compile about 2.4x faster (README, "Tests"). Results are the same computation, rounded
+  compile about twice as fast (docs/testing.md). Results are the same computation, rounded
   differently. A test that measures what training learns runs its subprocess without it
   (tests/test_claims.py).
 """

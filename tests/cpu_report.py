@@ -1,6 +1,6 @@
 """``python -m pytest -q tests --cpu-report``: where the suite's CPU time goes, per file.
 
-The suite is CPU-bound (README, "Tests"): its wall time is about its CPU time over the cores,
+The suite is CPU-bound (docs/testing.md): its wall time is about its CPU time over the cores,
 and a test's CPU seconds vary less than its wall seconds on a shared machine. A test's CPU time
 here is its process's (user + system) from the start of its setup to the end of its teardown,
 plus that of the processes it started and waited for (CLI runs, ``jax.distributed`` workers,
