@@ -194,16 +194,17 @@ def jit_train_step(cfg, model, mesh):
                  compiler_options=xla_options.train_step_options(mesh))
 
 
-def bind_hyperparams(step, cfg, mesh, steps_per_epoch: int):
-  """``(state, batch) -> (state, metrics)``: the jitted ``step`` with ``cfg``'s
-  ``optimizer.hyperparams``, placed on the devices once."""
-  hp = jax.device_put(optimizer.hyperparams(cfg, steps_per_epoch), NamedSharding(mesh, P()))
+def bind_hyperparams(step, hp, mesh):
+  """``(state, batch) -> (state, metrics)``: the jitted ``step`` with the hyperparameters
+  ``hp`` (``optimizer.hyperparams``), placed on the devices of ``mesh`` once."""
+  hp = jax.device_put(hp, NamedSharding(mesh, P()))
   return lambda state, batch: step(state, batch, hp)
 
 
 def compile_train_step(cfg, model, mesh, steps_per_epoch: int):
   """``jit_train_step`` of ``cfg`` with its hyperparameters bound: ``(state, batch)``."""
-  return bind_hyperparams(jit_train_step(cfg, model, mesh), cfg, mesh, steps_per_epoch)
+  return bind_hyperparams(jit_train_step(cfg, model, mesh),
+                          optimizer.hyperparams(cfg, steps_per_epoch), mesh)
 
 
 def jit_init(cfg, model, tx, mesh):
@@ -251,7 +252,7 @@ def programs(cfg, mesh, steps_per_epoch: int) -> Programs:
   hp = optimizer.hyperparams(cfg, steps_per_epoch)
   tx, schedule = optimizer.create(cfg, hp)
   return Programs(model, tx, schedule, int(hp["total_steps"]), init, jitted,
-                  bind_hyperparams(jitted, cfg, mesh, steps_per_epoch))
+                  bind_hyperparams(jitted, hp, mesh))
 
 
 @functools.lru_cache(maxsize=4)
