@@ -33,7 +33,7 @@ INSTALL_REQUIRES = [
     "chex>=0.1.92,<0.2",
     "etils[epath]>=1.15",
     "tensorflow-datasets>=4.9.10,<4.10",
-    "tensorboard",  # clu's metric writers
+    "tensorboard",  # TensorBoard summaries (its event-file writer; no TensorFlow needed)
     "importlib_resources",  # tfds
     "matplotlib",  # view grids and charts
     "absl-py",
@@ -59,7 +59,7 @@ setup(
         "cuda12": [f"jax[cuda12]{JAX}"],
         "cuda13": [f"jax[cuda13]{JAX}"],
         "tpu": [f"jax[tpu]{JAX}"],
-        "photos": ["scikit-image"],  # leave_one_out.photos: scikit-image's sample photographs
+        "photos": ["scikit-image"],  # leave_one_out.data.photos: scikit-image's sample photographs
         "torch": ["torch>=2.13,<2.15"],
     },
 )

@@ -101,7 +101,7 @@ def base_config() -> ml_collections.ConfigDict:
   A width-8 ResNet-10 on 24-px views of 32-px images, so that 5 seeds of 8 rows fit a CPU;
   MoCo v2's colour jitter; blur off (MoCo's sigma, scaled from 224 px, is invisible at 24 px);
   crop scale (0.5, 1) so the object stays in view; the light from above at its default
-  strength (the lit condition; leave_one_out/synthetic.py). docs/claims.md motivates each.
+  strength (the lit condition; leave_one_out/data/synthetic/scenes.py). docs/claims.md motivates each.
   """
   c = config_lib.default_config()
   c.data.name = "synthetic"
@@ -174,7 +174,7 @@ def conditions() -> ml_collections.ConfigDict:
       data={"synthetic_light": 0.5, "synthetic_hue_jitter": 30.0, "synthetic_hue_bins": 24},
       labels=("hue", "color", "shape", "texture"))
   c.photos = _condition(
-      "patches of scikit-image's sample photographs (leave_one_out/photos.py)",
+      "patches of scikit-image's sample photographs (leave_one_out/data/photos.py)",
       ROTATION_HYPOTHESES, data={"name": "photos"}, labels=("photo",))
   return c
 

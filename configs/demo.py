@@ -11,7 +11,7 @@ then 45 s of evaluation (4 min 39 s on the faster 2-core machine first measured,
 finished, only evaluates again).
 
 What it does: LooC with two augmentation-specific spaces (colour and rotation) on the
-procedurally generated shapes dataset (leave_one_out/synthetic.py): q, k_0, k_colour,
+procedurally generated shapes dataset (leave_one_out/data/synthetic/scenes.py): q, k_0, k_colour,
 k_rotation per image, in-batch negatives, EMA key encoder, 2,000 steps of batch 128 with an
 eighth-width ResNet-10 on 24-px views; then leave_one_out.evaluate on the final checkpoint.
 

@@ -9,7 +9,7 @@ Command (from the repository root; ImageNet prepared once with tfds, see docs/da
   python -m leave_one_out.main --config=configs/looc_in100_r50.py:texture --workdir=...
 
 Data: ImageNet-100 = tfds imagenet2012 restricted to the 100 classes of Tian et al. 2019 (CMC,
-leave_one_out/data/classes.py): 126,689 training images, 494 steps of 256 per epoch. Prepare
+leave_one_out/data/pipeline/classes.py): 126,689 training images, 494 steps of 256 per epoch. Prepare
 ImageNet once (manual download of ILSVRC2012_img_{train,val}.tar, about 150 GB, a few hours):
 
   tfds build imagenet2012 --data_dir=/data/tensorflow_datasets --manual_dir=/data/ilsvrc
@@ -25,7 +25,7 @@ supervised ResNet-50 step per image (one query pass with gradients, three key pa
 epochs (63M images) take roughly 10-12 hours on one H100 in bfloat16, 2-3 hours on 8; MoCo v2
 (configs/moco_in100_r50.py) about two thirds of that. The host must decode and resize about
 1,500-2,000 images/s per H100: about 4-6 CPU cores per GPU at the rates measured by `python -m
-leave_one_out.bench_input` (docs/data.md).
+leave_one_out.benchmarks --what=input` (docs/data.md).
 
 Recipe: ResNet-50, 224 px views, batch 256, 500 epochs, SGD momentum 0.9, lr 0.03 per 256 with a
 cosine schedule (MoCo v2; a public reproduction steps x0.1 at epochs 300 and 400:

@@ -8,7 +8,7 @@
 #   launch/gpu.sh check [--wheels DIR] [FLAGS...]  # accelerator check -> one Markdown report
 #       (REPORT [$WORKDIR/accelerator_check.md]; ALLOW_CPU=1: tiny, on a CPU; --wheels DIR:
 #       first pip-install missing dependencies from DIR, offline; FLAGS: see
-#       python -m leave_one_out.benchmarks.accelerator_check --help)
+#       python -m leave_one_out.benchmarks --what=accelerator_check --help)
 #   launch/gpu.sh help                   # this text
 # (SLURM clusters: launch/slurm.sh.)
 #
@@ -86,7 +86,7 @@ case "$cmd" in
     if [[ -n "$wheels" ]]; then  # no network: whatever is missing comes from the folder
       run "$PYTHON" -m pip install --no-index --find-links "$wheels" -e .
     fi
-    run "$PYTHON" -m leave_one_out.benchmarks.accelerator_check \
+    run "$PYTHON" -m leave_one_out.benchmarks --what=accelerator_check \
       "--report=${REPORT:-$WORKDIR/accelerator_check.md}" "--compilation_cache_dir=$CACHE_DIR" \
       ${flags_[@]+"${flags_[@]}"}
     ;;

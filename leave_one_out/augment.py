@@ -84,6 +84,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from leave_one_out import fields
 from leave_one_out import render
 
 AUGMENTATIONS = ("crop", "flip", "blur", "color", "rotation", "texture")
@@ -146,95 +147,50 @@ def default_config() -> ml_collections.ConfigDict:
 # ----------------------------------------------------------------------------- validation
 
 
-def _fail(field: str, message: str):
-  raise ValueError(f"augment.{field} {message}")
-
-
-def _is_number(x) -> bool:
-  return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _prob(cfg, field):
-  value = cfg
-  for part in field.split("."):
-    value = value[part]
-  if not _is_number(value) or not 0 <= value <= 1:
-    _fail(field, f"must be in [0, 1], got {value!r}")
-
-
-def _range(value, field, *, low=0.0, high=math.inf, strict_low=True):
-  ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_number, value))
-  if ok:
-    lo, hi = value
-    ok = (lo > low if strict_low else lo >= low) and lo <= hi and hi <= high
-  if not ok:
-    bound = f"{'>' if strict_low else '>='} {low}" + (f", max <= {high}" if high < math.inf else "")
-    _fail(field, f"must be a (min, max) pair with min <= max, min {bound}, got {value!r}")
-
-
-def _nonneg(value, field, *, strict=False):
-  if not _is_number(value) or value < 0 or (strict and value == 0):
-    _fail(field, f"must be a number {'> 0' if strict else '>= 0'}, got {value!r}")
-
-
 def validate(cfg: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first bad field (``augment.<field> ...``)."""
-  size = cfg.image_size
-  if not isinstance(size, int) or isinstance(size, bool) or size < 8:
-    _fail("image_size", f"must be an int >= 8, got {size!r}")
+  """Raises ValueError naming the first bad field (``config.augment.<field> ...``)."""
+  check = fields.Section(cfg, "config.augment")
+  size = check.integer("image_size", 8)
   for name in AUGMENTATIONS:
-    if not isinstance(cfg[name].enabled, bool):
-      _fail(f"{name}.enabled", f"must be a bool, got {cfg[name].enabled!r}")
+    check.boolean(f"{name}.enabled")
   spaces = cfg.spaces
-  if not isinstance(spaces, (tuple, list)):
-    _fail("spaces", f"must be a tuple of augmentation names, got {spaces!r}")
+  check.check(isinstance(spaces, (tuple, list)), "spaces",
+              f"must be a tuple of augmentation names, got {spaces!r}")
   for name in spaces:
-    if name not in AUGMENTATIONS:
-      _fail("spaces", f"has unknown augmentation {name!r}; allowed: {AUGMENTATIONS}")
-    if not cfg[name].enabled:
-      _fail("spaces", f"has {name!r} but augment.{name}.enabled is False")
-  if len(set(spaces)) != len(spaces):
-    _fail("spaces", f"has duplicates: {tuple(spaces)!r}")
-  if cfg.redraw not in REDRAW:
-    _fail("redraw", f"must be one of {REDRAW}, got {cfg.redraw!r}")
-  extra = cfg.get("extra_keys", 0)
-  if not isinstance(extra, int) or isinstance(extra, bool) or extra < 0:
-    _fail("extra_keys", f"must be an int >= 0, got {extra!r}")
-  _range(cfg.crop.scale, "crop.scale", high=1.0)
-  _range(cfg.crop.ratio, "crop.ratio")
+    check.check(name in AUGMENTATIONS, "spaces",
+                f"has unknown augmentation {name!r}; allowed: {AUGMENTATIONS}")
+    check.check(cfg[name].enabled, "spaces",
+                f"has {name!r} but augment.{name}.enabled is False")
+  check.check(len(set(spaces)) == len(spaces), "spaces", f"has duplicates: {tuple(spaces)!r}")
+  check.one_of("redraw", REDRAW)
+  check.integer("extra_keys", 0)
+  check.number_range("crop.scale", 0.0, 1.0, low_open=True)
+  check.number_range("crop.ratio", 0.0, low_open=True)
   for field in ("flip.prob", "blur.prob", "color.prob", "color.gray_prob", "texture.prob",
                 "rotation.prob"):
-    _prob(cfg, field)
-  if "rotation" in spaces and cfg.rotation.prob == 0:
-    _fail("rotation.prob", "must be > 0 when 'rotation' is in augment.spaces (with 0 every view "
-          "is upright, so no key can differ from the query in rotation)")
-  _range(cfg.blur.sigma, "blur.sigma")
-  _nonneg(cfg.blur.kernel_frac, "blur.kernel_frac", strict=True)
-  _nonneg(cfg.blur.sigma_reference_size, "blur.sigma_reference_size")
+    check.probability(field)
+  check.check(not ("rotation" in spaces and cfg.rotation.prob == 0), "rotation.prob",
+              "must be > 0 when 'rotation' is in augment.spaces (with 0 every view is upright, "
+              "so no key can differ from the query in rotation)")
+  check.number_range("blur.sigma", 0.0, low_open=True)
+  check.number("blur.kernel_frac", 0.0, low_open=True)
+  check.number("blur.sigma_reference_size", 0.0)
   for field in ("brightness", "contrast", "saturation"):
-    _nonneg(cfg.color[field], f"color.{field}")
-  if not _is_number(cfg.color.hue) or not 0 <= cfg.color.hue <= 0.5:
-    _fail("color.hue", f"must be in [0, 0.5], got {cfg.color.hue!r}")
-  if not isinstance(cfg.color.random_order, bool):
-    _fail("color.random_order", f"must be a bool, got {cfg.color.random_order!r}")
-  c = cfg.texture.num_components
-  if not isinstance(c, int) or isinstance(c, bool) or c < 1:
-    _fail("texture.num_components", f"must be an int >= 1, got {c!r}")
+    check.number(f"color.{field}", 0.0)
+  check.number("color.hue", 0.0, 0.5)
+  check.boolean("color.random_order")
+  check.integer("texture.num_components", 1)
   # Frequencies must stay below Nyquist (S / 2 cycles per image) only when texture is used.
-  _range(cfg.texture.freq, "texture.freq", high=size / 2 if cfg.texture.enabled else math.inf)
-  _range(cfg.texture.amplitude, "texture.amplitude", strict_low=False)
-  _nonneg(cfg.texture.lowpass_sigma, "texture.lowpass_sigma", strict=True)
-  _prob(cfg, "texture.detail_keep")
-
-
-def rotation_prob(cfg) -> float:
-  """P(k != 0). A config saved before ``rotation.prob`` existed (2026-12) drew k uniformly."""
-  return float(cfg.rotation.get("prob", 0.75))
+  check.number_range("texture.freq", 0.0, size / 2 if cfg.texture.enabled else None,
+                     low_open=True)
+  check.number_range("texture.amplitude", 0.0)
+  check.number("texture.lowpass_sigma", 0.0, low_open=True)
+  check.probability("texture.detail_keep")
 
 
 def num_views(cfg) -> int:
   """n + 2 + extra_keys: q, k_0, one key per space and the extra fresh keys."""
-  return len(cfg.spaces) + 2 + cfg.get("extra_keys", 0)
+  return len(cfg.spaces) + 2 + cfg.extra_keys
 
 
 def view_names(cfg) -> list[str]:
@@ -242,7 +198,7 @@ def view_names(cfg) -> list[str]:
   n = len(cfg.spaces)
   return ["q", "k0: shares nothing"] + [
       f"k{i + 1}: shares {name}" for i, name in enumerate(cfg.spaces)] + [
-          f"k{n + 1 + j}: shares nothing" for j in range(cfg.get("extra_keys", 0))]
+          f"k{n + 1 + j}: shares nothing" for j in range(cfg.extra_keys)]
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -338,7 +294,7 @@ def sample_params(rng, batch_size: int, cfg, aspect=None) -> Params:
                   "order": order,
                   "gray": uc[:, 9] < cc.gray_prob}
   if cfg.rotation.enabled:
-    p["rotation"] = {"k": _sample_rotation(u["rotation"][:, 0], rotation_prob(cfg))}
+    p["rotation"] = {"k": _sample_rotation(u["rotation"][:, 0], cfg.rotation.prob)}
   if cfg.texture.enabled:
     t, ut, c = cfg.texture, u["texture"], cfg.texture.num_components
     lo, hi = t.freq
@@ -388,7 +344,7 @@ def _differ(u, name, fresh, q, cfg):
   u: uniforms shaped like q's leaves [B]; fresh, q: groups with leaves [B, ...].
   """
   if name == "rotation":
-    return {"k": _differ_rotation(u, q["k"], rotation_prob(cfg))}
+    return {"k": _differ_rotation(u, q["k"], cfg.rotation.prob)}
   if name == "flip":
     return {"apply": ~q["apply"]}
   if name in ("blur", "color", "texture"):

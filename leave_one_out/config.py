@@ -3,12 +3,13 @@
 Each section owns its defaults (a comment per field) and its validation, in the module of the
 concept it configures:
 
-  config.data      leave_one_out.data.config   the dataset and the host input pipeline
+  config.data      leave_one_out.data   the dataset and the host input pipeline
   config.augment   leave_one_out.augment       views and augmentations
   config.model     leave_one_out.models        backbone and heads
   config.loss      leave_one_out.losses        the LooC loss
   config.train     leave_one_out.optimizer     batch, length, optimizer, schedule, EMA
-  config.online    leave_one_out.evaluate.online  monitoring every eval_every_steps
+  config.online    here (``online_config``)    monitoring every eval_every_steps
+                                               (leave_one_out.run.monitor)
 
 ``default_config()`` is LooC on ImageNet-100 with a ResNet-50, docs/method.md's recipe
 (docs/method.md); configs in ``configs/`` start from it (or from another config file, through
@@ -25,11 +26,11 @@ import os
 import ml_collections
 
 from leave_one_out import augment
+from leave_one_out import fields
 from leave_one_out import losses
 from leave_one_out import models
 from leave_one_out import optimizer
-from leave_one_out.data import config as data_config
-from leave_one_out.evaluate import online
+from leave_one_out import data
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -37,7 +38,7 @@ def default_config() -> ml_collections.ConfigDict:
   224-px views, a 16,384-key queue per space, SGD with a cosine schedule for 500 epochs."""
   c = ml_collections.ConfigDict()
   c.seed = 0  # model init, data order and views all derive from it
-  c.data = data_config.default_config()
+  c.data = data.default_config()
   c.augment = augment.default_config()
   c.model = models.default_config()
   c.loss = losses.default_config()
@@ -52,15 +53,28 @@ def default_config() -> ml_collections.ConfigDict:
   #                              every 100 epochs of ImageNet-100), plus the final step
   c.async_checkpoints = True  # write checkpoints in the background while training goes on
   # Online monitoring: every N steps, kNN top-1 (k=20) of the downstream feature on the run's
-  # own data (config.online; leave_one_out.evaluate.online), logged as eval/knn_top1.
+  # own data (config.online; leave_one_out.run.monitor), logged as eval/knn_top1.
   c.eval_every_steps = 0  # 0 = off
-  c.online = online.default_config()
+  c.online = online_config()
   # Profiling: a jax.profiler trace of steps [profile_start_step, + profile_num_steps) goes to
   # workdir/plugins/profile (TensorBoard's profile tab / Perfetto): the per-op time breakdown of
   # views, forward/backward, loss and collectives. 0 steps = off.
   c.profile_start_step = 10
   c.profile_num_steps = 0
   return c
+
+
+def online_config() -> ml_collections.ConfigDict:
+  """``config.online``: what ``leave_one_out.run.monitor`` measures every eval_every_steps."""
+  o = ml_collections.ConfigDict()
+  o.train_split = ""  # the kNN bank (and probe training set): a split of config.data;
+  #                     "" = data.train_split
+  o.eval_split = ""  # the queries; "" = data.eval_split. The same split as train_split: the
+  #                    num_test images after the bank in the split's fixed order (held out)
+  o.num_train = 1000  # bank images
+  o.num_test = 500  # query images
+  o.linear_probe = False  # also a fast linear probe (eval/linear_top1), seconds more per call
+  return o
 
 
 def find_file(path: str, *, relative_to: str | None = None) -> str:
@@ -114,54 +128,48 @@ def from_json(data: dict) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fix(data))
 
 
-def _check(ok: bool, field: str, message: str) -> None:
-  if not ok:
-    raise ValueError(f"config.{field} {message}")
-
-
-def _integer(cfg, field: str, minimum: int) -> None:
-  value = cfg[field]
-  _check(isinstance(value, int) and not isinstance(value, bool) and value >= minimum, field,
-         f"must be an integer >= {minimum}, got {value!r}")
-
-
 def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   """Raises ValueError naming the first invalid field and the values it may take."""
-  _integer(cfg, "seed", 0)
-  data_config.validate(cfg.data)
+  check = fields.Section(cfg, "config")
+  check.integer("seed", 0)
+  data.validate(cfg.data)
   augment.validate(cfg.augment)
   models.validate(cfg.model)
   losses.validate(cfg.loss)
   optimizer.validate(cfg.train)
-  online.validate(cfg.online)
+  for field in ("online.train_split", "online.eval_split"):
+    check.string(field, empty=True)
+  check.integer("online.num_train", 2)
+  check.integer("online.num_test", 1)
+  check.boolean("online.linear_probe")
   # Fields that depend on more than one section.
   batch = cfg.train.batch_size
-  _check(batch % num_devices == 0, "train.batch_size",
-         f"({batch}) must be divisible by the number of devices ({num_devices})")
+  check.check(batch % num_devices == 0, "train.batch_size",
+              f"({batch}) must be divisible by the number of devices ({num_devices})")
   q = cfg.loss.queue_size
-  _check(q % batch == 0, "loss.queue_size",
-         f"({q}) must be 0 or a multiple of train.batch_size ({batch}) so whole batches enqueue")
+  check.check(q % batch == 0, "loss.queue_size",
+              f"({q}) must be 0 or a multiple of train.batch_size ({batch}) so whole batches "
+              "enqueue")
   groups = models.bn_groups(cfg.model, num_devices)
   if cfg.model.key_bn == "shuffle":
-    _check(groups > 1, "model.bn_groups",
-           f"must be >= 2 with model.key_bn='shuffle' (got {cfg.model.bn_groups}, "
-           f"{num_devices} device(s)): one BatchNorm group cannot be shuffled; set "
-           "model.bn_groups (MoCo v2: 8 groups of 32) or model.key_bn='global'")
+    check.check(groups > 1, "model.bn_groups",
+                f"must be >= 2 with model.key_bn='shuffle' (got {cfg.model.bn_groups}, "
+                f"{num_devices} device(s)): one BatchNorm group cannot be shuffled; set "
+                "model.bn_groups (MoCo v2: 8 groups of 32) or model.key_bn='global'")
   if models.key_bn_mode(cfg.model, q, num_devices) == "shuffle":
-    _check(batch % groups == 0, "model.bn_groups",
-           f"({groups}) must divide train.batch_size ({batch}) into equal BatchNorm groups")
-  _check(cfg.data.num_examples == 0 or cfg.data.num_examples >= batch, "data.num_examples",
-         f"({cfg.data.num_examples}) must be 0 or hold at least one batch ({batch})")
+    check.check(batch % groups == 0, "model.bn_groups",
+                f"({groups}) must divide train.batch_size ({batch}) into equal BatchNorm groups")
+  if cfg.data.num_examples:
+    data.check_one_batch(cfg.data.num_examples, batch, "config.data.num_examples")
   # Run-level fields.
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
-    _integer(cfg, field, 1)
+    check.integer(field, 1)
   for field in ("keep_every_steps", "eval_every_steps", "profile_start_step",
                 "profile_num_steps"):
-    _integer(cfg, field, 0)
+    check.integer(field, 0)
   every = cfg.checkpoint_every_steps
-  _check(cfg.keep_every_steps % every == 0, "keep_every_steps",
-         f"({cfg.keep_every_steps}) must be 0 or a multiple of config.checkpoint_every_steps "
-         f"({every}): only saved steps can be kept, so nothing would be kept "
-         f"(e.g. {max(1, round(cfg.keep_every_steps / every)) * every})")
-  _check(isinstance(cfg.async_checkpoints, bool), "async_checkpoints",
-         f"must be True or False, got {cfg.async_checkpoints!r}")
+  check.check(cfg.keep_every_steps % every == 0, "keep_every_steps",
+              f"({cfg.keep_every_steps}) must be 0 or a multiple of config.checkpoint_every_steps "
+              f"({every}): only saved steps can be kept, so nothing would be kept "
+              f"(e.g. {max(1, round(cfg.keep_every_steps / every)) * every})")
+  check.boolean("async_checkpoints")

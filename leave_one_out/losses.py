@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import ml_collections
 from jax.sharding import PartitionSpec as P
 
+from leave_one_out import fields
+
 Z0_POSITIVES = ("all", "k0")
 SPACE_REDUCTIONS = ("mean", "sum")
 
@@ -49,18 +51,11 @@ def default_config() -> ml_collections.ConfigDict:
 def validate(c: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first invalid field of the loss section (the queue size
   against the batch is checked with the train section, in ``leave_one_out.config``)."""
-  t = c.temperature
-  if not (isinstance(t, (int, float)) and not isinstance(t, bool) and t > 0):
-    raise ValueError(f"config.loss.temperature must be > 0, got {t!r}")
-  if c.z0_positives not in Z0_POSITIVES:
-    raise ValueError(f"config.loss.z0_positives must be one of {Z0_POSITIVES}, got "
-                     f"{c.z0_positives!r}")
-  if c.space_reduction not in SPACE_REDUCTIONS:
-    raise ValueError(f"config.loss.space_reduction must be one of {SPACE_REDUCTIONS}, got "
-                     f"{c.space_reduction!r}")
-  q = c.queue_size
-  if not (isinstance(q, int) and not isinstance(q, bool) and q >= 0):
-    raise ValueError(f"config.loss.queue_size must be an integer >= 0, got {q!r}")
+  check = fields.Section(c, "config.loss")
+  check.number("temperature", 0.0, low_open=True)
+  check.one_of("z0_positives", Z0_POSITIVES)
+  check.one_of("space_reduction", SPACE_REDUCTIONS)
+  check.integer("queue_size", 0)
 
 
 def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives, valid=None):

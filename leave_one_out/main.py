@@ -4,7 +4,7 @@ r"""Command line: LooC pretraining.
       [--config.train.num_steps=100 ...]
 
 Runs (or resumes) pretraining in --workdir: checkpoints under workdir/checkpoints, TensorBoard
-summaries and metrics-<step>.jsonl in workdir (leave_one_out.metrics_log.read_metrics reads
+summaries and metrics-<step>.jsonl in workdir (leave_one_out.run.logs.read_metrics reads
 them); prints a summary table at the end, then evaluates the final checkpoint (embedded dataset).
 
 Several processes (one per host, or per GPU): add --distributed to the same command on each.
@@ -23,6 +23,8 @@ from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from leave_one_out.data import DataError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
                                           lock_config=True)
@@ -112,8 +114,10 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietLibraries())
-  import jax  # after absl parsed flags, so JAX flags from the command line apply
-  from leave_one_out import train
+  # After absl parsed the flags, so JAX flags from the command line apply.
+  import jax  # pylint: disable=import-outside-toplevel
+  from leave_one_out import evaluate, sharding  # pylint: disable=import-outside-toplevel
+  from leave_one_out.run import loop  # pylint: disable=import-outside-toplevel
   gc.freeze()  # the modules imported so far live as long as the process: not garbage
   if _COMPILATION_CACHE.value:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
@@ -127,11 +131,9 @@ def main(argv):
   logging.info("JAX process %d/%d, %d local / %d global devices (%s)", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count(),
                jax.devices()[0].platform)
-  from leave_one_out.data import common  # pylint: disable=import-outside-toplevel
   try:
-    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value,
-                                       workdir_mode=_WORKDIR_MODE.value)
-  except common.DataError as e:  # bad data: the message says what to do, no traceback
+    summary = loop.pretrain(_CONFIG.value, _WORKDIR.value, workdir_mode=_WORKDIR_MODE.value)
+  except DataError as e:  # bad data: the message says what to do, no traceback
     logging.error("%s", e)
     sys.exit(1)
   except jax.errors.JaxRuntimeError:
@@ -146,12 +148,10 @@ def main(argv):
     print(summary_table(summary), flush=True)
   evaluate_now = _EVALUATE.value and _CONFIG.value.data.name == "synthetic"
   if evaluate_now and not summary.get("preempted"):
-    from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
-    from leave_one_out.sharding import make_mesh  # pylint: disable=import-outside-toplevel
     # Every process evaluates on its own devices (no collective across processes, so none
     # waits on another); process 0 writes evaluation.json and prints the table.
     results = evaluate.run(_WORKDIR.value, _EVAL_CONFIG.value,
-                           mesh=make_mesh(jax.local_devices()))
+                           mesh=sharding.make_mesh(jax.local_devices()))
     if jax.process_index() == 0:
       print(evaluate.format_table(results), flush=True)
   if jax.process_count() > 1:

@@ -41,6 +41,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from leave_one_out import fields
+
 ARCHITECTURES = {
     # name: (block, stage sizes)
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -82,30 +84,18 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate(m: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first invalid field of the model section."""
-  def check(ok, field, message):
-    if not ok:
-      raise ValueError(f"config.model.{field} {message}")
-
-  def positive_int(field, allow_zero=False):
-    value = m[field]
-    ok = isinstance(value, int) and not isinstance(value, bool) and (
-        value >= 0 if allow_zero else value > 0)
-    check(ok, field, f"must be an integer {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-
-  check(m.architecture in ARCHITECTURES, "architecture",
-        f"must be one of {tuple(ARCHITECTURES)}, got {m.architecture!r}")
-  check(m.stem in STEMS, "stem", f"must be one of {STEMS}, got {m.stem!r}")
-  check(m.dtype in DTYPES, "dtype", f"must be one of {DTYPES}, got {m.dtype!r}")
-  positive_int("width")
-  positive_int("embedding_dim")
-  positive_int("head_hidden", allow_zero=True)
-  check(isinstance(m.looc_plus_plus, bool), "looc_plus_plus",
-        f"must be True or False, got {m.looc_plus_plus!r}")
-  check(0 <= m.bn_momentum < 1, "bn_momentum", f"must be in [0, 1), got {m.bn_momentum!r}")
-  check(isinstance(m.zero_init_residual, bool), "zero_init_residual",
-        f"must be True or False, got {m.zero_init_residual!r}")
-  check(m.key_bn in KEY_BN, "key_bn", f"must be one of {KEY_BN}, got {m.key_bn!r}")
-  positive_int("bn_groups", allow_zero=True)
+  check = fields.Section(m, "config.model")
+  check.one_of("architecture", tuple(ARCHITECTURES))
+  check.one_of("stem", STEMS)
+  check.one_of("dtype", DTYPES)
+  check.integer("width", 1)
+  check.integer("embedding_dim", 1)
+  check.integer("head_hidden", 0)
+  check.boolean("looc_plus_plus")
+  check.number("bn_momentum", 0.0, 1.0, high_open=True)
+  check.boolean("zero_init_residual")
+  check.one_of("key_bn", KEY_BN)
+  check.integer("bn_groups", 0)
 
 
 def group_ids(batch_size: int, groups: int) -> jax.Array:
@@ -413,11 +403,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def create_model(model_cfg, *, num_spaces: int, image_size: int) -> LooCModel:
   """Builds the model from a config's ``model`` section (``default_config()`` layout)."""
-  if model_cfg.architecture not in ARCHITECTURES:
-    raise ValueError(f"config.model.architecture must be one of {sorted(ARCHITECTURES)}, "
-                     f"got {model_cfg.architecture!r}")
-  if model_cfg.stem not in STEMS:
-    raise ValueError(f"config.model.stem must be one of {STEMS}, got {model_cfg.stem!r}")
+  check = fields.Section(model_cfg, "config.model")
+  check.one_of("architecture", tuple(ARCHITECTURES))
+  check.one_of("stem", STEMS)
   small = model_cfg.stem == "small" or (
       model_cfg.stem == "auto" and image_size <= SMALL_IMAGE_SIZE)
   return LooCModel(
@@ -430,8 +418,7 @@ def create_model(model_cfg, *, num_spaces: int, image_size: int) -> LooCModel:
       small_stem=small,
       dtype=jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32,
       bn_momentum=model_cfg.bn_momentum,
-      # Configs saved before the field existed (2026-12) trained with the default, False.
-      zero_init_residual=bool(model_cfg.get("zero_init_residual", False)),
+      zero_init_residual=model_cfg.zero_init_residual,
   )
 
 
@@ -446,9 +433,8 @@ def key_bn_mode(model_cfg, queue_size: int, num_devices: int) -> str:
 
   "auto" is "shuffle" with a queue (MoCo v2: per-batch statistics would tell the current keys
   from the queued ones) when there are at least two BatchNorm groups, else "global" (MoCo v3).
-  A config saved before the field existed (2026-12) used global statistics.
   """
-  mode = model_cfg.get("key_bn", "global")
+  mode = model_cfg.key_bn
   if mode == "auto":
     return "shuffle" if queue_size and bn_groups(model_cfg, num_devices) > 1 else "global"
   return mode
@@ -456,4 +442,4 @@ def key_bn_mode(model_cfg, queue_size: int, num_devices: int) -> str:
 
 def bn_groups(model_cfg, num_devices: int) -> int:
   """G, the number of BatchNorm groups under shuffle-BN: ``model.bn_groups`` or the devices."""
-  return int(model_cfg.get("bn_groups", 0)) or num_devices
+  return int(model_cfg.bn_groups) or num_devices

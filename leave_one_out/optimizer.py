@@ -30,6 +30,8 @@ import ml_collections
 import numpy as np
 import optax
 
+from leave_one_out import fields
+
 OPTIMIZERS = ("sgd", "lars")
 SCHEDULES = ("cosine", "step", "constant")
 ON_NONFINITE = ("stop", "skip")
@@ -59,43 +61,25 @@ def default_config() -> ml_collections.ConfigDict:
   return t
 
 
-def _check(ok: bool, field: str, message: str) -> None:
-  if not ok:
-    raise ValueError(f"config.train.{field} {message}")
-
-
-def _number(t, field: str, *, low: float = 0.0, strict: bool = False,
-            high: float | None = None, integer: bool = False) -> None:
-  value = t[field]
-  kinds = (int,) if integer else (int, float)
-  ok = isinstance(value, kinds) and not isinstance(value, bool) and (
-      value > low if strict else value >= low) and (high is None or value <= high)
-  bound = f"{'>' if strict else '>='} {low}" + ("" if high is None else f" and <= {high}")
-  _check(ok, field, f"must be {'an integer' if integer else 'a number'} {bound}, got {value!r}")
-
-
 def validate(t: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first invalid field of the train section."""
-  _number(t, "batch_size", low=0, strict=True, integer=True)
-  _number(t, "num_epochs", low=0, strict=True)
-  _number(t, "num_steps", integer=True)
-  _check(t.optimizer in OPTIMIZERS, "optimizer",
-         f"must be one of {OPTIMIZERS}, got {t.optimizer!r}")
-  _number(t, "base_lr", strict=True)
-  _check(isinstance(t.momentum, (int, float)) and 0 <= t.momentum < 1, "momentum",
-         f"must be in [0, 1), got {t.momentum!r}")
-  _number(t, "weight_decay")
-  _check(t.weight_decay_mask in WEIGHT_DECAY_MASKS, "weight_decay_mask",
-         f"must be one of {WEIGHT_DECAY_MASKS}, got {t.weight_decay_mask!r}")
-  _check(t.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}, got {t.schedule!r}")
-  _number(t, "warmup_epochs")
-  _check(list(t.step_epochs) == sorted(t.step_epochs), "step_epochs", "must be increasing")
-  _number(t, "step_decay", strict=True)
-  _number(t, "ema_momentum", high=1.0)
-  _check(isinstance(t.ema_cosine_ramp, bool), "ema_cosine_ramp",
-         f"must be True or False, got {t.ema_cosine_ramp!r}")
-  _check(t.on_nonfinite in ON_NONFINITE, "on_nonfinite",
-         f"must be one of {ON_NONFINITE}, got {t.on_nonfinite!r}")
+  check = fields.Section(t, "config.train")
+  check.integer("batch_size", 1)
+  check.number("num_epochs", 0.0, low_open=True)
+  check.integer("num_steps", 0)
+  check.one_of("optimizer", OPTIMIZERS)
+  check.number("base_lr", 0.0, low_open=True)
+  check.number("momentum", 0.0, 1.0, high_open=True)
+  check.number("weight_decay", 0.0)
+  check.one_of("weight_decay_mask", WEIGHT_DECAY_MASKS)
+  check.one_of("schedule", SCHEDULES)
+  check.number("warmup_epochs", 0.0)
+  check.check(list(t.step_epochs) == sorted(t.step_epochs), "step_epochs",
+              f"must be increasing, got {tuple(t.step_epochs)!r}")
+  check.number("step_decay", 0.0, low_open=True)
+  check.number("ema_momentum", 0.0, 1.0)
+  check.boolean("ema_cosine_ramp")
+  check.one_of("on_nonfinite", ON_NONFINITE)
 
 
 # Config fields that reach the train step through ``hyperparams`` (section -> fields).
@@ -138,9 +122,7 @@ def schedule(cfg, hp) -> optax.Schedule:
   """The lr of optax's count (updates applied so far): a linear warm-up from 0 over
   ``warmup_steps``, then ``train.schedule`` (cosine to 0 over ``decay_steps``, step decays at
   ``step_boundaries``, or constant)."""
-  kind = cfg.train.schedule
-  if kind not in SCHEDULES:
-    raise ValueError(f"config.train.schedule must be one of {SCHEDULES}, got {kind!r}")
+  kind = fields.Section(cfg.train, "config.train").one_of("schedule", SCHEDULES)
   lr = hp["lr"]
 
   def main(count):
@@ -178,11 +160,7 @@ def create(cfg, hp=None) -> tuple[optax.GradientTransformation, optax.Schedule]:
           "weight_decay": 0.0, "ema_momentum": 0.0, "temperature": 1.0}
   lr_schedule = schedule(cfg, hp)
   matrices = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
-  # Configs saved before the field existed (2026-12) skipped BatchNorm parameters and biases.
-  mask = t.get("weight_decay_mask", "no_bn_bias")
-  if mask not in WEIGHT_DECAY_MASKS:
-    raise ValueError(f"config.train.weight_decay_mask must be one of "
-                     f"{WEIGHT_DECAY_MASKS}, got {mask!r}")
+  mask = fields.Section(t, "config.train").one_of("weight_decay_mask", WEIGHT_DECAY_MASKS)
   # Always a mask function, so that the optimizer state has the same structure either way.
   decay_mask = matrices if mask == "no_bn_bias" else (
       lambda params: jax.tree.map(lambda p: True, params))

@@ -39,18 +39,14 @@ from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from leave_one_out import models
-from leave_one_out.config import from_json as config_from_json
-from leave_one_out.models import build_model
+from leave_one_out.run import checkpoints
 from leave_one_out.sharding import make_mesh
 
 EXPORT_FORMAT = "leave_one_out.export"
 EXPORT_VERSION = 1
 ENCODERS = ("online", "ema")
-_CHECKPOINT_DIR = "checkpoints"  # checkpoints.CHECKPOINT_DIR (not imported: keeps loading light)
-
-
-class CheckpointError(ValueError):
-  """A checkpoint exists but cannot be used: unreadable, corrupt, or not matching its config."""
+CheckpointError = checkpoints.CheckpointError  # unreadable, corrupt, or not matching its config
+_CHECKPOINT_DIR = checkpoints.CHECKPOINT_DIR
 
 
 # ------------------------------------------------------------------------------------ model
@@ -135,9 +131,6 @@ def _checkpoint_steps(directory: epath.Path) -> list[int]:
 
 
 def _load_checkpoint(workdir: epath.Path, step: int | None, encoder: str, mesh: Mesh):
-  import orbax.checkpoint as ocp  # local (here and below): exported files need only flax
-  from leave_one_out import checkpoints
-
   directory = workdir / _CHECKPOINT_DIR
   steps = _checkpoint_steps(directory)
   if not steps:
@@ -156,93 +149,16 @@ def _load_checkpoint(workdir: epath.Path, step: int | None, encoder: str, mesh: 
                               f"available steps: {ckpt.all_steps()}")
     step_dir = directory / str(step)
     try:
-      meta = ckpt.restore_meta(step)
-      config = config_from_json(meta["config"])
-      model = build_model(config)
+      config = ckpt.restore_config(step)
+      model = models.build_model(config)
     except Exception as e:
       raise CheckpointError(
           f"checkpoint {step_dir} is corrupt or not a LooC checkpoint: its meta (config) "
-          f"cannot be read ({_brief(e)})") from e
+          f"cannot be read ({checkpoints.brief(e)})") from e
   finally:
     ckpt.close()
-
-  prefix = "" if encoder == "online" else "ema_"
-  keys = {"params": f"{prefix}params", "batch_stats": f"{prefix}batch_stats"}
   abstract = abstract_variables(model, config.augment.image_size)
-  state_dir = step_dir / "state"
-  handler = ocp.PyTreeCheckpointHandler()  # reads the "state" item alone, and only part of it
-  try:
-    return model, _restore_variables(handler, state_dir, step_dir, keys, abstract, config,
-                                     mesh), config
-  finally:
-    handler.close()
-
-
-def _restore_variables(handler, state_dir, step_dir, keys: dict, abstract: dict, config,
-                       mesh: Mesh) -> dict:
-  """Restores ``keys`` ({"params": "params" or "ema_params", ...}) of the saved train state."""
-  import orbax.checkpoint as ocp
-  try:
-    stored = handler.metadata(state_dir)
-    stored = {k: stored[v] for k, v in keys.items()}
-  except Exception as e:
-    raise CheckpointError(f"checkpoint {step_dir} is corrupt: its state metadata cannot be "
-                          f"read ({_brief(e)})") from e
-  _check_match(abstract, stored, step_dir, config)
-
-  replicated = NamedSharding(mesh, P())
-  target = {keys[k]: jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), v)
-            for k, v in abstract.items()}
-  try:
-    restored = handler.restore(state_dir, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-        partial_restore=True))
-  except Exception as e:
-    raise CheckpointError(f"checkpoint {step_dir} is corrupt: its arrays cannot be read "
-                          f"({_brief(e)})") from e
-  variables = {k: restored[v] for k, v in keys.items()}
-  paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(variables)[0]]
-  finite = jax.device_get(_finite_leaves(variables))
-  bad = [_path_name(p) for p, ok in zip(paths, finite) if not ok]
-  if bad:
-    raise CheckpointError(f"checkpoint {step_dir} holds non-finite values in {bad[:5]}")
-  return variables
-
-
-def _brief(e: Exception, limit: int = 300) -> str:
-  text = " ".join(str(e).split())
-  return f"{type(e).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
-
-
-@jax.jit
-def _finite_leaves(tree):
-  """bool `[L]`: whether each of the L leaves of ``tree`` is finite everywhere. One program and
-  one transfer for the whole tree, not two small programs per leaf shape and a transfer per leaf."""
-  return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])
-
-
-def _path_name(path) -> str:
-  return "/".join(str(getattr(k, "key", k)) for k in path)
-
-
-def _check_match(abstract: dict, stored: dict, where: str, config) -> None:
-  """CheckpointError listing arrays missing, unexpected or of another shape than the model's."""
-  want = {_path_name(p): tuple(x.shape)
-          for p, x in jax.tree_util.tree_flatten_with_path(abstract)[0]}
-  have = {_path_name(p): tuple(getattr(x, "shape", ()) or ())
-          for p, x in jax.tree_util.tree_flatten_with_path(stored)[0]}
-  problems = [f"missing {k} {want[k]}" for k in sorted(set(want) - set(have))]
-  problems += [f"unexpected {k} {have[k]}" for k in sorted(set(have) - set(want))]
-  problems += [f"{k}: stored {have[k]}, model {want[k]}" for k in sorted(set(want) & set(have))
-               if have[k] != want[k]]
-  if problems:
-    m = config.model
-    raise CheckpointError(
-        f"{where} does not match the model its config describes (architecture={m.architecture}"
-        f", width={m.width}, looc_plus_plus={m.looc_plus_plus}, spaces="
-        f"{tuple(config.augment.spaces)}): {len(problems)} mismatched arrays, e.g. "
-        + "; ".join(problems[:6]))
+  return model, checkpoints.restore_encoder(step_dir, encoder, abstract, config, mesh), config
 
 
 # ------------------------------------------------------------------------------------ export
@@ -328,7 +244,7 @@ def _load_export(path: str, mesh: Mesh):
       raise ValueError(f"its format is {found!r}, not {EXPORT_FORMAT!r}")
   except Exception as e:
     raise CheckpointError(f"{path} is not a file written by leave_one_out.pretrained.export "
-                          f"({_brief(e)})") from e
+                          f"({checkpoints.brief(e)})") from e
   if not payload["include_heads"]:
     raise CheckpointError(
         f"{path} was exported without heads (include_heads=False), so the LooC model cannot "
@@ -337,9 +253,10 @@ def _load_export(path: str, mesh: Mesh):
   fields = dict(payload["model"])
   fields["dtype"] = jnp.bfloat16 if fields["dtype"] == "bfloat16" else jnp.float32
   model = models.LooCModel(**fields)
-  config = config_from_json(json.loads(payload["config"]))
+  config = checkpoints.read_config(json.loads(payload["config"]))
   variables = {"params": payload["params"], "batch_stats": payload["batch_stats"]}
-  _check_match(abstract_variables(model, payload["image_size"]), variables, path, config)
+  checkpoints.check_match(abstract_variables(model, payload["image_size"]), variables, path,
+                          config)
   variables = jax.device_put(variables, NamedSharding(mesh, P()))
   return model, variables, config
 

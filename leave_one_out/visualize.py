@@ -3,7 +3,7 @@
   python -m leave_one_out.visualize --out=views.png [--num_images=6] [--config=configs/demo.py]
       [--seed=0]
 
-Images come from the embedded synthetic dataset (``leave_one_out.synthetic``, train split, at the
+Images come from the embedded synthetic dataset (``leave_one_out.data.synthetic.scenes``, train split, at the
 config's ``data.image_size``, else 64 px; ``--source_size`` overrides).
 ``--config`` is a config file whose ``.augment`` field is an augment config (overrides such as
 ``--config.augment.image_size=64`` work); without it, ``augment.default_config()`` at 32 px with
@@ -26,6 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 from leave_one_out import augment  # noqa: E402
 from leave_one_out.data import synthetic as synthetic_source  # noqa: E402
+from leave_one_out.data.synthetic import scenes  # noqa: E402
 
 _OUT = flags.DEFINE_string("out", "views.png", "Where to write the PNG.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 6, "Rows: how many source images.")
@@ -47,9 +48,8 @@ def demo_config():
 
 
 def load_images(num_images: int, image_size: int = 64, **kwargs) -> np.ndarray:
-  """uint8 [N, S, S, 3] from the synthetic dataset; ``kwargs`` go to ``synthetic.load``."""
-  from leave_one_out import synthetic  # local: only the CLI needs it
-  return synthetic.load("train", num_examples=num_images, image_size=image_size,
+  """uint8 [N, S, S, 3] from the synthetic dataset; ``kwargs`` go to ``scenes.load``."""
+  return scenes.load("train", num_examples=num_images, image_size=image_size,
                         **kwargs)["image"]
 
 

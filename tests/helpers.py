@@ -1,13 +1,12 @@
-"""Tiny configs shared by the tests: every run takes seconds on CPU."""
+"""What the tests share: tiny configs (every run takes seconds on CPU), a checkpoint written
+without training, the restored state of a run."""
 
 import jax
 
-from leave_one_out import checkpoints
 from leave_one_out import config as config_lib
-from leave_one_out import models
-from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
+from leave_one_out.run import checkpoints
 
 # CLI flags that shrink configs/demo.py to the size of tiny_config().
 CLI_TINY = ["--noevaluate", "--config.train.batch_size=16", "--config.data.num_train=64",
@@ -47,12 +46,28 @@ def final_state(workdir):
   """(step, host state) of the newest checkpoint in ``workdir``, restored like a user would."""
   ckpt = checkpoints.Checkpointer(str(workdir), async_save=False)
   step = ckpt.latest_step()
-  cfg = config_lib.from_json(ckpt.restore_meta(step)["config"])
-  model = models.build_model(cfg)
-  tx, _ = optimizer.create(cfg)
-  state, _ = ckpt.restore(step, train.abstract_state(cfg, model, tx, sharding.make_mesh()))
+  cfg = ckpt.restore_config(step)
+  abstract = train.programs(cfg, sharding.make_mesh(), steps_per_epoch=1).abstract_state()
+  state, _ = ckpt.restore(step, abstract)
   ckpt.close()
   return step, jax.device_get(state)
+
+
+CHECKPOINT_STEP = 3
+
+
+def write_checkpoint(workdir, cfg, step=CHECKPOINT_STEP, edit=lambda state: state):
+  """A workdir as pretraining leaves it (train state + meta), without running a step.
+
+  The EMA encoder is shifted by 0.01 so tests can tell the two encoders apart; ``edit`` changes
+  the state before it is saved. Returns the saved state on the host.
+  """
+  state = train.programs(cfg, sharding.make_mesh(), steps_per_epoch=1).new_state(cfg.seed)
+  state = edit(state.replace(ema_params=jax.tree.map(lambda p: p + 0.01, state.ema_params)))
+  ckpt = checkpoints.Checkpointer(workdir, async_save=False)
+  ckpt.save(step, state, checkpoints.meta_record(cfg, step), force=True)
+  ckpt.close()
+  return jax.device_get(state)
 
 
 def set_field(c, field, value):

@@ -34,7 +34,7 @@ def test_allow_cpu_check_writes_a_report_with_every_section(tmp_path):
 
 def test_refuses_a_cpu_only_host_without_allow_cpu():
   env = {k: v for k, v in os.environ.items() if k != "ALLOW_CPU"}
-  out = subprocess.run([sys.executable, "-m", "leave_one_out.benchmarks.accelerator_check",
+  out = subprocess.run([sys.executable, "-m", "leave_one_out.benchmarks", "--what=accelerator_check",
                         "--report=/dev/null"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
   assert out.returncode == 2 and "ALLOW_CPU=1" in out.stderr, out.stderr[-2000:]
@@ -49,7 +49,7 @@ def test_gpu_sh_check_installs_from_wheels_offline_and_passes_flags():
   assert out.returncode == 0, out.stderr
   lines = out.stdout.splitlines()
   assert lines[0] == "+ python3 -m pip install --no-index --find-links /opt/w -e ."
-  assert lines[1] == ("+ python3 -m leave_one_out.benchmarks.accelerator_check --report=/r/check.md "
+  assert lines[1] == ("+ python3 -m leave_one_out.benchmarks --what=accelerator_check --report=/r/check.md "
                       "--compilation_cache_dir=/c --sections=devices")
   plain = subprocess.run(["bash", os.path.join(ROOT, "launch", "gpu.sh"), "check"],
                          env=dict(os.environ, DRY_RUN="1"), capture_output=True, text=True,

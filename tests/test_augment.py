@@ -12,6 +12,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from leave_one_out import augment
 from leave_one_out import config as config_lib
 from leave_one_out import render
+from leave_one_out.run import checkpoints
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_augment")
@@ -149,7 +150,7 @@ def test_extra_keys_are_drawn_like_k0():
         assert not all(_group_equal(params, name, v)), (spaces, v, name)
       if spaces:
         assert np.all(k[v] != k[0])  # a re-drawn space factor differs from q's, as for k_0
-  with pytest.raises(ValueError, match="augment.extra_keys must be an int >= 0"):
+  with pytest.raises(ValueError, match="config.augment.extra_keys must be an integer >= 0"):
     _cfg(extra_keys=-1)
 
 
@@ -343,7 +344,7 @@ def test_sharded_batch_matches_unsharded(general):
 def test_validate_rejects_bad_configs():
   augment.validate(augment.default_config())
   cases = [
-      ({"color__prob": 1.5}, "augment.color.prob must be in [0, 1], got 1.5"),
+      ({"color__prob": 1.5}, "config.augment.color.prob must be a number in [0, 1], got 1.5"),
       ({"spaces": ("colour",)}, "augment.spaces has unknown augmentation 'colour'"),
       ({"spaces": ("color", "color")}, "augment.spaces has duplicates"),
       ({"redraw": "sometimes"}, "augment.redraw"),
@@ -414,7 +415,7 @@ def test_default_rotation_draw_is_uniform_over_four_exactly():
 
 
 def test_rotation_prob_is_validated():
-  with pytest.raises(ValueError, match=r"augment\.rotation\.prob must be in \[0, 1\]"):
+  with pytest.raises(ValueError, match=r"config\.augment\.rotation\.prob must be a number in \[0, 1\]"):
     _cfg(rotation__prob=1.5)
   with pytest.raises(ValueError, match=r"augment\.rotation\.prob must be > 0 when 'rotation'"):
     _cfg(spaces=("rotation",), rotation__prob=0.0)
@@ -422,12 +423,13 @@ def test_rotation_prob_is_validated():
 
 
 def test_a_config_saved_before_rotation_prob_draws_uniform_rotations():
-  """Checkpoints written before augment.rotation.prob existed still render their views."""
-  cfg = augment.default_config()
-  cfg.image_size = 16
-  old = config_lib.from_json(json.loads(cfg.to_json()))
-  with old.unlocked():
-    del old.rotation["prob"]
+  """Checkpoints written before augment.rotation.prob existed render their views as they did:
+  the checkpoint's config is read with the value those runs used (uniform rotations)."""
+  cfg = config_lib.default_config()
+  cfg.augment.image_size = 16
+  saved = json.loads(cfg.to_json())
+  del saved["augment"]["rotation"]["prob"]
+  old = checkpoints.read_config(saved)
   key = jax.random.key(3)
-  new, legacy = (augment.sample_params(key, 64, c)["rotation"]["k"] for c in (cfg, old))
+  new, legacy = (augment.sample_params(key, 64, c.augment)["rotation"]["k"] for c in (cfg, old))
   np.testing.assert_array_equal(new, legacy)

@@ -28,17 +28,16 @@ def test_views_benchmark_prints_a_row_per_size():
   assert table.splitlines()[2].startswith("| 32 | 40 | 4 | 5 |")
 
 
-def test_benchmark_commands_share_the_process_without_flag_clashes():
-  """Both benchmark commands and the check import together (no flag is defined twice), and
-  each command's --help lists its own flags."""
-  code = ("import leave_one_out.benchmark, leave_one_out.bench_input; "
-          "import leave_one_out.benchmarks.accelerator_check")
-  subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
-  for module, flag in (("leave_one_out.benchmark", "--what"),
-                       ("leave_one_out.bench_input", "--file_size")):
-    out = subprocess.run([sys.executable, "-m", module, "--helpfull"], cwd=ROOT, timeout=120,
-                         capture_output=True, text=True)
-    assert flag in out.stdout, out.stderr[-2000:]
+def test_one_benchmark_command_defines_every_benchmarks_flags_once():
+  """``python -m leave_one_out.benchmarks``: its --help lists the flags of the step, input and
+  accelerator-check benchmarks (absl refuses a flag defined twice), and --what is checked."""
+  out = subprocess.run([sys.executable, "-m", "leave_one_out.benchmarks", "--helpfull"],
+                       cwd=ROOT, timeout=120, capture_output=True, text=True)
+  for flag in ("--what", "--kinds", "--file_size", "--report", "--sections"):
+    assert flag in out.stdout, (flag, out.stderr[-2000:])
+  out = subprocess.run([sys.executable, "-m", "leave_one_out.benchmarks", "--what=nope"],
+                       cwd=ROOT, timeout=120, capture_output=True, text=True)
+  assert out.returncode != 0 and "unknown --what ['nope']" in out.stderr, out.stderr[-2000:]
 
 
 def _torch_reference():
@@ -99,7 +98,7 @@ def test_torch_comparison_without_torch_names_the_install_command():
   """Where torch is missing, the command fails at once, naming the command that installs it."""
   code = ("import sys; sys.modules['torch'] = None; "
           "sys.argv = ['benchmark', '--what=torch', '--num_spaces=2']; import runpy; "
-          "runpy.run_module('leave_one_out.benchmark', run_name='__main__')")
+          "runpy.run_module('leave_one_out.benchmarks', run_name='__main__')")
   out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120, capture_output=True,
                        text=True)
   assert out.returncode != 0

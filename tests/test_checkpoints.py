@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from leave_one_out import checkpoints
+from leave_one_out.run import checkpoints
 from leave_one_out import config as config_lib
+from leave_one_out import pretrained
+from leave_one_out import sharding
+from leave_one_out import train
 from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,3 +106,33 @@ def test_keep_every_steps_that_keeps_nothing_is_a_startup_error():
     config_lib.validate(cfg)
   cfg.keep_every_steps = 50_000
   config_lib.validate(cfg)
+
+
+def test_a_checkpoint_written_by_an_old_config_loads_with_the_values_that_run_used(tmp_path):
+  """A run saved before today's fields existed: its config is read with the values it trained
+  with (``checkpoints.OLD_CONFIG_VALUES``, not today's defaults), it loads for evaluation, and
+  a run continuing from it keeps those values."""
+  cfg = tiny_config()
+  mesh = sharding.make_mesh()
+  state = train.programs(cfg, mesh, steps_per_epoch=4).new_state(cfg.seed)
+  meta = checkpoints.meta_record(cfg, 2)
+  for _, field, _ in checkpoints.OLD_CONFIG_VALUES:  # as the first runs wrote it
+    *parents, name = field.split(".")
+    section = meta["config"]
+    for parent in parents:
+      section = section[parent]
+    del section[name]
+  meta["data_position"] = 2  # the first runs also wrote this field, never read
+  ckpt = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  ckpt.save(2, state, meta, force=True)
+  old = ckpt.restore_config(2)
+  ckpt.close()
+  assert (old.model.key_bn, old.model.bn_groups, old.train.weight_decay_mask) == (
+      "global", 0, "no_bn_bias")
+  assert (old.data.synthetic_light, old.augment.rotation.prob, old.augment.extra_keys) == (
+      0.0, 0.75, 0)
+  assert old.online.to_dict() == config_lib.online_config().to_dict()
+  config_lib.validate(old)
+  model, variables, loaded = pretrained.load_pretrained(str(tmp_path))
+  assert loaded.model.key_bn == "global" and model.num_spaces == 3
+  assert jax.tree.structure(variables["params"]) == jax.tree.structure(state.params)

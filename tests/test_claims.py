@@ -198,7 +198,7 @@ def test_ci_preset_confirms_its_pre_registered_hypothesis(ci_run):
 def test_conditions_reach_their_data_through_the_registry():
   """Photos and fine hues are registered data sources: the run and its evaluation read them."""
   from leave_one_out import data
-  from leave_one_out import photos
+  from leave_one_out.data import photos
   from leave_one_out.evaluate import dataset
   c = claims.load_config("full")
   cfg = claims.method_config(c, "photos", "moco_rotation", 0)

@@ -11,7 +11,7 @@ from leave_one_out import config as config_lib
 from leave_one_out import losses
 from leave_one_out import models
 from leave_one_out import optimizer
-from leave_one_out.data import config as data_config
+from leave_one_out import data as data_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = {"data": data_config, "augment": augment, "model": models, "loss": losses,
@@ -40,11 +40,11 @@ def test_recipe_configs_override_only_what_differs():
 @pytest.mark.parametrize("section,field,value,message", [
     ("model", "architecture", "resnet9", "config.model.architecture must be one of"),
     ("model", "dtype", "float16", "config.model.dtype must be one of ('float32', 'bfloat16')"),
-    ("model", "width", 0, "config.model.width must be an integer > 0, got 0"),
-    ("loss", "temperature", -1.0, "config.loss.temperature must be > 0, got -1.0"),
+    ("model", "width", 0, "config.model.width must be an integer >= 1, got 0"),
+    ("loss", "temperature", -1.0, "config.loss.temperature must be a number > 0, got -1.0"),
     ("loss", "z0_positives", "some", "config.loss.z0_positives must be one of ('all', 'k0')"),
     ("train", "schedule", "linear", "config.train.schedule must be one of"),
-    ("train", "momentum", 1.0, "config.train.momentum must be in [0, 1), got 1.0"),
+    ("train", "momentum", 1.0, "config.train.momentum must be a number in [0, 1), got 1.0"),
     ("train", "step_epochs", (400, 300), "config.train.step_epochs must be increasing"),
 ])
 def test_each_section_names_its_bad_field(section, field, value, message):

@@ -9,9 +9,10 @@ import tensorflow as tf
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
 from leave_one_out import train
-from leave_one_out.data import decode
-from leave_one_out.data import evaluation
-from leave_one_out.data import memory
+from leave_one_out.run import loop
+from leave_one_out.data.pipeline import decode
+from leave_one_out.data.pipeline import eval_split
+from leave_one_out.data.pipeline import memory
 from leave_one_out.data import synthetic as synthetic_source
 from tests import helpers
 
@@ -63,10 +64,10 @@ def test_synthetic_source_uses_the_configured_light():
     ("name", "Not A Name", "config.data.name must be one of"),
     ("name", "folder", "config.data.data_dir must name the image folder root"),
     ("classes", "n01440764.txt", "config.data.classes must be '' for data.name='imagenet100'"),
-    ("eval_crop_fraction", 0.0, "config.data.eval_crop_fraction must be in"),
+    ("eval_crop_fraction", 0.0, "config.data.eval_crop_fraction must be a number in (0, 1]"),
     ("shuffle_buffer", 0, "config.data.shuffle_buffer must be an integer >= 1"),
     ("resize_method", "nearest", "config.data.resize_method must be one of"),
-    ("num_examples", 10, "config.data.num_examples (10) must be 0 or hold at least one batch"),
+    ("num_examples", 10, "config.data.num_examples (10) must hold at least one global batch"),
     ("synthetic_light", 1.0, "config.data.synthetic_light must be a number in [0, 1), got 1.0"),
     ("synthetic_light", -0.2, "config.data.synthetic_light must be a number in [0, 1)"),
 ])
@@ -111,7 +112,7 @@ class ToyStripes:
   def eval_source(self, d, split, *, image_size, batch_size, num_examples, **unused):
     del split, unused
     images, labels = self._images(num_examples or 8, image_size)
-    return evaluation.ArrayEvalSource({"image": images, "label": labels}, num_classes=2,
+    return eval_split.ArrayEvalSource({"image": images, "label": labels}, num_classes=2,
                                       class_names=("vertical", "horizontal"),
                                       batch_size=batch_size, description=self.describe(d))
 
@@ -126,7 +127,7 @@ def test_a_registered_source_is_validated_trained_on_and_evaluated(tmp_path, mon
   with pytest.raises(ValueError, match="image_size must be even"):
     config_lib.validate(cfg)
   cfg.data.image_size = 20
-  summary = train.train_and_evaluate(cfg, str(tmp_path))
+  summary = loop.pretrain(cfg, str(tmp_path))
   assert summary["step"] == 2 and np.isfinite(summary["loss"]) and "toy_stripes" in toy.validated
   arrays = data_lib.load_eval_arrays(cfg.data, image_size=16, num_examples=6)
   assert arrays["image"].shape == (6, 16, 16, 3) and arrays["num_classes"] == 2

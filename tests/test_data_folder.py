@@ -15,11 +15,11 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
-from leave_one_out.data import classes
-from leave_one_out.data import common
+from leave_one_out.data.pipeline import classes
+from leave_one_out.data import DataError
 from leave_one_out.data import folder as folder_source
-from leave_one_out.data import host
-from leave_one_out.data import prefetch
+from leave_one_out.data.pipeline import host
+from leave_one_out.data.pipeline import prefetch
 from tests import helpers
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
@@ -181,7 +181,7 @@ def test_corrupt_images_are_masked_counted_and_keep_batches_aligned(corrupt_fold
     np.testing.assert_array_equal(next(fresh.iterate(step))["image"], straight[step]["image"])
   cfg.data.skip_corrupt = False
   strict = data_lib.create_train_source(cfg)
-  with pytest.raises(common.DataError, match=r"undecodable image .*bad[12]\.jpg"):
+  with pytest.raises(DataError, match=r"undecodable image .*bad[12]\.jpg"):
     take(strict.iterate(0), 2)
 
 
@@ -208,7 +208,7 @@ def test_folder_errors(tmp_path, case, message):
     classes.write_text("cat\nzebra\n")
   cfg = helpers.tiny_config()
   cfg.data.name, cfg.data.data_dir, cfg.data.classes = "folder", str(root), str(classes)
-  with pytest.raises(common.DataError, match=message):
+  with pytest.raises(DataError, match=message):
     data_lib.create_train_source(cfg)
 
 
@@ -224,10 +224,10 @@ def test_prefetch_to_device_places_global_batches(folder):
 
   def failing():
     yield {"x": np.zeros((2,), np.float32)}
-    raise common.DataError("boom")
+    raise DataError("boom")
   out = prefetch.prefetch_to_device(failing(), sharding)
   next(out)
-  with pytest.raises(common.DataError, match="boom"):
+  with pytest.raises(DataError, match="boom"):
     next(out)
 
 

@@ -14,10 +14,10 @@ import tensorflow_datasets as tfds
 
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
-from leave_one_out.data import classes
-from leave_one_out.data import common
+from leave_one_out.data.pipeline import classes
+from leave_one_out.data import DataError
 from leave_one_out.data import folder as folder_source
-from leave_one_out.data import host
+from leave_one_out.data.pipeline import host
 from leave_one_out.data import tfds as tfds_source
 from tests import helpers
 from tests.test_data_folder import take
@@ -145,24 +145,24 @@ def test_export_image_folder_round_trip(tfds_dir, tmp_path):
 def test_tfds_errors_are_clear_and_instant(tfds_dir, tmp_path):
   empty = str(tmp_path / "empty_data_dir")
   start = time.perf_counter()
-  with pytest.raises(common.DataError, match=r"(?s)not prepared.*tfds build imagenet2012 "
+  with pytest.raises(DataError, match=r"(?s)not prepared.*tfds build imagenet2012 "
                      r"--data_dir=.*empty_data_dir --manual_dir=.*ILSVRC2012_img_train\.tar"):
     tfds_source.tfds_builder("imagenet2012", empty)
   cfg = helpers.tiny_config()
   cfg.data.name, cfg.data.data_dir = "imagenet100", empty
-  with pytest.raises(common.DataError, match="tfds build imagenet2012"):
+  with pytest.raises(DataError, match="tfds build imagenet2012"):
     data_lib.create_train_source(cfg)
   cfg.data.name = "oxford_flowers102"
-  with pytest.raises(common.DataError, match="tfds build oxford_flowers102 --data_dir="):
+  with pytest.raises(DataError, match="tfds build oxford_flowers102 --data_dir="):
     data_lib.create_train_source(cfg)
   assert time.perf_counter() - start < 20  # metadata only: never a download attempt
-  with pytest.raises(common.DataError, match=r"has no split 'dev': its splits are \['test', 'train'\]"):
+  with pytest.raises(DataError, match=r"has no split 'dev': its splits are \['test', 'train'\]"):
     tfds_source.open_tfds("looc_test_images", "dev", data_dir=tfds_dir)
   bad = tmp_path / "bad.txt"
   bad.write_text("n001\nn0xx\n")
-  with pytest.raises(common.DataError, match="class list mismatch.*n0xx"):
+  with pytest.raises(DataError, match="class list mismatch.*n0xx"):
     data_lib.create_train_source(tfds_config(tfds_dir, classes=str(bad)))
-  with pytest.raises(common.DataError, match="fewer than one global batch"):
+  with pytest.raises(DataError, match="must hold at least one global batch"):
     data_lib.create_train_source(tfds_config(tfds_dir, batch=64))
 
 

@@ -11,10 +11,11 @@ import pytest
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
 from leave_one_out import evaluate
-from leave_one_out.data import evaluation
-from leave_one_out.evaluate import common
+from leave_one_out.data.pipeline import eval_split
+from leave_one_out import fields
+from leave_one_out.evaluate import tables
 from tests.helpers import set_field, tiny_config
-from tests.test_pretrained import write_checkpoint
+from tests.helpers import write_checkpoint
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_evaluate")
@@ -99,7 +100,7 @@ class NormEvaluator:
 
   @staticmethod
   def validate(c):
-    common.positive(c.norm.scale, "norm.scale")
+    fields.Section(c, "eval_config").number("norm.scale", 0, low_open=True)
 
   @staticmethod
   def evaluate(ctx):
@@ -153,7 +154,7 @@ def test_config_file_is_the_default_config():
     ("probe.decay_epochs", (80, 60), "eval_config.probe.decay_epochs must be increasing"),
     ("probe.crop_scale", (0.5, 1.5), "eval_config.probe.crop_scale must be a"),
     ("probe.sgd_lr", 0.0, "eval_config.probe.sgd_lr must be a number > 0"),
-    ("rotation.num_test", -1, "eval_config.rotation.num_test must be an int >= 0"),
+    ("rotation.num_test", -1, r"eval_config.rotation.num_test must be 0 \(the whole split\) or an integer >= 1, got -1"),
     ("knn.temperature", 0.0, "eval_config.knn.temperature must be a number > 0"),
     ("fewshot.small_classes", "drop", "eval_config.fewshot.small_classes must be one of"),
     ("corruption.names", ("frost",), "eval_config.corruption.names has unknown corruption "
@@ -209,7 +210,7 @@ class PhotoSource:
     rng = np.random.default_rng(0 if split == "train" else 1)
     images = rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8)
     arrays = {"image": images, "label": np.arange(n) % 4, "photo": np.arange(n) % 5}
-    return evaluation.ArrayEvalSource(arrays, num_classes=4, class_names=None,
+    return eval_split.ArrayEvalSource(arrays, num_classes=4, class_names=None,
                                       batch_size=batch_size, description="toy photos")
 
 

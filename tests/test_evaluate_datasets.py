@@ -19,11 +19,11 @@ from leave_one_out import config as config_lib
 from leave_one_out import evaluate
 from leave_one_out import extract
 from leave_one_out import pretrained
-from leave_one_out.data import common
+from leave_one_out.data import DataError
 from leave_one_out.data import tfds as tfds_source
 from tests.helpers import set_field, tiny_config
 from tests.test_data_folder import make_folder
-from tests.test_pretrained import write_checkpoint
+from tests.helpers import write_checkpoint
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_evaluate_datasets")
@@ -217,12 +217,12 @@ def test_eval_config_files():
      "eval_config.dataset.data.name: unknown dataset 'caltech_bird2011'.*did you mean "
      "'caltech_birds2011'"),
     ("dataset.data.eval_crop_fraction", 1.5,
-     r"eval_config.dataset.data.eval_crop_fraction must be in \(0, 1\]"),
+     r"eval_config.dataset.data.eval_crop_fraction must be a number in \(0, 1\]"),
     ("dataset.data.eval_split", "train", "eval_config.dataset.data.eval_split must differ"),
     ("dataset.data.resize_method", "nearest", "eval_config.dataset.data.resize_method must be"),
-    ("dataset.num_train", 1, r"eval_config.dataset.num_train must be 0 \(the whole split\) or "
-     ">= 2"),
-    ("dataset.num_test", -1, "eval_config.dataset.num_test must be an int >= 0"),
+    ("dataset.num_train", 1, r"eval_config.dataset.num_train must be 0 \(the whole split\) or an "
+     "integer >= 2"),
+    ("dataset.num_test", -1, r"eval_config.dataset.num_test must be 0 \(the whole split\) or an integer >= 2, got -1"),
     ("fewshot.small_classes", "drop", "eval_config.fewshot.small_classes must be one of"),
 ])
 def test_eval_config_errors_name_the_field(field, value, message):
@@ -237,12 +237,12 @@ def test_unreadable_data_fails_before_the_model_loads(folder, tmp_path, monkeypa
                       lambda *a, **k: pytest.fail("model loaded before the data check"))
   c = eval_config_file("folder.py", folder)
   c.dataset.data.eval_split = "validation"
-  with pytest.raises(common.DataError, match=r"split .*validation does not exist "
+  with pytest.raises(DataError, match=r"split .*validation does not exist "
                      r"\(eval_config.dataset.data.eval_split='validation'"):
     evaluate.run(str(tmp_path), c)
   c = eval_config_file("tfds.py", "oxford_flowers102")
   c.dataset.data.data_dir = str(tmp_path / "tfds")
-  with pytest.raises(common.DataError, match=r"(?s)not prepared.*tfds build oxford_flowers102 "
+  with pytest.raises(DataError, match=r"(?s)not prepared.*tfds build oxford_flowers102 "
                      r"--data_dir=.*point eval_config.dataset.data.data_dir"):
     evaluate.run(str(tmp_path), c)
   assert not os.path.exists(tmp_path / "tfds" / "downloads")
@@ -256,7 +256,7 @@ def test_cli_rejects_a_bad_eval_config_field(workdir):
        "--config.dataset.data.eval_crop_fraction=1.5"],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
   assert run.returncode != 0
-  assert "eval_config.dataset.data.eval_crop_fraction must be in (0, 1], got 1.5" in run.stderr, \
+  assert "eval_config.dataset.data.eval_crop_fraction must be a number in (0, 1], got 1.5" in run.stderr, \
       run.stderr[-3000:]
 
 

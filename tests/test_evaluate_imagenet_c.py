@@ -14,12 +14,12 @@ import tensorflow_datasets as tfds
 
 from leave_one_out import config as config_lib
 from leave_one_out import evaluate
-from leave_one_out.data import classes as class_lists
-from leave_one_out.data import common
+from leave_one_out.data.pipeline import classes as class_lists
+from leave_one_out.data import DataError
 from leave_one_out.data import tfds as tfds_source
 from leave_one_out.evaluate import imagenet_c
 from tests.helpers import tiny_config
-from tests.test_pretrained import write_checkpoint
+from tests.helpers import write_checkpoint
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_evaluate_imagenet_c")
@@ -122,7 +122,7 @@ def test_unprepared_imagenet_c_fails_before_the_model_loads(tmp_path, monkeypatc
   monkeypatch.setattr(tfds_source, "_is_prepared", lambda builder: builder.name == "imagenet2012")
   c = in100_config()
   c.imagenet_c.data_dir = str(tmp_path / "tfds")
-  with pytest.raises(common.DataError, match=r"(?s)ImageNet-C \(tfds imagenet2012_corrupted\) "
+  with pytest.raises(DataError, match=r"(?s)ImageNet-C \(tfds imagenet2012_corrupted\) "
                      r"is not prepared in .*tfds: 6 of 6 configs are missing, e.g. "
                      r"gaussian_noise_1.*never downloads.*imagenet_c.enabled=False"):
     evaluate.run(str(tmp_path / "no_model_here"), c)

@@ -1,4 +1,4 @@
-"""MoCo's linear classification protocol (leave_one_out.evaluate.moco_linear) on tiny images."""
+"""MoCo's linear classification protocol (leave_one_out.evaluate.lib.moco_linear) on tiny images."""
 
 import flax.linen as nn
 import ml_collections
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from leave_one_out import extract
-from leave_one_out import probes
-from leave_one_out import synthetic
-from leave_one_out.evaluate import moco_linear
+from leave_one_out.evaluate.lib import classifiers
+from leave_one_out.data.synthetic import scenes
+from leave_one_out.evaluate.lib import moco_linear
 from leave_one_out.evaluate import probe
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
@@ -36,8 +36,8 @@ def section(**overrides) -> ml_collections.ConfigDict:
 
 @pytest.fixture(scope="module")
 def data():
-  train = synthetic.load("train", num_examples=96, image_size=20, seed=0)
-  test = synthetic.load("test", num_examples=64, image_size=16, seed=0)
+  train = scenes.load("train", num_examples=96, image_size=20, seed=0)
+  test = scenes.load("test", num_examples=64, image_size=16, seed=0)
   return train, test
 
 
@@ -54,7 +54,7 @@ def test_heads_learn_labels_and_rotation_from_random_crops(data):
   f_test = extract.extract_features(model, {}, test["image"], "backbone")
   head = trained["heads"]["backbone"]["color"]
   assert head["w"].shape == (48, 6)
-  acc = probes.topk_accuracy(moco_linear.logits(head, f_test), test["color"])
+  acc = classifiers.topk_accuracy(moco_linear.logits(head, f_test), test["color"])
   assert acc > 0.6, acc  # chance 1/6: colour survives crops and flips; centre views at test
 
   rotated = moco_linear.train_heads(model, {}, train["image"], {}, {}, kinds, p,
@@ -64,7 +64,7 @@ def test_heads_learn_labels_and_rotation_from_random_crops(data):
   f_turns = extract.extract_features(model, {}, turns, "backbone")
   k = np.repeat(np.arange(4), len(test["image"]))
   head = rotated["heads"]["backbone"][moco_linear.ROTATION]
-  acc = probes.topk_accuracy(moco_linear.logits(head, f_turns), k)
+  acc = classifiers.topk_accuracy(moco_linear.logits(head, f_turns), k)
   assert acc > 0.8, acc  # the light from above tells up from down
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from leave_one_out import augment
-from leave_one_out import synthetic
+from leave_one_out.data.synthetic import scenes
 from leave_one_out.evaluate import sensitivity
 
 
@@ -44,7 +44,7 @@ def test_sensitivity_of_a_model_with_known_invariances(tmp_path):
   cfg.spaces = ("color", "rotation")
   cfg.crop.enabled = cfg.blur.enabled = False
   cfg.color.update(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.5, gray_prob=0.0)
-  images = synthetic.load("test", num_examples=32, image_size=16)["image"]
+  images = scenes.load("test", num_examples=32, image_size=16)["image"]
   kinds = ("embedding:0", "embedding:1", "embedding:2")
   s = sensitivity.augmentation_sensitivity(KnownInvariances(), {}, images, cfg, kinds=kinds)
   assert s["columns"] == ["flip", "color", "rotation"] and s["rows"] == list(kinds)

@@ -13,9 +13,10 @@ import jax
 import numpy as np
 import pytest
 
-from leave_one_out import checkpoints
-from leave_one_out import metrics_log
+from leave_one_out.run import checkpoints
+from leave_one_out.run import logs
 from leave_one_out import train
+from leave_one_out.run import loop
 from tests import helpers
 from tests.helpers import final_state as _final_params
 from tests.helpers import tiny_config
@@ -41,7 +42,7 @@ def _start(workdir, steps, every, *extra):
 def _wait_for_step(workdir, step, proc, timeout=240):
   deadline = time.time() + timeout
   while time.time() < deadline:
-    if metrics_log.last_logged_step(workdir) >= step:
+    if logs.last_logged_step(workdir) >= step:
       return
     assert proc.poll() is None, proc.communicate()[1][-3000:]
     time.sleep(0.05)
@@ -85,7 +86,7 @@ def test_kill9_loses_at_most_the_steps_since_the_last_save(tmp_path):
   last = ckpt.latest_step()
   ckpt.close()
   assert last is not None and last % 10 == 0 and last >= 20
-  logged = metrics_log.last_logged_step(tmp_path)
+  logged = logs.last_logged_step(tmp_path)
   assert logged - last < 10 + 2  # lost: only the steps since the last periodic save
   # Restarting resumes from `last`; the steps it repeats are not logged a second time.
   assert logged < RUN_STEPS
@@ -93,12 +94,12 @@ def test_kill9_loses_at_most_the_steps_since_the_last_save(tmp_path):
   _, err = resumed.communicate(timeout=300)
   assert resumed.returncode == 0, err[-3000:]
   assert f"Resumed from step {last} " in err
-  steps = [r["step"] for r in metrics_log.read_metrics(tmp_path)]
+  steps = [r["step"] for r in logs.read_metrics(tmp_path)]
   assert steps == list(range(1, RUN_STEPS + 1))
 
 
 def _train(cfg, workdir, **kw):
-  return train.train_and_evaluate(cfg, str(workdir), **kw)
+  return loop.pretrain(cfg, str(workdir), **kw)
 
 
 @pytest.mark.slow
@@ -110,7 +111,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     for name in files:
       with open(os.path.join(dirpath, name), "r+b") as f:
         f.truncate(max(0, os.path.getsize(os.path.join(dirpath, name)) // 3))
-  summary = train.train_and_evaluate(tiny_config(steps=6), str(tmp_path),
+  summary = loop.pretrain(tiny_config(steps=6), str(tmp_path),
                                      workdir_mode="resume")
   assert summary["step"] == 6
   kept = os.listdir(tmp_path / "checkpoints")
@@ -165,13 +166,13 @@ def test_workdir_with_another_config_is_refused_unless_told(tmp_path):
 def test_sigterm_before_the_first_step_stops_after_it_with_a_save(tmp_path, monkeypatch):
   """A notice while the run restores or compiles (one process): one step, a save, a clean stop."""
   _train(tiny_config(steps=6), tmp_path, stop_at=2)
-  create = train.data.create_train_source
+  create = loop.data.create_train_source
 
   def create_and_get_notice(cfg):
     os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop's handler, not the default
     return create(cfg)
 
-  monkeypatch.setattr(train.data, "create_train_source", create_and_get_notice)
+  monkeypatch.setattr(loop.data, "create_train_source", create_and_get_notice)
   before = signal.getsignal(signal.SIGTERM)
   summary = _train(tiny_config(steps=6), tmp_path)
   assert summary["preempted"] and summary["step"] == 3

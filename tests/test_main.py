@@ -7,7 +7,7 @@ import sys
 import jax
 import pytest
 
-from leave_one_out import metrics_log
+from leave_one_out.run import logs
 from tests.helpers import CLI_TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,7 +30,7 @@ def test_cli_trains_logs_checkpoints_and_resumes(tmp_path):
   assert run.returncode == 0, run.stderr[-3000:]
   assert "| invariant |" in run.stdout and "| rotation |" in run.stdout
   assert "step 4/4" in run.stderr  # console progress
-  logged = metrics_log.read_metrics(tmp_path)
+  logged = logs.read_metrics(tmp_path)
   assert [m["step"] for m in logged] == [2, 4]
   assert {"loss", "loss/color", "top1/rotation", "img_per_s", "lr"} <= set(logged[-1])
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path))
@@ -47,7 +47,7 @@ def test_cli_trains_logs_checkpoints_and_resumes(tmp_path):
 
 @pytest.mark.parametrize("flag,message", [
     ("--config.train.batchsize=8", "batchsize"),
-    ("--config.loss.temperature=-1", "config.loss.temperature must be > 0"),
+    ("--config.loss.temperature=-1", "config.loss.temperature must be a number > 0"),
     ("--config.augment.spaces=('colour',)", "colour"),
     ("--config.train.optimizer=adam", "config.train.optimizer must be one of"),
 ])

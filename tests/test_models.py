@@ -74,9 +74,8 @@ def test_train_mode_updates_batch_stats_and_bf16_runs():
 
 
 def test_create_model_stems_and_errors():
-  cfg = ml_collections.ConfigDict(dict(
-      architecture="resnet18", width=64, embedding_dim=128, head_hidden=0, looc_plus_plus=False,
-      stem="auto", dtype="float32", bn_momentum=0.9))
+  cfg = models.default_config()
+  cfg.update(architecture="resnet18", width=64, dtype="float32")
   assert models.create_model(cfg, num_spaces=2, image_size=32).small_stem
   assert not models.create_model(cfg, num_spaces=2, image_size=224).small_stem
   cfg.architecture = "resnet51"
@@ -325,12 +324,11 @@ def test_group_ids_need_equal_groups():
 
 
 def test_key_bn_mode_resolves_auto():
-  cfg = ml_collections.ConfigDict(dict(key_bn="auto", bn_groups=0))
+  cfg = models.default_config()
+  cfg.update(key_bn="auto", bn_groups=0)
   assert models.key_bn_mode(cfg, queue_size=256, num_devices=8) == "shuffle"
   assert models.key_bn_mode(cfg, queue_size=0, num_devices=8) == "global"
   assert models.key_bn_mode(cfg, queue_size=256, num_devices=1) == "global"  # one group
   cfg.bn_groups = 4
   assert models.key_bn_mode(cfg, queue_size=256, num_devices=1) == "shuffle"
   assert models.bn_groups(cfg, 8) == 4
-  # A config saved before the fields existed: global statistics.
-  assert models.key_bn_mode(ml_collections.ConfigDict(), 256, 8) == "global"

@@ -24,8 +24,8 @@ import jax
 import numpy as np
 import pytest
 
-from leave_one_out import checkpoints
-from leave_one_out import metrics_log
+from leave_one_out.run import checkpoints
+from leave_one_out.run import logs
 from tests.helpers import CLI_TINY, final_state
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
@@ -116,7 +116,7 @@ def _from_reference(reference, workdir):
 def _wait_for_step(workdir, step, workers, timeout=240):
   deadline = time.time() + timeout
   while time.time() < deadline:
-    records = metrics_log.read_metrics(workdir)
+    records = logs.read_metrics(workdir)
     if records and records[-1]["step"] >= step:
       return
     for w in workers:
@@ -146,13 +146,13 @@ def reference(tmp_path_factory):
 
 
 def test_demo_with_its_evaluation_finishes_in_two_processes(reference):
-  workdir, logs = reference
-  assert "JAX process 1/2, 1 local / 2 global devices" in logs[1]
-  for log in logs:  # both trained to the end and ran the online kNN
+  workdir, printed = reference
+  assert "JAX process 1/2, 1 local / 2 global devices" in printed[1]
+  for log in printed:  # both trained to the end and ran the online kNN
     assert f"step {NUM_STEPS}/{NUM_STEPS}" in log and "online kNN top-1" in log
-  assert "LooC evaluation:" in logs[0] and "LooC evaluation:" not in logs[1]  # one table
+  assert "LooC evaluation:" in printed[0] and "LooC evaluation:" not in printed[1]  # one table
   assert (workdir / "evaluation.json").exists()
-  records = metrics_log.read_metrics(workdir)
+  records = logs.read_metrics(workdir)
   assert [r["step"] for r in records if "loss" in r] == list(range(1, NUM_STEPS + 1))
   assert [r["step"] for r in records if "eval/knn_top1" in r] == [NUM_STEPS]
 
@@ -161,7 +161,7 @@ def test_two_processes_match_one_process(reference, tmp_path):
   workdir, _ = reference
   single = Worker(tmp_path / "single", tmp_path / "single.log", devices=2, args=["--noevaluate"])
   _finish([single])
-  losses = lambda d: [r["loss"] for r in metrics_log.read_metrics(d) if "loss" in r]
+  losses = lambda d: [r["loss"] for r in logs.read_metrics(d) if "loss" in r]
   np.testing.assert_allclose(losses(workdir), losses(tmp_path / "single"), rtol=1e-5)
   _assert_same_params(workdir, tmp_path / "single", exact=False)
 
@@ -206,7 +206,7 @@ def _resume_to_the_end(reference, workdir, from_step):
   for w in resumed:
     assert f"Resumed from step {from_step} " in w.log()
   _assert_same_params(reference[0], workdir)
-  steps = [r["step"] for r in metrics_log.read_metrics(workdir) if "loss" in r]
+  steps = [r["step"] for r in logs.read_metrics(workdir) if "loss" in r]
   assert steps == list(range(SAVE_EVERY + 1, NUM_STEPS + 1))  # no step logged twice
 
 

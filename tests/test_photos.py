@@ -1,11 +1,11 @@
-"""The natural-image source (leave_one_out/photos.py): patches of scikit-image's photographs."""
+"""The natural-image source (leave_one_out/data/photos.py): patches of scikit-image's photographs."""
 
 import sys
 
 import numpy as np
 import pytest
 
-from leave_one_out import photos
+from leave_one_out.data import photos
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_photos")
@@ -112,7 +112,7 @@ def test_missing_scikit_image_says_how_to_install_it(monkeypatch):
 
 
 def _photos_data_section(**fields):
-  from leave_one_out.data import config as data_config
+  from leave_one_out import data as data_config
   d = data_config.default_config()
   d.name, d.image_size, d.eval_split = "photos", 32, "test"
   for k, v in fields.items():
@@ -124,7 +124,7 @@ def test_registered_source_gives_labelled_splits_split_over_hosts():
   """``config.data.name = "photos"``: validated by name, evaluation labels are the photograph,
   every host gets its contiguous share of the same fixed split."""
   from leave_one_out import data
-  from leave_one_out.data import config as data_config
+  from leave_one_out import data as data_config
   d = _photos_data_section()
   data_config.validate(d)
   assert "scikit-image" in data.describe(d)
@@ -145,9 +145,9 @@ def test_registered_source_gives_labelled_splits_split_over_hosts():
 def test_missing_scikit_image_is_a_data_error_naming_the_extra(monkeypatch):
   import importlib.util
   from leave_one_out import data
-  from leave_one_out.data import common
+  from leave_one_out.data import DataError
   real = importlib.util.find_spec
   monkeypatch.setattr(importlib.util, "find_spec",
                       lambda name, *a: None if name == "skimage" else real(name, *a))
-  with pytest.raises(common.DataError, match=r"pip install -e '\.\[photos\]'"):
+  with pytest.raises(DataError, match=r"pip install -e '\.\[photos\]'"):
     data.check_ready(_photos_data_section())

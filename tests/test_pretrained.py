@@ -13,38 +13,22 @@ import numpy as np
 import pytest
 
 import leave_one_out
-from leave_one_out import checkpoints
+from leave_one_out.run import checkpoints
 from leave_one_out import models
 from leave_one_out import optimizer
 from leave_one_out import extract
 from leave_one_out import pretrained
-from leave_one_out import synthetic
+from leave_one_out.data.synthetic import scenes
 from leave_one_out import sharding
 from leave_one_out import train
-from tests.helpers import tiny_config
+from tests import helpers
+from tests.helpers import tiny_config, write_checkpoint
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_pretrained")
 
-STEP = 3
+STEP = helpers.CHECKPOINT_STEP
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def write_checkpoint(workdir, cfg, step=STEP, edit=lambda state: state):
-  """A workdir as pretraining leaves it (train state + meta), without running a step.
-
-  The EMA encoder is shifted by 0.01 so tests can tell the two encoders apart; ``edit`` changes
-  the state before it is saved.
-  """
-  mesh = sharding.make_mesh()
-  model = models.build_model(cfg)
-  tx, _ = optimizer.create(cfg)
-  state = train.create_state(cfg, model, tx, mesh)
-  state = edit(state.replace(ema_params=jax.tree.map(lambda p: p + 0.01, state.ema_params)))
-  ckpt = checkpoints.Checkpointer(workdir, async_save=False)
-  ckpt.save(step, state, train.make_meta(cfg, step), force=True)
-  ckpt.close()
-  return jax.device_get(state)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +40,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def images():
-  return synthetic.load("test", num_examples=13, image_size=20)["image"]  # 13: padded batches
+  return scenes.load("test", num_examples=13, image_size=20)["image"]  # 13: padded batches
 
 
 def _all_kinds(model):

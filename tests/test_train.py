@@ -10,21 +10,20 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
-from leave_one_out import metrics_log
+from leave_one_out.run import logs
 from leave_one_out import models
 from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
+from leave_one_out.run import loop
 from tests.helpers import set_field, tiny_config
 
 
 def _setup(cfg, devices):
   mesh = sharding.make_mesh(devices)
-  model = models.build_model(cfg)
   source = data_lib.create_train_source(cfg)
-  tx, _ = optimizer.create(cfg)
-  state = train.create_state(cfg, model, tx, mesh)
-  step = train.compile_train_step(cfg, model, mesh, source.steps_per_epoch)
+  compiled = train.programs(cfg, mesh, source.steps_per_epoch)
+  state, step = compiled.new_state(cfg.seed), compiled.step
   batch_sharding = NamedSharding(mesh, P(sharding.DATA_AXIS))
   batch = lambda i: jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(batch_sharding, x), source.batch(i))
@@ -96,15 +95,15 @@ def test_nonfinite_step_is_skipped():
 def test_resume_continues_the_same_run(tmp_path):
   """N steps, stop, resume, N more == 2N straight (params, EMA, optimizer state)."""
   straight = tiny_config(steps=4)
-  s = train.train_and_evaluate(straight, str(tmp_path / "straight"))
-  stopped = train.train_and_evaluate(tiny_config(steps=4), str(tmp_path / "resumed"), stop_at=2)
+  s = loop.pretrain(straight, str(tmp_path / "straight"))
+  stopped = loop.pretrain(tiny_config(steps=4), str(tmp_path / "resumed"), stop_at=2)
   assert stopped["step"] == 2
-  r = train.train_and_evaluate(tiny_config(steps=4), str(tmp_path / "resumed"))
+  r = loop.pretrain(tiny_config(steps=4), str(tmp_path / "resumed"))
   assert s["step"] == r["step"] == 4
   a, b = jax.device_get(s["state"]), jax.device_get(r["state"])
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_array_equal(x, y)
-  logged = metrics_log.read_metrics(tmp_path / "resumed")
+  logged = logs.read_metrics(tmp_path / "resumed")
   assert [m["step"] for m in logged] == [2, 4]
   assert sorted(os.listdir(tmp_path / "resumed" / "checkpoints")) == ["2", "4"]
 
@@ -134,8 +133,8 @@ def test_bfloat16_matches_float32_loss():
 def test_online_knn_monitoring_is_logged(tmp_path):
   cfg = tiny_config(steps=2)
   cfg.eval_every_steps = 2
-  train.train_and_evaluate(cfg, str(tmp_path))
-  logged = metrics_log.read_metrics(tmp_path)
+  loop.pretrain(cfg, str(tmp_path))
+  logged = logs.read_metrics(tmp_path)
   knn = [m["eval/knn_top1"] for m in logged if "eval/knn_top1" in m]
   assert len(knn) == 1 and 0.0 <= knn[0] <= 1.0
 
@@ -143,7 +142,7 @@ def test_online_knn_monitoring_is_logged(tmp_path):
 def test_profile_trace_is_written(tmp_path):
   cfg = tiny_config()  # the suite's most common train step: compiled once for every test
   cfg.profile_start_step, cfg.profile_num_steps = 1, 1
-  train.train_and_evaluate(cfg, str(tmp_path))
+  loop.pretrain(cfg, str(tmp_path))
   traces = [f for _, _, files in os.walk(tmp_path / "plugins" / "profile") for f in files]
   assert any(f.endswith(".xplane.pb") for f in traces), traces
 
@@ -334,7 +333,8 @@ def test_configs_differing_only_in_seed_run_fields_or_hyperparameters_share_thei
   state1 = jax.device_get(shared.init(jax.random.PRNGKey(seed1.seed)))
   model = models.build_model(seed1)
   tx, _ = optimizer.create(seed1)
-  direct = jax.device_get(train.create_state(seed1, model, tx, mesh))
+  # Built afresh, outside programs' cache (the private builder it caches).
+  direct = jax.device_get(train._jit_init(seed1, model, tx, mesh)(jax.random.PRNGKey(seed1.seed)))
   for a, b in zip(jax.tree.leaves(state1), jax.tree.leaves(direct)):
     np.testing.assert_array_equal(a, b)
   state0 = jax.device_get(shared.init(jax.random.PRNGKey(seed0.seed)))

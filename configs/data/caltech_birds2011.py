@@ -5,12 +5,12 @@
 top-5 of a linear classifier trained on the train split, on the test split.
 """
 
-from leave_one_out.data import config as data_config
+from leave_one_out import data
 
 
 def get_config(arg=None):
   del arg
-  d = data_config.default_config()
+  d = data.default_config()
   d.name = "caltech_birds2011"
   d.data_dir = ""
   d.train_split = "train"

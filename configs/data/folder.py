@@ -6,11 +6,11 @@ Unreadable files are skipped and counted (``skip_corrupt``). Works for local pat
 Pretraining on a folder: ``--config.data.name=folder --config.data.data_dir=<root>``.
 """
 
-from leave_one_out.data import config as data_config
+from leave_one_out import data
 
 
 def get_config(arg=None):
-  d = data_config.default_config()
+  d = data.default_config()
   d.name = "folder"
   d.data_dir = arg or ""
   d.train_split = "train"

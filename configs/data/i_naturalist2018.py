@@ -14,12 +14,12 @@ Linear probe: train split for the classifier, validation split for top-1 (the te
 labels).
 """
 
-from leave_one_out.data import config as data_config
+from leave_one_out import data
 
 
 def get_config(arg=None):
   del arg
-  d = data_config.default_config()
+  d = data.default_config()
   d.name = "i_naturalist2018"
   d.data_dir = ""
   d.train_split = "train"

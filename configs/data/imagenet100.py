@@ -6,12 +6,12 @@ in sorted wnid order: 126,689 training and 5,000 validation images. Prepare Imag
 Linear probe protocol: train split for the classifier, validation split for top-1/top-5.
 """
 
-from leave_one_out.data import config as data_config
+from leave_one_out import data
 
 
 def get_config(arg=None):
   del arg
-  d = data_config.default_config()
+  d = data.default_config()
   d.name = "imagenet100"
   d.data_dir = ""  # "" = $TFDS_DATA_DIR or ~/tensorflow_datasets
   d.train_split = "train"

@@ -9,12 +9,12 @@ and kNN train on the same 2,040 images; every number is on test. Prepare once (a
 tfds build oxford_flowers102 --data_dir=<dir>.
 """
 
-from leave_one_out.data import config as data_config
+from leave_one_out import data
 
 
 def get_config(arg=None):
   del arg
-  d = data_config.default_config()
+  d = data.default_config()
   d.name = "oxford_flowers102"
   d.data_dir = ""
   d.train_split = "train+validation"  # the few-shot pool: 20 per class

@@ -29,7 +29,7 @@ def get_config(arg=None):
   root = arg or ""  # "" fails validation: eval_config.dataset.data.data_dir must name the root
   data = config_lib.load_file("../data/folder.py", root, relative_to=__file__)  # name "folder",
   #   data_dir = root, train_split "train", eval_split "val", classes "", eval_crop_fraction
-  #   0.875 (every data field is documented in leave_one_out/data/config.py and docs/data.md)
+  #   0.875 (every data field is documented in leave_one_out/data/__init__.py and docs/data.md)
   name = os.path.basename(os.path.normpath(root)) if root else "folder"
   tfds_eval = config_lib.load_module("tfds.py", relative_to=__file__)
   return tfds_eval.eval_config(data, f"folder_{name}")

@@ -1,4 +1,4 @@
-r"""Evaluation on the embedded dataset (leave_one_out.synthetic), sized for a CPU.
+r"""Evaluation on the embedded dataset (leave_one_out.data.synthetic.scenes), sized for a CPU.
 
 Command (from the repository root, after a pretraining run in /tmp/looc_demo):
 
@@ -12,8 +12,9 @@ rendered it (its seed, ``data.image_size`` and ``data.synthetic_light``), 2,000 
 1,000 test images, labels shape (primary), colour and texture. The linear protocols are "fast"
 (cached features); ``--config.probe.protocol=moco --config.probe.epochs=10`` runs MoCo's.
 
-Hardware: 2 CPU cores. Expected runtime for the demo model (quarter-width ResNet-10, 32 px,
-LooC with spaces colour and rotation): under a minute, most of it compilation (docs/
+Hardware: 2 CPU cores. Expected runtime for the demo model (configs/demo.py: eighth-width
+ResNet-10, 24-px views, LooC with spaces colour and rotation): under a minute, most of it
+compilation (docs/
 evaluation.md shows a table and its timings). Writes <workdir>/evaluation.json and
 <workdir>/sensitivity.png and prints one table (rows: feature kinds; columns: tasks).
 Override any field on the command line, e.g. ``--config.corruption.enabled=False``.

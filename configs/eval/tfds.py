@@ -10,7 +10,7 @@ test), ``oxford_flowers102`` (train+validation as the few-shot pool / test),
 ``i_naturalist2018`` (train / validation), or any other tfds image dataset with a ClassLabel
 ("name", "name/config", "name:version"; train / test, or train / validation for those in
 VALIDATION_ONLY). Where ``configs/data/<name>.py`` exists its data section (splits, crop
-fraction, class filter) is used as it is; any other name gets ``data.config.default_config()``
+fraction, class filter) is used as it is; any other name gets ``data.default_config()``
 with those splits. Nothing is downloaded: an unprepared dataset fails before the model loads,
 naming the ``tfds build`` command.
 
@@ -43,7 +43,7 @@ import re
 
 from leave_one_out import config as config_lib
 from leave_one_out import evaluate
-from leave_one_out.data import config as data_section
+from leave_one_out import data as data_lib
 
 DATA_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")
 # tfds datasets evaluated on "validation" (no labelled test split); any other name: "test".
@@ -90,7 +90,7 @@ def get_config(arg=None):
                      "imagenet_c, on there): --config=configs/eval/tfds.py:imagenet100")
   data = data_config(base)
   if data is None:
-    data = data_section.default_config()
+    data = data_lib.default_config()
     data.train_split = "train"
     # A missing split is an error listing the dataset's splits; override with
     # --config.dataset.data.eval_split=<split>.

@@ -2,7 +2,7 @@ r"""One prepared accelerator check: everything a fresh GPU (or TPU) host should 
 
   launch/gpu.sh check [--wheels DIR] [FLAGS...]        # on the GPU host, from a checkout
   ALLOW_CPU=1 launch/gpu.sh check                      # the same checks, tiny, on a CPU
-  python -m leave_one_out.benchmarks.accelerator_check --report=/tmp/check.md [--size=full|tiny]
+  python -m leave_one_out.benchmarks --what=accelerator_check --report=/tmp/check.md [--size=full|tiny]
 
 Sections of the Markdown report (``--report``), in the order they run:
 
@@ -51,9 +51,11 @@ from leave_one_out import models
 from leave_one_out import optimizer
 from leave_one_out import sharding as sharding_lib
 from leave_one_out import losses
-from leave_one_out import metrics_log
+from leave_one_out import config as config_lib
+from leave_one_out.run import logs
+from leave_one_out.run import loop
 from leave_one_out import train
-from leave_one_out.benchmarks import common
+from leave_one_out.benchmarks import timing
 from leave_one_out.benchmarks import step as step_benchmark
 from leave_one_out.benchmarks import views as views_benchmark
 
@@ -136,7 +138,6 @@ def check_devices(sizes) -> tuple[str, str]:
 
 def _step_config(sizes, precision: str):
   """A small LooC config (colour and rotation spaces) for the step tests."""
-  from leave_one_out import config as config_lib  # pylint: disable=import-outside-toplevel
   c = config_lib.default_config()
   c.data.name = "synthetic"
   c.data.image_size = int(round(sizes["test_size"] * 1.25))
@@ -153,11 +154,9 @@ def _step_config(sizes, precision: str):
 
 
 def _losses_of_steps(cfg, mesh, steps: int) -> list[float]:
-  model = models.build_model(cfg)
   source = data_lib.create_train_source(cfg)
-  tx, _ = optimizer.create(cfg)
-  state = train.create_state(cfg, model, tx, mesh)
-  step = train.compile_train_step(cfg, model, mesh, source.steps_per_epoch)
+  compiled = train.programs(cfg, mesh, source.steps_per_epoch)
+  state, step = compiled.new_state(cfg.seed), compiled.step
   sharding = NamedSharding(mesh, P(sharding_lib.DATA_AXIS))
   out = []
   for i in range(steps):
@@ -226,7 +225,7 @@ def check_step_benchmark(sizes) -> tuple[str, str]:
   by_kind = {m["kind"]: m["step_s"] for m in measured}
   per_device = sizes["batch"] / by_kind["looc"] / jax.device_count()
   ratio = by_kind["looc"] / by_kind["supervised"]
-  command = (f"python -m leave_one_out.benchmark --what=step --model={sizes['model']} "
+  command = (f"python -m leave_one_out.benchmarks --what=step --model={sizes['model']} "
              f"--width={sizes['width']} --step_size={sizes['size']} "
              f"--batch_size={sizes['batch']} --precision=bfloat16 --num_spaces=3 "
              f"--repeats={sizes['repeats']}")
@@ -246,7 +245,7 @@ def check_step_benchmark(sizes) -> tuple[str, str]:
 
 
 def check_views_benchmark(sizes) -> tuple[str, str]:
-  command = (f"python -m leave_one_out.benchmark --what=views --batch_size={sizes['batch']} "
+  command = (f"python -m leave_one_out.benchmarks --what=views --batch_size={sizes['batch']} "
              f"--sizes={sizes['size']} --repeats={sizes['views_repeats']}")
   table = views_benchmark.bench_views(sizes["batch"], [sizes["size"]], 1.15, sizes["views_repeats"])
   body = f"`{command}`\n\n{table}"
@@ -256,7 +255,6 @@ def check_views_benchmark(sizes) -> tuple[str, str]:
 
 def recipe_config(sizes):
   """configs/looc_in100_r50.py on the synthetic dataset (no download), ``recipe_steps`` long."""
-  from leave_one_out import config as config_lib  # pylint: disable=import-outside-toplevel
   c = config_lib.load_file(os.path.join(ROOT, "configs", "looc_in100_r50.py"))
   c.data.name = "synthetic"
   c.data.image_size = sizes["recipe_source"]
@@ -283,9 +281,9 @@ def check_imagenet100_steps(sizes, workdir: str = "") -> tuple[str, str]:
   workdir = workdir or tempfile.mkdtemp(prefix="looc_check_")
   try:
     t0 = time.perf_counter()
-    summary = train.train_and_evaluate(cfg, workdir, workdir_mode="overwrite")
+    summary = loop.pretrain(cfg, workdir, workdir_mode="overwrite")
     wall = time.perf_counter() - t0
-    logged = metrics_log.read_metrics(workdir)
+    logged = logs.read_metrics(workdir)
   finally:
     shutil.rmtree(workdir, ignore_errors=True)
   mode = models.key_bn_mode(cfg.model, cfg.loss.queue_size, jax.device_count())
@@ -333,8 +331,8 @@ def run(sections, size: str, report_path: str, *, workdir: str = "") -> int:
   report = Report("Accelerator check")
   when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
   header = [f"{when}; size {size}; commit {_git_commit()}.",
-            f"Machine: {common.machine_description()}.",
-            f"Command: `python -m leave_one_out.benchmarks.accelerator_check {' '.join(sys.argv[1:])}`."]
+            f"Machine: {timing.machine_description()}.",
+            f"Command: `python -m leave_one_out.benchmarks --what=accelerator_check {' '.join(sys.argv[1:])}`."]
   for name in sections:
     print(f"\n=== {TITLES[name]} ===", flush=True)
     t0 = time.perf_counter()
@@ -387,8 +385,3 @@ def main(argv):
   status = run(f.sections, size, f.report, workdir=f.workdir)
   print(f"\nReport: {os.path.abspath(f.report)}", flush=True)
   sys.exit(status)
-
-
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)

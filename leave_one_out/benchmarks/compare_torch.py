@@ -1,6 +1,6 @@
 """The project's LooC train step against a PyTorch one, side by side on the same CPU.
 
-  python -m leave_one_out.benchmark --what=torch --model=resnet18 --width=64 --step_size=64 \
+  python -m leave_one_out.benchmarks --what=torch --model=resnet18 --width=64 --step_size=64 \
       --batch_size=64 --num_spaces=2 --repeats=3 [--variants=jax,jax-xla-defaults,torch]
 
 Both sides run the same LooC step (ResNet small stem, n spaces of colour then rotation, q + n+1
@@ -15,7 +15,7 @@ machine hits all of them alike:
 - step: PyTorch's step on ready views; for JAX, end to end minus views (the views run inside
   the one jitted step and cannot be timed apart there).
 
-Variants: ``jax`` (the project: ``xla_options.train_step_options``), ``jax-xla-defaults`` (the
+Variants: ``jax`` (the project: ``sharding.train_step_options``), ``jax-xla-defaults`` (the
 same step compiled with XLA's default options), ``jax-bf16`` (``model.dtype = bfloat16``),
 ``torch`` (float32, channels-last memory), ``torch-nchw`` (float32, NCHW memory), ``torch-bf16``
 (``torch.autocast`` bfloat16). "x torch" is img/s end to end over the ``torch`` row's.
@@ -38,8 +38,7 @@ from leave_one_out import models
 from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
-from leave_one_out import xla_options
-from leave_one_out.benchmarks import common
+from leave_one_out.benchmarks import timing
 
 VARIANTS = ("jax", "jax-xla-defaults", "jax-bf16", "torch", "torch-nchw", "torch-bf16")
 SPACES = ("color", "rotation")  # those torch_reference renders with their own space
@@ -64,15 +63,14 @@ def jax_config(model: str, width: int, size: int, batch: int, precision: str, nu
 
 def _jax_step(cfg, mesh, options):
   """(jitted ``train.train_step`` compiled with ``options``, a fresh state, its hp)."""
-  net = models.build_model(cfg)
-  tx, _ = optimizer.create(cfg)
-  state = train.create_state(cfg, net, tx, mesh)
+  compiled = train.programs(cfg, mesh, steps_per_epoch=100)
+  state = compiled.new_state(cfg.seed)
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(sharding.DATA_AXIS))
-  step = functools.partial(train.train_step, cfg=cfg, model=net, mesh=mesh)
+  step = functools.partial(train.train_step, cfg=cfg, model=compiled.model, mesh=mesh)
   jitted = jax.jit(step, in_shardings=(replicated, data, replicated),
                    out_shardings=(replicated, replicated), donate_argnums=0,
                    compiler_options=options)
-  return jitted, state, jax.device_put(optimizer.hyperparams(cfg, 100), replicated)
+  return jitted, state, jax.device_put(compiled.hyperparams, replicated)
 
 
 def _check(variants, num_spaces):
@@ -107,7 +105,7 @@ def measure(variants, model, width, size, batch, num_spaces, repeats, seed=0) ->
                         "end_to_end": [], "views": [], "step": [], "loss": None}
     if variant.startswith("jax"):
       cfg = jax_config(model, width, size, batch, precision, num_spaces)
-      options = None if variant == "jax-xla-defaults" else xla_options.train_step_options(mesh)
+      options = None if variant == "jax-xla-defaults" else sharding.train_step_options(mesh)
       jitted, state, hp = _jax_step(cfg, mesh, options)
       start = time.perf_counter()
       compiled = jitted.lower(state, data, hp).compile()
@@ -204,7 +202,7 @@ def bench_torch(variants, model, width, size, batch, num_spaces, repeats) -> str
   """The side-by-side table (the machine's load average after the run on its last line)."""
   measured = measure(variants, model, width, size, batch, num_spaces, repeats)
   return (format_table(measured, model, width, size, batch, num_spaces)
-          + f"\n\nAfter the run: {common.machine_description()}")
+          + f"\n\nAfter the run: {timing.machine_description()}")
 
 
 # ------------------------------------------------------------- the convolutions of one step
@@ -298,7 +296,7 @@ def measure_convolutions(model, width, size, batch, num_spaces, repeats) -> list
       from leave_one_out.benchmarks import torch_reference  # noqa: F401
       calls[backend] = [_torch_conv_calls(c, batch) for c in convs]
     else:
-      options = None if backend == "jax-xla-defaults" else xla_options.train_step_options(
+      options = None if backend == "jax-xla-defaults" else sharding.train_step_options(
           sharding.make_mesh())
       calls[backend] = [_jax_conv_calls(c, batch, options) for c in convs]
   times = {(b, i, k): [] for b in CONV_BACKENDS for i in range(len(convs)) for k in CONV_KINDS}
@@ -348,4 +346,4 @@ def bench_convolutions(model, width, size, batch, num_spaces, repeats) -> str:
   """The convolutions of one step per kind and backend (what limits the CPU step)."""
   rows = measure_convolutions(model, width, size, batch, num_spaces, repeats)
   return (format_convolutions(rows, model, width, size, batch, num_spaces)
-          + f"\n\nAfter the run: {common.machine_description()}")
+          + f"\n\nAfter the run: {timing.machine_description()}")

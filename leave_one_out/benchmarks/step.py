@@ -1,6 +1,6 @@
 """The jitted train step: LooC vs MoCo vs a supervised step of the same backbone.
 
-  python -m leave_one_out.benchmark --what=step --model=resnet50 --step_size=224 \
+  python -m leave_one_out.benchmarks --what=step --model=resnet50 --step_size=224 \
       --batch_size=256 --precision=bfloat16 --num_spaces=3 [--kinds=looc,moco,supervised]
 
 Compile time, step time, img/s, FLOPs (XLA's cost analysis), TFLOP/s, share of the step spent
@@ -22,7 +22,7 @@ from leave_one_out import models
 from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
-from leave_one_out.benchmarks import common
+from leave_one_out.benchmarks import timing
 from leave_one_out.benchmarks import views
 
 
@@ -128,11 +128,9 @@ def measure_steps(kinds, model, width, size, batch, precision, num_spaces,
       args = lambda st, i: (st, data, jax.random.fold_in(key, i))
       views = 1
     else:
-      net = models.build_model(cfg)
-      tx, _ = optimizer.create(cfg)
-      state = train.create_state(cfg, net, tx, mesh)
-      fn = train.jit_train_step(cfg, net, mesh)
-      hp = optimizer.hyperparams(cfg, 100)
+      compiled_programs = train.programs(cfg, mesh, steps_per_epoch=100)
+      state = compiled_programs.new_state(cfg.seed)
+      fn, hp = compiled_programs.train_step, compiled_programs.hyperparams
       data = _batch(cfg, mesh)
       args = lambda st, i: (st, data, hp)
       views = augment.num_views(cfg.augment)
@@ -142,15 +140,15 @@ def measure_steps(kinds, model, width, size, batch, precision, num_spaces,
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float((cost or {}).get("flops", 0.0)) * mesh.size  # per-device program
-    step_s, state = common.time_steps(compiled, state, lambda i: args(None, i)[1:], repeats)
+    step_s, state = timing.time_steps(compiled, state, lambda i: args(None, i)[1:], repeats)
     del state
     view_cfg = cfg.augment
     make = jax.jit(lambda r, x, a, c=view_cfg: augment.make_views(r, x, c, a)[0])
-    view_s = common.time_fn(lambda i: make(jax.random.fold_in(key, i), data["image"], data["aspect"]),
+    view_s = timing.time_fn(lambda i: make(jax.random.fold_in(key, i), data["image"], data["aspect"]),
                      max(2, repeats // 2))
     measured.append({"kind": kind, "views": views, "compile_s": compile_s,
                      "step_s": step_s, "flops": flops, "views_s": view_s,
-                     "peak_gib": common.peak_memory_gib()})
+                     "peak_gib": timing.peak_memory_gib()})
   return measured
 
 

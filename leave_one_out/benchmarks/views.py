@@ -1,6 +1,6 @@
 """View generation (``augment.make_views``): ms per batch, images and views per second.
 
-  python -m leave_one_out.benchmark --what=views [--batch_size=256] [--sizes=64,224]
+  python -m leave_one_out.benchmarks --what=views [--batch_size=256] [--sizes=64,224]
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import jax
 import numpy as np
 
 from leave_one_out import augment
-from leave_one_out.benchmarks import common
+from leave_one_out.benchmarks import timing
 
 
 def views_config(size: int):
@@ -34,7 +34,7 @@ def bench_views(batch_size: int, sizes: list[int], source_factor: float, repeats
     make = jax.jit(lambda rng, x, cfg=cfg: augment.make_views(rng, x, cfg)[0])
     key = jax.random.key(0)
     n = repeats if size <= 128 else max(2, repeats // 2)
-    seconds = common.time_fn(lambda i: make(jax.random.fold_in(key, i), images), n)
+    seconds = timing.time_fn(lambda i: make(jax.random.fold_in(key, i), images), n)
     v = augment.num_views(cfg)
     rows.append(f"| {size} | {source} | {batch_size} | {v} | {1e3 * seconds:.1f} | "
                 f"{batch_size / seconds:,.0f} | {v * batch_size / seconds:,.0f} |")

@@ -9,7 +9,7 @@ Epoch ``e`` is the permutation ``index_shuffle(seed=(seed, e))`` of all N files;
 ``B / hosts`` slice (the order of ``jax.make_array_from_process_local_data``). The stream is one
 endless tf.data pipeline indexed by position, so resuming at any step costs nothing and the
 batches do not depend on the number of hosts. The last ``N mod B`` positions of every epoch are
-dropped (different files each epoch). Unreadable files are masked out (``leave_one_out.data.host``).
+dropped (different files each epoch). Unreadable files are masked out (``leave_one_out.data.pipeline.host``).
 """
 
 from __future__ import annotations
@@ -21,16 +21,18 @@ from typing import Iterator
 import numpy as np
 from absl import logging
 
-from leave_one_out.data import classes as class_lists
-from leave_one_out.data import common
-from leave_one_out.data import evaluation
-from leave_one_out.data import host
+from leave_one_out import fields
+from leave_one_out.data.pipeline import classes as class_lists
+from leave_one_out.data import DataError
+from leave_one_out.data.pipeline import tf_data
+from leave_one_out.data.pipeline import eval_split
+from leave_one_out.data.pipeline import host
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 def _isdir(path: str) -> bool:
-  return common.tf().io.gfile.isdir(path)
+  return tf_data.tf().io.gfile.isdir(path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,24 +55,24 @@ def list_image_folder(root: str, split: str, classes=None,
       labels agree with it); every class directory kept must be in it. None: the sorted kept
       classes.
   Raises:
-    common.DataError: missing root or split, no class directories, a class-list mismatch, no images.
+    DataError: missing root or split, no class directories, a class-list mismatch, no images.
   """
-  tf = common.tf()
+  tf = tf_data.tf()
   if not root:
-    raise common.DataError("config.data.data_dir must name the image folder root "
+    raise DataError("config.data.data_dir must name the image folder root "
                     "(root/<split>/<class>/*.jpg) when config.data.name='folder'")
   if not _isdir(root):
-    raise common.DataError(f"image folder root {root} does not exist (config.data.data_dir)")
+    raise DataError(f"image folder root {root} does not exist (config.data.data_dir)")
   split_dir = os.path.join(root, split)
   if not _isdir(split_dir):
     found = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(root)
                    if _isdir(os.path.join(root, d)))
-    raise common.DataError(f"image folder {root} has no split {split!r} (found: {found or 'nothing'}); "
+    raise DataError(f"image folder {root} has no split {split!r} (found: {found or 'nothing'}); "
                     "expected root/<split>/<class>/*.jpg")
   dirs = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(split_dir)
                 if not d.startswith(".") and _isdir(os.path.join(split_dir, d)))
   if not dirs:
-    raise common.DataError(f"{split_dir} holds no class subdirectories; expected "
+    raise DataError(f"{split_dir} holds no class subdirectories; expected "
                     f"{split_dir}/<class>/*.jpg|png")
   if classes is not None:
     missing = set(classes) - set(dirs)
@@ -92,7 +94,7 @@ def list_image_folder(root: str, split: str, classes=None,
     files += [os.path.join(split_dir, d, e) for e in kept]
     labels += [index[d]] * len(kept)
   if not files:
-    raise common.DataError(f"{split_dir} holds no images ({'/'.join(IMAGE_EXTENSIONS)}) in its "
+    raise DataError(f"{split_dir} holds no images ({'/'.join(IMAGE_EXTENSIONS)}) in its "
                     f"{len(dirs)} class directories")
   if empty:
     logging.warning("%d class directories of %s hold no images, e.g. %s", len(empty), split_dir,
@@ -116,12 +118,12 @@ class FolderSource(host.HostPipeline):
     self.files = np.asarray(files)
     super().__init__(num_examples=num_examples or len(self.files), **kwargs)
     if self.num_examples > len(self.files):
-      raise common.DataError(f"config.data.num_examples={self.num_examples} exceeds the "
+      raise DataError(f"config.data.num_examples={self.num_examples} exceeds the "
                       f"{len(self.files)} files of {self.description}")
 
   def _file_index(self, pos):
     """tf: the file index of host-local position(s) ``pos`` (int64)."""
-    tf = common.tf()
+    tf = tf_data.tf()
     pos = tf.cast(pos, tf.int64)
     b, spe = self.local_batch, self.steps_per_epoch
     step, k = pos // b, pos % b
@@ -133,7 +135,7 @@ class FolderSource(host.HostPipeline):
 
   def file_indices(self, step: int) -> np.ndarray:
     """File indices of this host's examples at ``step`` (for tests and tools)."""
-    tf = common.tf()
+    tf = tf_data.tf()
     b = self.local_batch
     pos = tf.range(step * b, (step + 1) * b, dtype=tf.int64)
     return np.stack([int(self._file_index(p)) for p in pos])
@@ -142,7 +144,7 @@ class FolderSource(host.HostPipeline):
     return str(self.files[int(self._file_index(int(pos)))])
 
   def _raw(self, start_pos, count):
-    tf = common.tf()
+    tf = tf_data.tf()
     out = []
     for pos in range(start_pos, start_pos + count):
       path = self.describe(pos)
@@ -154,7 +156,7 @@ class FolderSource(host.HostPipeline):
     return out
 
   def _records(self, start_step: int):
-    tf = common.tf()
+    tf = tf_data.tf()
     paths = tf.constant(self.files)
     b = self.local_batch
     end = np.iinfo(np.int64).max // 2
@@ -165,7 +167,7 @@ class FolderSource(host.HostPipeline):
 
     ds = tf.data.Dataset.range(start_step * b, end)
     threads = self.decode_threads or tf.data.AUTOTUNE
-    return ds.map(common.tf_function(record), num_parallel_calls=threads, deterministic=True)
+    return ds.map(tf_data.tf_function(record), num_parallel_calls=threads, deterministic=True)
 
   def iterate(self, start_step: int = 0) -> Iterator[dict]:
     """Batches for ``start_step``, ``start_step + 1``, ... (endless)."""
@@ -179,9 +181,9 @@ class FolderSource(host.HostPipeline):
 
 def validate(d) -> None:
   """The fields an image folder needs (``leave_one_out.data`` calls it; nothing is read)."""
-  if not d.data_dir.strip():
-    raise ValueError("config.data.data_dir must name the image folder root "
-                     "(root/<split>/<class>/*.jpg) when config.data.name='folder'")
+  fields.Section(d, "config.data").check(
+      d.data_dir.strip(), "data_dir", "must name the image folder root (root/<split>/<class>/"
+      "*.jpg) when config.data.name='folder'")
 
 
 def check_ready(d, splits: dict) -> None:
@@ -189,7 +191,7 @@ def check_ready(d, splits: dict) -> None:
   for field, split in splits.items():
     path = os.path.join(d.data_dir, split)
     if not _isdir(path):
-      raise common.DataError(
+      raise DataError(
           f"image folder split {path} does not exist (config.data.{field}={split!r}, "
           f"data_dir={d.data_dir!r}); expected <data_dir>/<split>/<class>/*.jpg")
 
@@ -208,9 +210,9 @@ def train_source(cfg) -> FolderSource:
 
 
 def eval_source(d, split: str, *, num_examples: int, process_index: int, process_count: int,
-                seed: int, **common_kwargs) -> evaluation.EvalSource:
+                seed: int, **common_kwargs) -> eval_split.EvalSource:
   """``split`` in a fixed pseudo-random order (``seed``), labelled like the training split."""
-  tf = common.tf()
+  tf = tf_data.tf()
   keep = class_lists.class_list(d.classes)
   reference = None
   if split != d.train_split and _isdir(os.path.join(d.data_dir, d.train_split)):
@@ -224,11 +226,11 @@ def eval_source(d, split: str, *, num_examples: int, process_index: int, process
 
   def records():
     ds = tf.data.Dataset.from_tensor_slices({"path": files, "label": labels})
-    read = common.tf_function(
+    read = tf_data.tf_function(
         lambda r: {"encoded": tf.io.read_file(r["path"]), "label": r["label"]})
     return ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-  return evaluation.EvalSource(records, num_examples=len(files),
+  return eval_split.EvalSource(records, num_examples=len(files),
                                num_classes=len(listing.class_names),
                                class_names=listing.class_names,
                                description=f"image folder {os.path.join(d.data_dir, split)}",

@@ -1,6 +1,6 @@
 """ImageNet-100 (``config.data.name = "imagenet100"``): tfds imagenet2012, the CMC 100 classes.
 
-The 100 WordNet ids are ``leave_one_out.data.classes.IMAGENET100_WNIDS``; labels are 0..99 in
+The 100 WordNet ids are ``leave_one_out.data.pipeline.classes.IMAGENET100_WNIDS``; labels are 0..99 in
 sorted wnid order (the order of an ImageFolder copy). Everything else is the tfds source
 (``leave_one_out.data.tfds``): prepare ImageNet once with ``tfds build imagenet2012
 --manual_dir=...``; training never downloads. On slow storage, export the 100 classes once to an
@@ -10,16 +10,17 @@ image folder (``leave_one_out.data.tfds.export_image_folder``, about 14 GB) and 
 
 from __future__ import annotations
 
-from leave_one_out.data import classes as class_lists
+from leave_one_out import fields
+from leave_one_out.data.pipeline import classes as class_lists
 from leave_one_out.data import tfds
 
 TFDS_NAME = "imagenet2012"
 
 
 def validate(d) -> None:
-  if d.classes not in ("", "imagenet100"):
-    raise ValueError(f"config.data.classes must be '' for data.name='imagenet100' (its classes "
-                     f"are fixed), got {d.classes!r}")
+  fields.Section(d, "config.data").check(
+      d.classes in ("", "imagenet100"), "classes",
+      f"must be '' for data.name='imagenet100' (its classes are fixed), got {d.classes!r}")
 
 
 def check_ready(d, splits: dict) -> None:

@@ -4,7 +4,7 @@
 ``caltech_birds2011``, ``imagenet2012_corrupted/gaussian_noise_3``, ``oxford_flowers102:2.1.1``),
 read from ``data.data_dir`` (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``; gs://
 works). Training never downloads: unprepared data is an error naming the ``tfds build`` command.
-``data.classes`` keeps only some classes (``leave_one_out.data.classes``).
+``data.classes`` keeps only some classes (``leave_one_out.data.pipeline.classes``).
 
 Training (``TfdsSource``; TFRecord files are sequential, with no random access): each host reads
 its even share of the split (``tfds.split_for_jax_process``); epoch ``e`` shuffles the file order
@@ -32,10 +32,11 @@ from typing import Iterator
 import numpy as np
 from absl import logging
 
-from leave_one_out.data import classes as class_lists
-from leave_one_out.data import common
-from leave_one_out.data import evaluation
-from leave_one_out.data import host
+from leave_one_out.data.pipeline import classes as class_lists
+from leave_one_out.data import DataError
+from leave_one_out.data.pipeline import tf_data
+from leave_one_out.data.pipeline import eval_split
+from leave_one_out.data.pipeline import host
 
 # name[/config][:version], as tfds.builder accepts it.
 _TFDS_NAME = re.compile(r"^[a-z][a-z0-9_]*(/[A-Za-z0-9_.\-]+)?(:[0-9.*]+)?$")
@@ -55,8 +56,8 @@ def check_dataset_name(name, data_dir: str = "", registered=()) -> None:
         f"config.data.name must be one of {registered} or a tensorflow-datasets name "
         f"such as 'caltech_birds2011' or 'imagenet2012_corrupted/gaussian_noise_3', got {name!r}")
   base = name.split(":")[0].split("/")[0]
-  known = set(common.tfds().list_builders(with_community_datasets=False))
-  if base not in known and not common.tf().io.gfile.isdir(os.path.join(tfds_root(data_dir),
+  known = set(tf_data.tfds().list_builders(with_community_datasets=False))
+  if base not in known and not tf_data.tf().io.gfile.isdir(os.path.join(tfds_root(data_dir),
                                                                        base)):
     close = difflib.get_close_matches(base, sorted(known) + list(registered), n=3)
     hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
@@ -77,8 +78,8 @@ def _is_prepared(builder) -> bool:
 
 def _builder_from_files(name: str, data_dir: str):
   """A read-only builder from prepared files, for datasets whose code cannot build here."""
-  tfds = common.tfds()
-  tf = common.tf()
+  tfds = tf_data.tfds()
+  tf = tf_data.tf()
   base, _, version = name.partition(":")
   path = os.path.join(tfds_root(data_dir), base)
   if not tf.io.gfile.isdir(path):
@@ -109,28 +110,28 @@ def tfds_builder(name: str, data_dir: str = ""):
 
   Instant and offline: looks at the metadata only, never downloads or prepares.
   Raises:
-    common.DataError: unknown dataset or config, or data not prepared (naming the tfds command).
+    DataError: unknown dataset or config, or data not prepared (naming the tfds command).
   """
-  tfds = common.tfds()
+  tfds = tf_data.tfds()
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except tfds.core.registered.DatasetNotFoundError as e:
-    raise common.DataError(f"unknown tfds dataset {name!r}: {str(e).splitlines()[0]}") from e
+    raise DataError(f"unknown tfds dataset {name!r}: {str(e).splitlines()[0]}") from e
   except Exception as e:  # pylint: disable=broad-except
     # E.g. an unknown config, or code that needs files the installed package lacks.
     builder = _builder_from_files(name, data_dir)
     if builder is None:
-      raise common.DataError(f"tfds cannot construct {name!r} and no prepared copy was found in "
+      raise DataError(f"tfds cannot construct {name!r} and no prepared copy was found in "
                       f"{tfds_root(data_dir)}: {e}") from e
   if not _is_prepared(builder):
-    tf = common.tf()
+    tf = tf_data.tf()
     base_dir = os.path.dirname(str(builder.data_dir))
     found = []
     if tf.io.gfile.isdir(base_dir):
       found = sorted(v.rstrip("/") for v in tf.io.gfile.listdir(base_dir))
     other = (f" Other versions found in {base_dir}: {found} (select one with "
              f"config.data.name='{name.split(':')[0]}:<version>').") if found else ""
-    raise common.DataError(
+    raise DataError(
         f"tfds dataset {name!r} is not prepared in {tfds_root(data_dir)} (no "
         f"{builder.data_dir}/dataset_info.json). Training never downloads data; prepare it once "
         f"with\n  {_build_command(name, builder, data_dir)}\nand point config.data.data_dir "
@@ -172,21 +173,21 @@ def open_tfds(name: str, split: str, *, data_dir: str = "", classes=None, image_
   features = builder.info.features
   keys = list(features.keys())
   if image_key not in keys:
-    raise common.DataError(f"tfds dataset {name!r} has no feature {image_key!r} "
+    raise DataError(f"tfds dataset {name!r} has no feature {image_key!r} "
                     f"(config.data.image_key); its features are {keys}")
-  tfds = common.tfds()
+  tfds = tf_data.tfds()
   if not isinstance(features[image_key], tfds.features.Image):
-    raise common.DataError(f"feature {image_key!r} of {name!r} is not an image "
+    raise DataError(f"feature {image_key!r} of {name!r} is not an image "
                     f"({type(features[image_key]).__name__}); set config.data.image_key")
   remap, names = None, None
   if (classes is not None or need_labels) and label_key not in keys:
-    raise common.DataError(f"tfds dataset {name!r} has no feature {label_key!r} "
+    raise DataError(f"tfds dataset {name!r} has no feature {label_key!r} "
                     f"(config.data.label_key); its features are {keys}")
   if label_key in keys and isinstance(features[label_key], tfds.features.ClassLabel):
     names = tuple(features[label_key].names)
   if classes is not None:
     if names is None:
-      raise common.DataError(f"config.data.classes needs class names, but {name!r} feature "
+      raise DataError(f"config.data.classes needs class names, but {name!r} feature "
                       f"{label_key!r} is not a ClassLabel")
     missing = set(classes) - set(names)
     if missing:
@@ -199,7 +200,7 @@ def open_tfds(name: str, split: str, *, data_dir: str = "", classes=None, image_
   splits = dict(builder.info.splits)  # empty only under tfds.testing.mock_data
   unknown = [part for part in split.split("+") if part.split("[")[0].strip() not in splits]
   if splits and unknown:
-    raise common.DataError(f"tfds dataset {name!r} has no split {unknown[0]!r}: its splits are "
+    raise DataError(f"tfds dataset {name!r} has no split {unknown[0]!r}: its splits are "
                     f"{sorted(splits)} (slicing and '+' work: 'train[:90%]', 'train+validation')")
   if num_examples <= 0:
     num_examples = _known_size(name, split, classes) or 0
@@ -215,14 +216,14 @@ def open_tfds(name: str, split: str, *, data_dir: str = "", classes=None, image_
                       "every record; for training, config.data.num_examples=%d skips the "
                       "count)", name, split, len(names), data.num_examples, data.num_examples)
   if data.num_examples <= 0:
-    raise common.DataError(f"tfds dataset {name!r} split {split!r} is empty"
+    raise DataError(f"tfds dataset {name!r} split {split!r} is empty"
                     + (" after the class filter (config.data.classes)" if remap is not None
                        else ""))
   return data
 
 
 def _decoders(data: TfdsDataset, labels: bool):
-  tfds = common.tfds()
+  tfds = tf_data.tfds()
   wanted = {data.image_key: True}
   if labels:
     wanted[data.label_key] = True
@@ -233,9 +234,9 @@ def _decoders(data: TfdsDataset, labels: bool):
 def _tfds_records(data: TfdsDataset, split: str, *, shuffle_seed: int | None, labels: bool,
                   with_ids: bool = False):
   """{"encoded": string, ["label": int32], ["name"]} of a (sub)split, class filter applied."""
-  tfds, tf = common.tfds(), common.tf()
+  tfds, tf = tf_data.tfds(), tf_data.tf()
   read_config = tfds.ReadConfig(
-      options=common.read_options(), try_autocache=False, shuffle_seed=shuffle_seed,
+      options=tf_data.read_options(), try_autocache=False, shuffle_seed=shuffle_seed,
       add_tfds_id=with_ids)
   ds = data.builder.as_dataset(split=split, shuffle_files=shuffle_seed is not None,
                                read_config=read_config,
@@ -251,19 +252,19 @@ def _tfds_records(data: TfdsDataset, split: str, *, shuffle_seed: int | None, la
       out["name"] = ex["tfds_id"]
     return out
 
-  ds = ds.map(common.tf_function(record), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(tf_data.tf_function(record), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if remap is not None:
-    ds = ds.filter(common.tf_function(lambda r: r["label"] >= 0))
+    ds = ds.filter(tf_data.tf_function(lambda r: r["label"] >= 0))
     if not labels:
-      ds = ds.map(common.tf_function(lambda r: {k: v for k, v in r.items() if k != "label"}))
+      ds = ds.map(tf_data.tf_function(lambda r: {k: v for k, v in r.items() if k != "label"}))
   return ds
 
 
 def _count(data: TfdsDataset) -> int:
   """Examples of a (filtered) split: one pass over the labels (images are not decoded)."""
-  tf = common.tf()
+  tf = tf_data.tf()
   ds = _tfds_records(data, data.split, shuffle_seed=None, labels=False)
-  return int(ds.reduce(tf.constant(0, tf.int64), common.tf_function(lambda n, _: n + 1)).numpy())
+  return int(ds.reduce(tf.constant(0, tf.int64), tf_data.tf_function(lambda n, _: n + 1)).numpy())
 
 
 def export_image_folder(name: str, split: str, out_root: str, *, data_dir: str = "",
@@ -277,11 +278,11 @@ def export_image_folder(name: str, split: str, out_root: str, *, data_dir: str =
   only those images (``data.name="folder"``: exact shuffling, free resumes) instead of every
   ImageNet record. Returns the number of images written. Directory names are the class names.
   """
-  tf = common.tf()
+  tf = tf_data.tf()
   data = open_tfds(name, split, data_dir=data_dir, classes=classes, image_key=image_key,
                    label_key=label_key, need_labels=True, count=False)
   if data.class_names is None:
-    raise common.DataError(f"{name!r} feature {label_key!r} has no class names to name directories")
+    raise DataError(f"{name!r} feature {label_key!r} has no class names to name directories")
   target = os.path.join(out_root, out_split or re.sub(r"[^A-Za-z0-9_+-]", "_", split))
   for cls in data.class_names:
     tf.io.gfile.makedirs(os.path.join(target, cls))
@@ -297,7 +298,7 @@ def export_image_folder(name: str, split: str, out_root: str, *, data_dir: str =
     if written % 10_000 == 0:
       logging.info("export_image_folder: %d images written to %s", written, target)
   if not written:
-    raise common.DataError(f"tfds {name!r} split {split!r} has no examples to export")
+    raise DataError(f"tfds {name!r} split {split!r} has no examples to export")
   return written
 
 
@@ -309,7 +310,7 @@ class TfdsSource(host.HostPipeline):
     self.shuffle_buffer = int(shuffle_buffer)
     super().__init__(num_examples=data.num_examples, **kwargs)
     if self.process_count > 1:
-      self.host_split = common.tfds().split_for_jax_process(
+      self.host_split = tf_data.tfds().split_for_jax_process(
           data.split, process_index=self.process_index, process_count=self.process_count,
           drop_remainder=True)
     else:
@@ -323,11 +324,11 @@ class TfdsSource(host.HostPipeline):
 
   def _epoch_records(self, epoch: int, skip: int, with_ids: bool = False):
     """This host's records of ``epoch`` from local position ``skip`` on (not decoded)."""
-    tf = common.tf()
+    tf = tf_data.tf()
     quota = self.steps_per_epoch * self.local_batch
     ds = _tfds_records(self.data, self.host_split, labels=False, with_ids=with_ids,
-                       shuffle_seed=common.derive_seed(self.seed, epoch, self.process_index, 1))
-    ds = ds.shuffle(self.shuffle_buffer, seed=common.derive_seed(self.seed, epoch, self.process_index, 2),
+                       shuffle_seed=tf_data.derive_seed(self.seed, epoch, self.process_index, 1))
+    ds = ds.shuffle(self.shuffle_buffer, seed=tf_data.derive_seed(self.seed, epoch, self.process_index, 2),
                     reshuffle_each_iteration=False)
     # Every host takes exactly `quota` records; a shorter shard wraps around (repeat() of an
     # empty dataset ends, so an empty shard ends the epoch early and is reported).
@@ -335,7 +336,7 @@ class TfdsSource(host.HostPipeline):
     first = epoch * quota + skip
     positions = tf.data.Dataset.range(first, first + quota - skip)
     ds = tf.data.Dataset.zip((ds, positions))
-    return ds.map(common.tf_function(lambda r, pos: dict(r, pos=pos)))
+    return ds.map(tf_data.tf_function(lambda r, pos: dict(r, pos=pos)))
 
   def _raw(self, start_pos, count):
     step = start_pos // self.local_batch
@@ -353,7 +354,7 @@ class TfdsSource(host.HostPipeline):
       produced += 1
       yield batch
     if produced < spe - within:
-      raise common.DataError(f"{self.description} yielded {produced} of {spe - within} batches in "
+      raise DataError(f"{self.description} yielded {produced} of {spe - within} batches in "
                       f"epoch {epoch} on host {self.process_index}: its shard of the split is "
                       "empty (after the class filter, if any) or ends in unreadable images")
 
@@ -417,7 +418,7 @@ def train_source(cfg, *, name: str | None = None, classes=None) -> TfdsSource:
 
 def eval_source(d, split: str, *, num_examples: int, process_index: int, process_count: int,
                 seed: int, name: str | None = None, classes=None,
-                **common_kwargs) -> evaluation.EvalSource:
+                **common_kwargs) -> eval_split.EvalSource:
   """``split`` in its stored order; with ``num_examples``, its first N (shared out by host)."""
   del seed  # tfds splits are stored shuffled
   name = name or d.name
@@ -430,7 +431,7 @@ def eval_source(d, split: str, *, num_examples: int, process_index: int, process
     host_split, limit = f"{split}[:{total}]", None  # tfds slicing: hosts can share it out
   per_host = total
   if process_count > 1:
-    host_split = common.tfds().split_for_jax_process(host_split, process_index=process_index,
+    host_split = tf_data.tfds().split_for_jax_process(host_split, process_index=process_index,
                                                      process_count=process_count)
     per_host = total // process_count  # approximately: tfds splits evenly to +-1 example
     limit = None if limit is None else per_host
@@ -440,8 +441,8 @@ def eval_source(d, split: str, *, num_examples: int, process_index: int, process
     return ds if limit is None else ds.take(limit)
 
   if data.class_names is None:
-    raise common.DataError(f"evaluation needs class labels, but {name!r} feature "
+    raise DataError(f"evaluation needs class labels, but {name!r} feature "
                            f"{d.label_key!r} is not a ClassLabel; set config.data.label_key")
-  return evaluation.EvalSource(records, num_examples=per_host,
+  return eval_split.EvalSource(records, num_examples=per_host,
                                num_classes=len(data.class_names), class_names=data.class_names,
                                description=f"tfds {name} {split}", **common_kwargs)

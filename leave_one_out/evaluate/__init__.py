@@ -36,8 +36,9 @@ An evaluator is a module (or any object) with
 and optionally ``check_ready(c)`` (before the model loads: metadata only), ``check_data(ctx)``
 (after the images are read, before any feature) and ``CHANCE`` ({name: accuracy} for the
 chance line). Adding one is a module plus a line in ``EVALUATORS`` (``register`` adds one at run
-time). This module stays light (no jax or TensorFlow at import): ``leave_one_out.config``
-imports the pretraining config's monitoring section from ``online`` in this package.
+time). The folder's rule: a module per section of the eval config (plus ``context``, what every
+evaluator reads, and ``tables``, the results record as JSON and as a table); ``lib/`` holds the array functions
+that read no config (classifiers, common corruptions, MoCo's linear protocol).
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ from typing import Any
 import ml_collections
 from etils import epath
 
-from leave_one_out.evaluate import common
+from leave_one_out import extract
+from leave_one_out import fields
+from leave_one_out import pretrained
+from leave_one_out.evaluate import context
+from leave_one_out.evaluate import dataset
+from leave_one_out.evaluate import tables
 
 EVALUATORS: dict[str, Any] = {  # eval_config section -> the evaluator: a module path or object
     "probe": "leave_one_out.evaluate.probe",
@@ -63,7 +69,6 @@ EVALUATORS: dict[str, Any] = {  # eval_config section -> the evaluator: a module
     "imagenet_c": "leave_one_out.evaluate.imagenet_c",
     "sensitivity": "leave_one_out.evaluate.sensitivity",
 }
-DATASET = "leave_one_out.evaluate.dataset"  # the dataset section's module
 RESULTS_FILE = "evaluation.json"
 HEATMAP_FILE = "sensitivity.png"
 
@@ -94,7 +99,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.batch_size = 256  # images per forward pass of feature extraction (a multiple of devices)
   c.results_file = RESULTS_FILE  # written in the workdir
   c.heatmap_file = HEATMAP_FILE  # the augmentation-sensitivity heatmap, in the workdir
-  c.dataset = importlib.import_module(DATASET).default_config()
+  c.dataset = dataset.default_config()
   for name in EVALUATORS:
     c[name] = evaluator(name).default_config()
   return c
@@ -102,17 +107,17 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate_config(c: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first bad field (``eval_config.<field> ...``)."""
-  from leave_one_out import pretrained  # pylint: disable=import-outside-toplevel  (module doc)
-  common.one_of(c.encoder, "encoder", pretrained.ENCODERS)
-  common.int_at_least(c.step, "step", -1)
-  common.int_at_least(c.batch_size, "batch_size", 1)
+  check = fields.Section(c, "eval_config")
+  check.one_of("encoder", pretrained.ENCODERS)
+  check.integer("step", -1)
+  check.integer("batch_size", 1)
   for field in ("results_file", "heatmap_file"):
     if not isinstance(c[field], str) or not c[field].strip():
-      common.fail(field, f"must be a file name, got {c[field]!r}")
-  importlib.import_module(DATASET).validate(c)
+      check.fail(field, f"must be a file name, got {c[field]!r}")
+  dataset.validate(c)
   for name in EVALUATORS:
     if name not in c:
-      common.fail(name, f"is missing: the evaluator {name!r} is registered, so the config needs "
+      check.fail(name, f"is missing: the evaluator {name!r} is registered, so the config needs "
                   "its section (start from leave_one_out.evaluate.default_config())")
     evaluator(name).validate(c)
 
@@ -140,10 +145,6 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
     the timings. ``format_table`` turns it into the table.
   """
   # Local: these import leave_one_out.config, which imports this package (module docstring).
-  from leave_one_out import extract  # pylint: disable=import-outside-toplevel
-  from leave_one_out import pretrained  # pylint: disable=import-outside-toplevel
-  from leave_one_out.evaluate import context  # pylint: disable=import-outside-toplevel
-  dataset = importlib.import_module(DATASET)
   c = default_config() if eval_cfg is None else eval_cfg
   validate_config(c)
   names = [name for name in EVALUATORS if c[name].enabled]
@@ -181,7 +182,7 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
       per_run[name] = out
     chance.update(getattr(ev, "CHANCE", {}))
   seconds["features"] = round(ctx.feature_seconds, 2)
-  results = common.jsonable({
+  results = tables.jsonable({
       "workdir": str(workdir) if "://" in str(workdir) else os.path.abspath(workdir),
       "step": pretrained.checkpoint_step(workdir, step),
       "model": {"architecture": cfg.model.architecture, "width": cfg.model.width,
@@ -196,7 +197,7 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
       "chance": chance,
       "evaluators": names,
       "kinds": list(kinds),
-      "kind_labels": {k: common.kind_label(k, ctx.spaces) for k in kinds},
+      "kind_labels": {k: tables.kind_label(k, ctx.spaces) for k in kinds},
       "rows": rows,
       **per_run,
       "eval_config": json.loads(c.to_json()),
@@ -237,7 +238,7 @@ def format_table(results: dict) -> str:
   lines = [f"LooC evaluation: {results['workdir']} (step {results.get('step')}, "
            f"{m['architecture']} width {m['width']}, {m['image_size']} px"
            f"{', LooC++' if m['looc_plus_plus'] else ''})",
-           described, common.markdown(header, body)]
+           described, tables.markdown(header, body)]
   chance = results.get("chance", {})
   lines.append("chance: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in chance.items()))
   for ev in evaluators:

@@ -15,8 +15,8 @@ from absl import logging
 from etils import epath
 from ml_collections import config_flags
 
+from leave_one_out import data as data_lib
 from leave_one_out import evaluate
-from leave_one_out.data import common as data_common
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (or checkpoint directory).")
 _CONFIG = config_flags.DEFINE_config_file(
@@ -33,7 +33,7 @@ def main(argv):
   gc.freeze()  # the modules imported so far live as long as the process: not garbage
   try:
     results = evaluate.run(_WORKDIR.value, _CONFIG.value)
-  except data_common.DataError as e:  # bad data: the message says what to do, no traceback
+  except data_lib.DataError as e:  # bad data: the message says what to do, no traceback
     logging.error("%s", e)
     raise SystemExit(1) from e
   if jax.process_index() == 0:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from etils import epath
 
 from leave_one_out import extract
-from leave_one_out.evaluate import common
+from leave_one_out.evaluate import tables
 from leave_one_out.evaluate import dataset
 
 
@@ -31,7 +31,7 @@ class Context:
     self.c, self.cfg = c, cfg
     self.model, self.variables, self.mesh = model, variables, mesh
     self.kinds = tuple(kinds)
-    self.spaces = common.space_names(cfg)
+    self.spaces = tables.space_names(cfg)
     self.model_size = int(cfg.augment.image_size)
     self.data, _ = dataset.data_section(c, cfg)
     self.train, self.test, self.labels, self.primary = dataset.load(c, cfg)

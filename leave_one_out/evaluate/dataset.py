@@ -1,7 +1,7 @@
 """The evaluation dataset (``eval_config.dataset``): which data, which labels, how many images.
 
 Every source is read through ``leave_one_out.data.create_eval_source``, from a data section
-(``leave_one_out.data.config`` layout): ``dataset.data`` when set (configs/eval/tfds.py:<name>,
+(``leave_one_out.data`` layout): ``dataset.data`` when set (configs/eval/tfds.py:<name>,
 configs/eval/folder.py:<root>), else the pretraining run's own ``config.data`` from the
 checkpoint. So a source registered in ``leave_one_out.data.SOURCES`` is evaluated without any
 change here. The evaluation's training split (probe training set, kNN bank, few-shot pool) is
@@ -30,9 +30,8 @@ import numpy as np
 
 from leave_one_out import data as data_lib
 from leave_one_out import extract
-from leave_one_out.data import common as data_common
-from leave_one_out.data import config as data_config
-from leave_one_out.evaluate import common
+from leave_one_out import fields
+from leave_one_out.evaluate import tables
 
 SPLIT_FIELDS = {"train": "train_split", "test": "eval_split"}  # evaluation split -> data field
 
@@ -44,7 +43,7 @@ def rendered(d) -> bool:
 
 def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.data = None  # a data section (leave_one_out.data.config layout, e.g. configs/data/<name>.py);
+  c.data = None  # a data section (leave_one_out.data layout, e.g. configs/data/<name>.py);
   #                None = the pretraining run's own config.data, read from the checkpoint
   c.labels = ()  # labels to probe, one table column each; () = every label of the source
   #                ("label" left out where another label equals it)
@@ -60,38 +59,40 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate(c: ml_collections.ConfigDict) -> None:
   """Checks ``c.dataset`` (``c`` is the whole eval config); the data section is checked as
-  ``leave_one_out.data.config.validate`` does, its fields named ``eval_config.dataset.data``."""
+  ``leave_one_out.data.validate`` does, its fields named ``eval_config.dataset.data``."""
+  check = fields.Section(c, "eval_config")
   s = c.dataset
-  common.size_or_all(s.num_train, "dataset.num_train", 2)
-  common.size_or_all(s.num_test, "dataset.num_test", 2)
-  common.int_at_least(s.image_size, "dataset.image_size", 0)
-  common.int_at_least(s.seed, "dataset.seed", -1)
+  check.size_or_all("dataset.num_train", 2)
+  check.size_or_all("dataset.num_test", 2)
+  check.integer("dataset.image_size", 0)
+  check.integer("dataset.seed", -1)
   labels = s.labels
   if not isinstance(labels, (tuple, list)) or not all(
       isinstance(l, str) and l for l in labels) or len(set(labels)) != len(labels):
-    common.fail("dataset.labels", f"must be a tuple of distinct label names (() = every label "
+    check.fail("dataset.labels", f"must be a tuple of distinct label names (() = every label "
                 f"of the source), got {labels!r}")
   if not isinstance(s.primary_label, str):
-    common.fail("dataset.primary_label", f"must be a label name or '', got {s.primary_label!r}")
+    check.fail("dataset.primary_label", f"must be a label name or '', got {s.primary_label!r}")
   if labels and s.primary_label and s.primary_label not in labels:
-    common.fail("dataset.primary_label", f"must be one of dataset.labels {tuple(labels)}, got "
+    check.fail("dataset.primary_label", f"must be one of dataset.labels {tuple(labels)}, got "
                 f"{s.primary_label!r}")
   if s.data is not None:
     _validate_data(s.data)
 
 
 def _validate_data(d) -> None:
+  check = fields.Section(d, "eval_config")  # (its own fields are data.validate's to check)
   if not isinstance(d, ml_collections.ConfigDict):
-    common.fail("dataset.data", "must be None (the pretraining run's data) or a data section "
-                "(the layout of leave_one_out.data.config.default_config(), e.g. "
+    check.fail("dataset.data", "must be None (the pretraining run's data) or a data section "
+                "(the layout of leave_one_out.data.default_config(), e.g. "
                 f"configs/data/<name>.py's get_config()), got {type(d).__name__}")
-  missing = sorted(set(data_config.default_config()) - set(d))
+  missing = sorted(set(data_lib.default_config()) - set(d))
   if missing:
-    common.fail("dataset.data", f"lacks the fields {missing} of data.config.default_config()")
+    check.fail("dataset.data", f"lacks the fields {missing} of data.default_config()")
   with _field_names(True):
-    data_config.validate(d)
+    data_lib.validate(d)
   if d.train_split.strip() == d.eval_split.strip():
-    common.fail("dataset.data.eval_split", f"must differ from dataset.data.train_split (both "
+    check.fail("dataset.data.eval_split", f"must differ from dataset.data.train_split (both "
                 f"{d.eval_split!r}): probes would be tested on their own training images. Slice "
                 "one split instead, e.g. train_split='train[:80%]', eval_split='train[80%:]'")
 
@@ -102,7 +103,7 @@ def _field_names(explicit: bool):
   ``eval_config.dataset.data.<field>``, the run's section is said to be the run's."""
   try:
     yield
-  except (data_common.DataError, ValueError) as e:
+  except (data_lib.DataError, ValueError) as e:
     if explicit:
       message = re.sub(r"(?<![\w.])config\.data\.", "eval_config.dataset.data.", str(e))
     else:
@@ -214,11 +215,12 @@ def load(c, cfg) -> tuple[Split, Split, tuple[str, ...], str]:
 
 def select_labels(c, available: tuple[str, ...], twin: str | None) -> tuple[tuple[str, ...], str]:
   """(labels, primary) from ``dataset.labels`` / ``primary_label`` and the source's labels."""
+  check = fields.Section(c, "eval_config")
   wanted = tuple(c.dataset.labels)
   if wanted:
     missing = [l for l in wanted if l not in available]
     if missing:
-      common.fail("dataset.labels", f"has {missing}, which the evaluation dataset does not "
+      check.fail("dataset.labels", f"has {missing}, which the evaluation dataset does not "
                   f"provide; it has {list(available)}")
     labels = wanted
   else:
@@ -227,7 +229,7 @@ def select_labels(c, available: tuple[str, ...], twin: str | None) -> tuple[tupl
   if not primary:
     primary = next((l for l in ("label", twin) if l in labels), labels[0])
   if primary not in labels:
-    common.fail("dataset.primary_label", f"{primary!r} is not among the evaluated labels "
+    check.fail("dataset.primary_label", f"{primary!r} is not among the evaluated labels "
                 f"{list(labels)}")
   return labels, primary
 
@@ -251,7 +253,7 @@ def crop_source(c, cfg, train: Split, labels, *, image_size: int = 0) -> np.ndar
                    batch_size=c.batch_size)
   for name in labels:
     if not np.array_equal(arrays.get(name), train.labels[name]):
-      raise data_common.DataError(
+      raise data_lib.DataError(
           f"{train.description}: the training split read again at {image_size} px does not "
           f"come in the same order (label {name!r} differs); the source's evaluation order "
           "must be fixed")

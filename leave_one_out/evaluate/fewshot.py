@@ -4,7 +4,7 @@ docs/method.md's protocol (the paper's Flowers-102 transfer): per trial, K train
 class of the primary label are drawn from the pool (the training split; for Flowers-102
 train+validation, 20 per class, configs/data/oxford_flowers102.py), a linear classifier is fitted
 on their frozen features (Adam, lr 0.03, 250 iterations; all trials in one vmapped call,
-``probes.few_shot``) and tested on the whole test split; reported: the mean over trials and its
+``classifiers.few_shot``) and tested on the whole test split; reported: the mean over trials and its
 95% confidence interval (Student's t), with the number of trials.
 
 A class whose pool holds K images or fewer cannot give K-shot trials that differ (with exactly
@@ -19,8 +19,9 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from leave_one_out import probes
-from leave_one_out.evaluate import common
+from leave_one_out.evaluate.lib import classifiers
+from leave_one_out import fields
+from leave_one_out.evaluate import tables
 
 SMALL_CLASS_POLICIES = ("error", "skip")
 
@@ -41,17 +42,17 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
+  check = fields.Section(c, "eval_config")
   f = c.fewshot
-  common.boolean(f.enabled, "fewshot.enabled")
-  if not f.shots or any(not common.is_int(k) or k < 1 for k in f.shots):
-    common.fail("fewshot.shots", f"must be a non-empty tuple of ints >= 1, got {f.shots!r}")
-  common.int_at_least(f.trials, "fewshot.trials", 1)
-  common.int_at_least(f.steps, "fewshot.steps", 1)
-  common.positive(f.lr, "fewshot.lr")
-  if not common.is_number(f.l2) or f.l2 < 0:
-    common.fail("fewshot.l2", f"must be >= 0, got {f.l2!r}")
-  common.one_of(f.normalize, "fewshot.normalize", probes.NORMALIZATIONS)
-  common.one_of(f.small_classes, "fewshot.small_classes", SMALL_CLASS_POLICIES)
+  check.boolean("fewshot.enabled")
+  if not f.shots or any(not fields.is_int(k) or k < 1 for k in f.shots):
+    check.fail("fewshot.shots", f"must be a non-empty tuple of ints >= 1, got {f.shots!r}")
+  check.integer("fewshot.trials", 1)
+  check.integer("fewshot.steps", 1)
+  check.number("fewshot.lr", 0, low_open=True)
+  check.number("fewshot.l2", 0.0)
+  check.one_of("fewshot.normalize", classifiers.NORMALIZATIONS)
+  check.one_of("fewshot.small_classes", SMALL_CLASS_POLICIES)
 
 
 def usable_classes(f, labels, num_classes: int, names=None, label: str = "label"
@@ -97,7 +98,7 @@ def few_shot(f, kinds, f_train, y_train, f_test, y_test, num_classes: int, *, na
     pool = {"pool": {"images": int(counts[keep].sum()), "min_per_class":
                      int(counts[keep].min()) if keep.any() else 0,
                      "max_per_class": int(counts[keep].max()) if keep.any() else 0}}
-    fit = lambda tr_x, tr_y, te_x, te_y, n: probes.few_shot(
+    fit = lambda tr_x, tr_y, te_x, te_y, n: classifiers.few_shot(
         tr_x, tr_y, te_x, te_y, n, shots=k, trials=f.trials, steps=f.steps, lr=f.lr,
         l2=f.l2, normalize_mode=f.normalize, seed=seed)
     if keep.all():

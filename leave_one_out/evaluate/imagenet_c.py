@@ -6,7 +6,7 @@ families (``FAMILIES``) at 5 severities; tfds stores each pair as a config
 ``imagenet2012_corrupted/<corruption>_<severity>`` of 224 x 224 centre crops. For every pair,
 every image of the evaluation dataset's classes (50 per class: 5,000 for ImageNet-100) is read
 (resized to the model's input, no further crop), its label mapped by WordNet id from that
-config's own class list, and the primary label's linear classifier (``probe.classifiers``, the
+config's own class list, and the primary label's linear classifier (``probe.primary_classifiers``, the
 probe protocol's, trained on clean images) applied. Reported per feature kind: the top-1 error
 per corruption and severity, the mean over the standard corruptions (each averaged over its
 severities), the mean per family, the clean error on the test split (the ImageNet-100
@@ -30,11 +30,11 @@ import numpy as np
 from etils import epath
 
 from leave_one_out import data as data_lib
-from leave_one_out import probes
-from leave_one_out.data import classes as class_lists
-from leave_one_out.data import common as data_common
-from leave_one_out.data import config as data_config
-from leave_one_out.evaluate import common
+from leave_one_out.evaluate.lib import classifiers
+from leave_one_out.data.pipeline import classes as class_lists
+from leave_one_out.data.pipeline import tf_data
+from leave_one_out import fields
+from leave_one_out.evaluate import tables
 from leave_one_out.evaluate import probe
 
 TFDS_NAME = "imagenet2012_corrupted"
@@ -68,33 +68,34 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
+  check = fields.Section(c, "eval_config")
   s = c.imagenet_c
-  common.boolean(s.enabled, "imagenet_c.enabled")
+  check.boolean("imagenet_c.enabled")
   if not isinstance(s.data_dir, str):
-    common.fail("imagenet_c.data_dir", f"must be a string, got {s.data_dir!r}")
+    check.fail("imagenet_c.data_dir", f"must be a string, got {s.data_dir!r}")
   names = tuple(s.corruptions)
   if not names or len(set(names)) != len(names) or any(n not in CORRUPTIONS + EXTRA
                                                         for n in names):
-    common.fail("imagenet_c.corruptions", f"must be distinct names from {CORRUPTIONS} (or the "
+    check.fail("imagenet_c.corruptions", f"must be distinct names from {CORRUPTIONS} (or the "
                 f"extra {EXTRA}), got {names!r}")
   if not s.severities or any(v not in SEVERITIES for v in s.severities):
-    common.fail("imagenet_c.severities", f"must be a non-empty subset of {SEVERITIES}, got "
+    check.fail("imagenet_c.severities", f"must be a non-empty subset of {SEVERITIES}, got "
                 f"{tuple(s.severities)!r}")
-  common.int_at_least(s.num_images, "imagenet_c.num_images", 0)
+  check.integer("imagenet_c.num_images", 0)
   classes = tuple(s.imagenet_classes)
-  if any(not common.is_int(i) or not 0 <= i < 1000 for i in classes) or len(set(classes)) != len(
+  if any(not fields.is_int(i) or not 0 <= i < 1000 for i in classes) or len(set(classes)) != len(
       classes):
-    common.fail("imagenet_c.imagenet_classes", f"must be distinct ImageNet-1k indices in "
+    check.fail("imagenet_c.imagenet_classes", f"must be distinct ImageNet-1k indices in "
                 f"[0, 1000), got {classes!r}")
   for field in ("baseline_results", "baseline_kind"):
     if not isinstance(s[field], str):
-      common.fail(f"imagenet_c.{field}", f"must be a string, got {s[field]!r}")
+      check.fail(f"imagenet_c.{field}", f"must be a string, got {s[field]!r}")
 
 
 def data_section(corruption: str, severity: int, data_dir: str = "",
                  classes: str = "") -> ml_collections.ConfigDict:
   """The data section of one ImageNet-C config (its one split, "validation", 224-px crops)."""
-  d = data_config.default_config()
+  d = data_lib.default_config()
   d.name = f"{TFDS_NAME}/{corruption}_{severity}"
   d.data_dir = data_dir
   d.classes = classes  # "" | "imagenet100" | a class-list file (data.classes)
@@ -130,12 +131,12 @@ def check_ready(c) -> None:
     d = data_section(name, severity, s.data_dir)
     try:
       data_lib.check_ready(d, fields=("eval_split",))
-    except data_common.DataError as e:
+    except data_lib.DataError as e:
       missing.append(f"{name}_{severity}")
       root = root or re.search(r"not prepared in (\S+)", str(e))
   if missing:
     where = root.group(1) if root else (s.data_dir or "tfds' default data_dir")
-    raise data_common.DataError(
+    raise data_lib.DataError(
         f"ImageNet-C (tfds {TFDS_NAME}) is not prepared in {where}: {len(missing)} of "
         f"{len(_configs(s))} configs are missing, e.g. {', '.join(missing[:4])}. Evaluation "
         f"never downloads; prepare each once with `tfds build {TFDS_NAME} "
@@ -150,7 +151,7 @@ def dataset_wnids(c, class_names) -> tuple[str, ...]:
   """The WordNet id of each class of the primary label, in label order."""
   s = c.imagenet_c
   if s.imagenet_classes:
-    wnids = data_common.tfds().builder("imagenet2012", data_dir="/nonexistent").info.features[
+    wnids = tf_data.tfds().builder("imagenet2012", data_dir="/nonexistent").info.features[
         "label"].names
     return tuple(wnids[int(i)] for i in s.imagenet_classes)
   names = tuple(class_names or ())
@@ -212,7 +213,7 @@ def evaluate(ctx) -> dict:
   wnids = ctx.shared["imagenet_c/wnids"]
   index = {w: i for i, w in enumerate(wnids)}
   spec = _class_spec(ctx, wnids)
-  classifiers = probe.classifiers(ctx)
+  fitted = probe.primary_classifiers(ctx)
   errors, counts = {kind: {} for kind in ctx.kinds}, {}
   for name, severity in _configs(s):
     d = data_section(name, severity, s.data_dir, spec)
@@ -223,21 +224,21 @@ def evaluate(ctx) -> dict:
     names = np.asarray(source.class_names)[arrays["label"]]  # this config's own labels
     keep = np.array([n in index for n in names])
     if not keep.any():
-      raise data_common.DataError(f"tfds {d.name}: none of its images belong to the "
+      raise data_lib.DataError(f"tfds {d.name}: none of its images belong to the "
                                   "evaluation dataset's classes")
     y = np.array([index[n] for n in names[keep]], np.int32)
     feats = ctx.featurize(arrays["image"][keep])
     counts[f"{name}_{severity}"] = int(keep.sum())
     for kind in ctx.kinds:
-      scores = probes.classify(classifiers[kind], feats[kind])
-      errors[kind][(name, severity)] = 1.0 - probes.topk_accuracy(scores, y)
+      scores = classifiers.classify(fitted[kind], feats[kind])
+      errors[kind][(name, severity)] = 1.0 - classifiers.topk_accuracy(scores, y)
   clean = ctx.features("test")
   base = _read_baseline(s.baseline_results) if s.baseline_results else None
   out = {}
   for kind in ctx.kinds:
-    scores = probes.classify(classifiers[kind], clean[kind])
+    scores = classifiers.classify(fitted[kind], clean[kind])
     row = summarise(errors[kind],
-                    1.0 - probes.topk_accuracy(scores, ctx.test.labels[ctx.primary]))
+                    1.0 - classifiers.topk_accuracy(scores, ctx.test.labels[ctx.primary]))
     row["num_images"] = counts
     if base is not None:
       base_kind = s.baseline_kind or (kind if "imagenet_c" in base["rows"].get(kind, {})
@@ -254,9 +255,9 @@ def evaluate(ctx) -> dict:
 
 def columns(results: dict) -> list:
   rows = results["rows"].values()
-  cols = [("IN-C err", lambda r: common.pct(r.get("imagenet_c", {}).get("mean_error")))]
+  cols = [("IN-C err", lambda r: tables.pct(r.get("imagenet_c", {}).get("mean_error")))]
   if any(r.get("imagenet_c", {}).get("mce") is not None for r in rows):
-    cols.append(("mCE", lambda r: common.pct(r.get("imagenet_c", {}).get("mce"))))
+    cols.append(("mCE", lambda r: tables.pct(r.get("imagenet_c", {}).get("mce"))))
   return cols
 
 
@@ -267,7 +268,7 @@ def notes(results: dict) -> list[str]:
     return []
   labels = results.get("kind_labels", {})
   counts = list(first["num_images"].values())
-  clean = ", ".join(f"{labels.get(k, k)} {common.pct(rows[k]['imagenet_c']['clean_error'])}"
+  clean = ", ".join(f"{labels.get(k, k)} {tables.pct(rows[k]['imagenet_c']['clean_error'])}"
                     for k in kinds)
   lines = [f"IN-C err: ImageNet-C (tfds {TFDS_NAME}) top-1 error %, mean over "
            f"{first['num_corruptions']} corruptions x {len(next(iter(first['errors'].values())))}"
@@ -275,7 +276,7 @@ def notes(results: dict) -> list[str]:
            f"split: {clean}"]
   if first.get("mce") is not None:
     relative = ", ".join(f"{labels.get(k, k)} "
-                         f"{common.pct(rows[k]['imagenet_c']['relative_mce'])}" for k in kinds)
+                         f"{tables.pct(rows[k]['imagenet_c']['relative_mce'])}" for k in kinds)
     lines.append(f"mCE %: corruption errors relative to {first['baseline']} "
                  f"({first['baseline_kind']}), summed over severities, mean over "
                  f"{len(first['ce'])} corruptions; relative mCE: {relative}")

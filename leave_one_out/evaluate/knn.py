@@ -1,15 +1,16 @@
 """Weighted kNN (``eval_config.knn``): the training split is the bank (InstDisc / MoCo monitor).
 
 Each of the k most cosine-similar training features votes for its class with weight
-exp(similarity / temperature) (``probes.knn_probe``); top-1 / top-5 on the test split, per label.
+exp(similarity / temperature) (``classifiers.knn_probe``); top-1 / top-5 on the test split, per label.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from leave_one_out import probes
-from leave_one_out.evaluate import common
+from leave_one_out.evaluate.lib import classifiers
+from leave_one_out import fields
+from leave_one_out.evaluate import tables
 
 K = 20  # InstDisc's k and temperature, also the online monitor's
 TEMPERATURE = 0.07
@@ -24,15 +25,16 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
-  common.boolean(c.knn.enabled, "knn.enabled")
-  common.int_at_least(c.knn.k, "knn.k", 1)
-  common.positive(c.knn.temperature, "knn.temperature")
+  check = fields.Section(c, "eval_config")
+  check.boolean("knn.enabled")
+  check.integer("knn.k", 1)
+  check.number("knn.temperature", 0, low_open=True)
 
 
 def evaluate(ctx) -> dict:
   """{kind: {label: {"top1", "top5"}}}."""
   f_train, f_test = ctx.features("train"), ctx.features("test")
-  return {kind: {label: probes.knn_probe(
+  return {kind: {label: classifiers.knn_probe(
       f_train[kind], ctx.train.labels[label], f_test[kind], ctx.test.labels[label],
       ctx.train.num_classes[label], k=ctx.c.knn.k, temperature=ctx.c.knn.temperature)
                  for label in ctx.labels}
@@ -43,7 +45,7 @@ def columns(results: dict) -> list:
   primary = results["dataset"]["primary_label"]
   single = len(results["dataset"]["labels"]) == 1
   return [("kNN" if single else f"kNN {primary}",
-           lambda r: common.pct(r.get("knn", {}).get(primary, {}).get("top1")))]
+           lambda r: tables.pct(r.get("knn", {}).get(primary, {}).get("top1")))]
 
 
 def notes(results: dict) -> list[str]:

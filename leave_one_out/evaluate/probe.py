@@ -4,7 +4,7 @@
   weight decay, batch 256, 100 epochs, x0.1 at 60 and 80) on a linear layer over the frozen
   encoder, random-resized crop + flip of the training images every epoch on device, centre crop
   at test. What the paper's numbers use; the default of configs/eval/tfds.py and folder.py.
-* "fast": softmax regression on cached centre-crop features (``probes.linear_probe``:
+* "fast": softmax regression on cached centre-crop features (``classifiers.linear_probe``:
   standardised features, full-batch Adam, the L2 strength chosen on a held-out part of the
   training split). Seconds on a CPU; the default for the embedded dataset and the demo.
 
@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import ml_collections
 
-from leave_one_out import probes
-from leave_one_out.evaluate import common
-from leave_one_out.evaluate import moco_linear
+from leave_one_out.evaluate.lib import classifiers
+from leave_one_out import fields
+from leave_one_out.evaluate import tables
+from leave_one_out.evaluate.lib import moco_linear
 
 PROTOCOLS = ("fast", "moco")
 
@@ -52,36 +53,29 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
+  check = fields.Section(c, "eval_config")
   p = c.probe
-  common.boolean(p.enabled, "probe.enabled")
-  common.one_of(p.protocol, "probe.protocol", PROTOCOLS)
-  common.int_at_least(p.steps, "probe.steps", 1)
-  common.positive(p.lr, "probe.lr")
-  if not p.l2_grid or not all(common.is_number(v) and v >= 0 for v in p.l2_grid):
-    common.fail("probe.l2_grid", f"must be a non-empty tuple of values >= 0, got {p.l2_grid!r}")
-  if not common.is_number(p.val_fraction) or not 0 <= p.val_fraction < 1:
-    common.fail("probe.val_fraction", f"must be in [0, 1), got {p.val_fraction!r}")
-  common.one_of(p.normalize, "probe.normalize", probes.NORMALIZATIONS)
-  common.int_at_least(p.epochs, "probe.epochs", 1)
-  common.positive(p.sgd_lr, "probe.sgd_lr")
-  if not common.is_number(p.momentum) or not 0 <= p.momentum < 1:
-    common.fail("probe.momentum", f"must be in [0, 1), got {p.momentum!r}")
-  if not common.is_number(p.weight_decay) or p.weight_decay < 0:
-    common.fail("probe.weight_decay", f"must be >= 0, got {p.weight_decay!r}")
-  common.int_at_least(p.batch_size, "probe.batch_size", 1)
+  check.boolean("probe.enabled")
+  check.one_of("probe.protocol", PROTOCOLS)
+  check.integer("probe.steps", 1)
+  check.number("probe.lr", 0, low_open=True)
+  if not p.l2_grid or not all(fields.is_number(v) and v >= 0 for v in p.l2_grid):
+    check.fail("probe.l2_grid", f"must be a non-empty tuple of values >= 0, got {p.l2_grid!r}")
+  check.number("probe.val_fraction", 0.0, 1.0, high_open=True)
+  check.one_of("probe.normalize", classifiers.NORMALIZATIONS)
+  check.integer("probe.epochs", 1)
+  check.number("probe.sgd_lr", 0, low_open=True)
+  check.number("probe.momentum", 0.0, 1.0, high_open=True)
+  check.number("probe.weight_decay", 0.0)
+  check.integer("probe.batch_size", 1)
   epochs = tuple(p.decay_epochs)
-  if not all(common.is_int(e) and e > 0 for e in epochs) or list(epochs) != sorted(set(epochs)):
-    common.fail("probe.decay_epochs", f"must be increasing ints > 0, got {p.decay_epochs!r}")
-  if not common.is_number(p.decay_factor) or not 0 < p.decay_factor <= 1:
-    common.fail("probe.decay_factor", f"must be in (0, 1], got {p.decay_factor!r}")
-  for field, high in (("crop_scale", 1.0), ("crop_ratio", float("inf"))):
-    v = p[field]
-    if not (isinstance(v, (tuple, list)) and len(v) == 2 and all(map(common.is_number, v))
-            and 0 < v[0] <= v[1] <= high):
-      common.fail(f"probe.{field}", f"must be a (min, max) pair with 0 < min <= max"
-                  f"{' <= 1' if high == 1.0 else ''}, got {v!r}")
-  common.boolean(p.flip, "probe.flip")
-  common.int_at_least(p.train_image_size, "probe.train_image_size", 0)
+  if not all(fields.is_int(e) and e > 0 for e in epochs) or list(epochs) != sorted(set(epochs)):
+    check.fail("probe.decay_epochs", f"must be increasing ints > 0, got {p.decay_epochs!r}")
+  check.number("probe.decay_factor", 0.0, 1.0, low_open=True)
+  check.number_range("probe.crop_scale", 0.0, 1.0, low_open=True)
+  check.number_range("probe.crop_ratio", 0.0, low_open=True)
+  check.boolean("probe.flip")
+  check.integer("probe.train_image_size", 0)
 
 
 def settings(p) -> dict:
@@ -96,8 +90,8 @@ def settings(p) -> dict:
 
 def fast(p, train_x, train_y, test_x, test_y, num_classes: int, *, seed: int = 0,
          groups=None) -> dict:
-  """The fast protocol on features: ``probes.linear_probe`` with the section's settings."""
-  return probes.linear_probe(train_x, train_y, test_x, test_y, num_classes,
+  """The fast protocol on features: ``classifiers.linear_probe`` with the section's settings."""
+  return classifiers.linear_probe(train_x, train_y, test_x, test_y, num_classes,
                              l2_grid=tuple(p.l2_grid), val_fraction=p.val_fraction,
                              steps=p.steps, lr=p.lr, normalize_mode=p.normalize, seed=seed,
                              groups=groups)
@@ -106,8 +100,8 @@ def fast(p, train_x, train_y, test_x, test_y, num_classes: int, *, seed: int = 0
 def moco_result(head: dict, test_x, test_y, trained: dict, task: str, kind: str) -> dict:
   """Test accuracy of one layer trained by ``moco_linear.train_heads``, and its classifier."""
   scores = moco_linear.logits(head, test_x)
-  return {"top1": probes.topk_accuracy(scores, test_y, 1),
-          "top5": probes.topk_accuracy(scores, test_y, 5),
+  return {"top1": classifiers.topk_accuracy(scores, test_y, 1),
+          "top5": classifiers.topk_accuracy(scores, test_y, 5),
           "train_loss": trained["loss"][f"{kind}/{task}"][-1],
           "diverged": trained["diverged"], "epoch_seconds": trained["epoch_seconds"],
           "classifier": {"norm": {"mode": "none"}, "w": head["w"], "b": head["b"]}}
@@ -136,8 +130,8 @@ def fit(ctx, labels) -> dict:
   return out
 
 
-def classifiers(ctx) -> dict:
-  """{kind: the primary label's classifier} (``probes.classify``), fitted once per run."""
+def primary_classifiers(ctx) -> dict:
+  """{kind: the primary label's classifier} (``classifiers.classify``), fitted once per run."""
   if "probe" not in ctx.shared:
     ctx.shared["probe"] = fit(ctx, (ctx.primary,))
   return {kind: r[ctx.primary]["classifier"] for kind, r in ctx.shared["probe"].items()}
@@ -162,7 +156,7 @@ def columns(results: dict) -> list:
   for label in labels:
     for top in (("top1", "top5") if single else ("top1",)):
       title = f"{top[:3]}-{top[3]}" if single else label
-      cols.append((title, lambda r, l=label, t=top: common.pct(
+      cols.append((title, lambda r, l=label, t=top: tables.pct(
           r.get("probe", {}).get(l, {}).get(t))))
   return cols
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from leave_one_out.evaluate import common
-from leave_one_out.evaluate import moco_linear
+from leave_one_out import fields
+from leave_one_out.evaluate import tables
+from leave_one_out.evaluate.lib import moco_linear
 from leave_one_out.evaluate import probe
 
 CHANCE = {"rotation": 0.25}
@@ -34,9 +35,10 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
-  common.boolean(c.rotation.enabled, "rotation.enabled")
-  common.size_or_all(c.rotation.num_train, "rotation.num_train", 2)
-  common.size_or_all(c.rotation.num_test, "rotation.num_test", 1)
+  check = fields.Section(c, "eval_config")
+  check.boolean("rotation.enabled")
+  check.size_or_all("rotation.num_train", 2)
+  check.size_or_all("rotation.num_test", 1)
 
 
 def rotations(images: np.ndarray, k: int) -> np.ndarray:
@@ -93,7 +95,7 @@ def evaluate(ctx) -> dict:
 
 
 def columns(results: dict) -> list:
-  return [("rotation", lambda r: common.pct(r.get("rotation", {}).get("top1")))]
+  return [("rotation", lambda r: tables.pct(r.get("rotation", {}).get("top1")))]
 
 
 def notes(results: dict) -> list[str]:

@@ -25,7 +25,8 @@ from etils import epath
 from leave_one_out import augment
 from leave_one_out import render
 from leave_one_out import extract
-from leave_one_out.evaluate import common
+from leave_one_out import fields
+from leave_one_out.evaluate import tables
 
 PER_KIND = False  # one matrix for the run, stored under results["sensitivity"]
 
@@ -39,12 +40,13 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def validate(c: ml_collections.ConfigDict) -> None:
+  check = fields.Section(c, "eval_config")
   s = c.sensitivity
-  common.boolean(s.enabled, "sensitivity.enabled")
-  common.int_at_least(s.num_images, "sensitivity.num_images", 2)
+  check.boolean("sensitivity.enabled")
+  check.integer("sensitivity.num_images", 2)
   for name in s.augmentations:
     if name not in augment.AUGMENTATIONS:
-      common.fail("sensitivity.augmentations", f"has unknown augmentation {name!r}; "
+      check.fail("sensitivity.augmentations", f"has unknown augmentation {name!r}; "
                   f"available: {augment.AUGMENTATIONS}")
 
 
@@ -164,7 +166,7 @@ def evaluate(ctx) -> dict:
       batch_size=ctx.c.batch_size, mesh=ctx.mesh)
   path = ctx.output_path(ctx.c.heatmap_file)
   if path:
-    labels = [common.kind_label(k, ctx.spaces) for k in ctx.kinds]
+    labels = [tables.kind_label(k, ctx.spaces) for k in ctx.kinds]
     plot_sensitivity(out, path, labels)
   return out
 
@@ -183,4 +185,4 @@ def notes(results: dict) -> list[str]:
           for k, row in zip(s["rows"], s["matrix"])]
   return ["", "augmentation sensitivity (mean cosine distance when only that augmentation "
           "changes / distance between images; 0 = invariant):",
-          common.markdown(["features"] + s["columns"], body)]
+          tables.markdown(["features"] + s["columns"], body)]

@@ -37,7 +37,12 @@ from ml_collections import config_flags
 import numpy as np
 
 from leave_one_out import config as config_lib
+from leave_one_out import evaluate
+from leave_one_out import sharding
+from leave_one_out import train
 from leave_one_out.experiments import report
+from leave_one_out.run import checkpoints
+from leave_one_out.run import loop
 from leave_one_out.experiments import stats
 
 PRESETS = ("full", "ci", "gpu")  # configs/claims.py
@@ -184,28 +189,20 @@ def analyse(runs: dict, hypotheses, reference: str, analysis) -> dict:
 
 def _init_checkpoint(cfg, workdir: str) -> None:
   """Saves the untrained state of ``cfg`` as step 0 (the random-initialisation row)."""
-  from leave_one_out import checkpoints  # pylint: disable=import-outside-toplevel
-  from leave_one_out import models  # pylint: disable=import-outside-toplevel
-  from leave_one_out import optimizer  # pylint: disable=import-outside-toplevel
-  from leave_one_out import sharding  # pylint: disable=import-outside-toplevel
-  from leave_one_out import train  # pylint: disable=import-outside-toplevel
   ckpt = checkpoints.Checkpointer(workdir, async_save=False)
   try:
     if ckpt.latest_step() is not None:
       return
     mesh = sharding.make_mesh()
     config_lib.validate(cfg, num_devices=mesh.size)
-    model = models.build_model(cfg)
-    tx, _ = optimizer.create(cfg)
-    state = train.create_state(cfg, model, tx, mesh)
-    ckpt.save(0, state, train.make_meta(cfg, 0), force=True)
+    state = train.programs(cfg, mesh, steps_per_epoch=1).new_state(cfg.seed)
+    ckpt.save(0, state, checkpoints.meta_record(cfg, 0), force=True)
   finally:
     ckpt.close()
 
 
 def _cached_results(workdir: str, eval_cfg) -> dict | None:
   """The evaluation saved in ``workdir`` if it used ``eval_cfg`` on the newest checkpoint."""
-  from leave_one_out import checkpoints  # pylint: disable=import-outside-toplevel
   path = os.path.join(workdir, eval_cfg.results_file)
   if not os.path.exists(path):
     return None
@@ -220,10 +217,8 @@ def _cached_results(workdir: str, eval_cfg) -> dict | None:
 
 def run_one(cfg, eval_cfg, workdir: str, *, pretrain: bool = True) -> tuple[dict, dict]:
   """Pretrains (or resumes; or saves the initialisation) and evaluates ``workdir``."""
-  from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
-  from leave_one_out import train  # pylint: disable=import-outside-toplevel
   if pretrain:
-    summary = train.train_and_evaluate(cfg, workdir)
+    summary = loop.pretrain(cfg, workdir)
     summary = {k: v for k, v in summary.items() if k != "state"}
   else:
     _init_checkpoint(cfg, workdir)

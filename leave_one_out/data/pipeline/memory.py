@@ -11,6 +11,9 @@ import dataclasses
 
 import numpy as np
 
+from leave_one_out import data as data_lib
+from leave_one_out import fields
+
 
 @dataclasses.dataclass(frozen=True)
 class InMemorySource:
@@ -30,9 +33,7 @@ class InMemorySource:
   process_count: int = 1
 
   def __post_init__(self):
-    if len(self.images) < self.global_batch:
-      raise ValueError(f"the dataset has {len(self.images)} images, fewer than one global batch "
-                       f"({self.global_batch})")
+    data_lib.check_one_batch(len(self.images), self.global_batch, "the dataset's images")
     if self.global_batch % self.process_count:
       raise ValueError(f"global batch {self.global_batch} does not split over "
                        f"{self.process_count} hosts")
@@ -72,12 +73,12 @@ class InMemorySource:
 def validate_generated(d, splits: dict, dataset: str) -> None:
   """The checks every generated source (rendered in memory) makes of ``d``: no class filter and
   split names among ``splits`` (config split -> the generator's)."""
-  if d.classes:
-    raise ValueError(f"config.data.classes must be '' for the {dataset} dataset")
+  check = fields.Section(d, "config.data")
+  check.check(not d.classes, "classes", f"must be '' for the {dataset} dataset, got "
+                                        f"{d.classes!r}")
   for field in ("train_split", "eval_split"):
-    if d[field] not in splits:
-      raise ValueError(f"config.data.{field} must be one of {tuple(splits)} for the {dataset} "
-                       f"dataset, got {d[field]!r}")
+    check.check(d[field] in splits, field, f"must be one of {tuple(splits)} for the {dataset} "
+                                           f"dataset, got {d[field]!r}")
 
 
 def host_share(arrays: dict, process_index: int, process_count: int) -> dict:

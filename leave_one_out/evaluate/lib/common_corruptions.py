@@ -20,7 +20,7 @@ strengths, brightness, contrast, saturation, JPEG quality, pixelation factor, fo
 close to ImageNet-C's; sizes in pixels (blur radii, flakes) are given for a 32-px image, like
 CIFAR-10-C, and scale with the image side (``REFERENCE_SIZE``). Results are comparable between
 models evaluated with this module, not with published ImageNet-C numbers; for those use the
-real ImageNet-C (``evaluate``'s ``corruption.source = "imagenet2012_corrupted"``).
+real ImageNet-C (``eval_config.imagenet_c``, through tfds ``imagenet2012_corrupted``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Host input-pipeline throughput (examples/s), next to the train step's consumption.
 
-  python -m leave_one_out.bench_input [--batch_size=256] [--file_size=224] \
+  python -m leave_one_out.benchmarks --what=input [--batch_size=256] [--file_size=224] \
       [--image_sizes=224,256] [--num_files=768] [--batches=6] \
       [--train_config=configs/looc_in100_r50.py]
 
@@ -27,8 +27,8 @@ from leave_one_out import models
 from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
-from leave_one_out.benchmarks import common
-from leave_one_out.data import common as common_data
+from leave_one_out.benchmarks import timing
+from leave_one_out.data.pipeline import tf_data as common_data
 from leave_one_out.data import folder
 
 
@@ -91,11 +91,8 @@ def bench_train_step(config_path: str, batch: int, image_size: int, steps: int) 
   cfg.train.batch_size = batch
   cfg.data.image_size = image_size
   mesh = sharding.make_mesh()
-  model = models.build_model(cfg)
-  steps_per_epoch = 1000
-  tx, _ = optimizer.create(cfg)
-  state = train.create_state(cfg, model, tx, mesh)
-  step = train.compile_train_step(cfg, model, mesh, steps_per_epoch)
+  compiled = train.programs(cfg, mesh, steps_per_epoch=1000)
+  state, step = compiled.new_state(cfg.seed), compiled.step
   data_sharding = NamedSharding(mesh, P(sharding.DATA_AXIS))
   rng = np.random.default_rng(0)
   local = batch // jax.process_count()
@@ -103,7 +100,7 @@ def bench_train_step(config_path: str, batch: int, image_size: int, steps: int) 
           "aspect": np.full((local,), 4 / 3, np.float32)}
   batch_arrays = jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(data_sharding, x), host)
-  seconds, _ = common.time_steps(step, state, lambda i: (batch_arrays,), steps)
+  seconds, _ = timing.time_steps(step, state, lambda i: (batch_arrays,), steps)
   what = (f"{os.path.basename(config_path)}: {cfg.model.architecture}, "
           f"{len(cfg.augment.spaces) + 2} views of {cfg.augment.image_size} px, "
           f"{jax.device_count()} x {jax.devices()[0].device_kind}")

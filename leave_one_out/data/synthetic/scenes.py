@@ -458,24 +458,3 @@ def load(
     max_light=max_light,
     hue_jitter=hue_jitter,
   )
-
-
-def rotate90(images: np.ndarray, k: int | np.ndarray) -> np.ndarray:
-  """Rotates each image counter-clockwise by ``k * 90`` degrees, like ``np.rot90(x, k, (1, 2))``.
-
-  Args:
-    images: [N, S, S, ...] (square images; any dtype and trailing dimensions).
-    k: an int or int array [N], per-example number of quarter turns (taken modulo 4).
-  Returns:
-    A new array of the same shape and dtype.
-  """
-  images = np.asarray(images)
-  if images.ndim < 3 or images.shape[1] != images.shape[2]:
-    raise ValueError(f"images must be [N, S, S, ...] and square, got shape {images.shape}")
-  k = np.broadcast_to(np.mod(np.asarray(k, dtype=np.int64), 4), images.shape[:1])
-  out = np.empty_like(images)
-  for quarter_turns in range(4):
-    (idx,) = np.nonzero(k == quarter_turns)
-    if idx.size:
-      out[idx] = np.rot90(images[idx], quarter_turns, axes=(1, 2))
-  return out

@@ -1,4 +1,4 @@
-"""What every data source shares: the error type, derived seeds, and TensorFlow on demand.
+"""TensorFlow on demand for the tf.data pipelines, their options, and derived seeds.
 
 TensorFlow (tf.data, image decoding) is an optional dependency, installed by the ``[data]``
 extra: only the tfds and image-folder sources need it. ``tf()`` imports it on first use and, when
@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from leave_one_out.data import DataError
+
 _TF_STATE = {"ready": False}
-
-
-class DataError(ValueError):
-  """A problem with the data the user must fix: unknown dataset, data not prepared, class-list
-  mismatch, empty split or folder, undecodable image (with ``data.skip_corrupt = False``),
-  a missing optional dependency."""
 
 
 def tf():

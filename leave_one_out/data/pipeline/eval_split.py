@@ -17,8 +17,9 @@ from typing import Iterator
 import numpy as np
 from absl import logging
 
-from leave_one_out.data import common
-from leave_one_out.data import decode
+from leave_one_out.data import DataError
+from leave_one_out.data.pipeline import tf_data
+from leave_one_out.data.pipeline import decode
 
 
 class EvalSource:
@@ -53,7 +54,7 @@ class EvalSource:
 
   def iterate(self) -> Iterator[dict]:
     """{"image": uint8 [b, S, S, 3], "label": int32 [b]}; the last batch may be smaller."""
-    tf = common.tf()
+    tf = tf_data.tf()
     size, fraction = self.image_size, self.crop_fraction
     method, antialias = self.resize_method, self.antialias
 
@@ -63,11 +64,11 @@ class EvalSource:
 
     ds = self._records_fn()
     ds = tf.data.Dataset.zip((ds, tf.data.Dataset.range(np.iinfo(np.int64).max)))
-    ds = ds.map(common.tf_function(lambda r, i: dict(r, index=i)))
-    ds = ds.map(common.tf_function(decoded), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(tf_data.tf_function(lambda r, i: dict(r, index=i)))
+    ds = ds.map(tf_data.tf_function(decoded), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if self.skip_corrupt:
       ds = ds.ignore_errors()
-    ds = ds.batch(self.batch_size).prefetch(2).with_options(common.read_options())
+    ds = ds.batch(self.batch_size).prefetch(2).with_options(tf_data.read_options())
     seen = 0
     try:
       for batch in ds.as_numpy_iterator():
@@ -80,7 +81,7 @@ class EvalSource:
         seen = int(index[-1]) + 1
         yield batch
     except tf.errors.OpError as e:
-      raise common.DataError(f"{self.description}: an image failed to decode after {seen} examples "
+      raise DataError(f"{self.description}: an image failed to decode after {seen} examples "
                       f"({str(e).splitlines()[0] if str(e) else e}); set "
                       "config.data.skip_corrupt=True to skip such images") from e
 
@@ -91,7 +92,7 @@ class EvalSource:
       images.append(batch["image"])
       labels.append(batch["label"])
     if not images:
-      raise common.DataError(f"{self.description} yielded no images")
+      raise DataError(f"{self.description} yielded no images")
     return {"image": np.concatenate(images), "label": np.concatenate(labels).astype(np.int32)}
 
 

@@ -15,16 +15,17 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from leave_one_out import checkpoints
-from leave_one_out import metrics_log
-from leave_one_out.evaluate import online
+from leave_one_out.run import checkpoints
+from leave_one_out.run import logs
 
 MODES = ("auto", "resume", "overwrite")
 # Fields that may change when a run is resumed; any other difference is a different run.
 RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                     "keep_every_steps", "async_checkpoints", "eval_every_steps",
                     "profile_start_step", "profile_num_steps", "train.on_nonfinite",
-                    *online.RESUMABLE_FIELDS)
+                    # monitoring is not the run
+                    "online.train_split", "online.eval_split", "online.num_train",
+                    "online.num_test", "online.linear_probe")
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -55,7 +56,7 @@ def set_aside(workdir: str, ckpt: checkpoints.Checkpointer | None, why: str) -> 
     aside.mkdir(parents=True, exist_ok=True)
     if ckpt is not None and epath.Path(ckpt.directory).exists():
       epath.Path(ckpt.directory).rename(aside / checkpoints.CHECKPOINT_DIR)
-    for path in metrics_log.segment_paths(root):
+    for path in logs.segment_paths(root):
       path.rename(aside / path.name)
     for path in root.glob("events.out.tfevents.*"):
       path.rename(aside / path.name)
@@ -76,7 +77,7 @@ def prepare(workdir: str, mode: str, ckpt: checkpoints.Checkpointer, cfg) -> Non
   saved = None
   for step in reversed(ckpt.all_steps()):  # unreadable ones are moved aside when restoring
     try:
-      saved = ckpt.restore_meta(step)["config"]
+      saved = json.loads(ckpt.restore_config(step).to_json())
       break
     except Exception:  # pylint: disable=broad-except
       continue

@@ -39,7 +39,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from leave_one_out import augment
 from leave_one_out import render
 from leave_one_out import extract
-from leave_one_out.data import prefetch
+from leave_one_out.data.pipeline import prefetch
 from leave_one_out.sharding import DATA_AXIS, make_mesh
 
 ROTATION = "rotation"  # the task name of rotate=True

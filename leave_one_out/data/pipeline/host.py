@@ -22,8 +22,10 @@ import jax
 import numpy as np
 from absl import logging
 
-from leave_one_out.data import common
-from leave_one_out.data import decode
+from leave_one_out import data as data_lib
+from leave_one_out.data import DataError
+from leave_one_out.data.pipeline import tf_data
+from leave_one_out.data.pipeline import decode
 
 LOG_FIRST_CORRUPT, LOG_EVERY_CORRUPT = 20, 100
 
@@ -51,10 +53,8 @@ class HostPipeline:
                resize_method: str = "bilinear", antialias: str = "auto",
                process_index: int = 0, process_count: int = 1, description: str = ""):
     if global_batch % process_count:
-      raise common.DataError(f"global batch {global_batch} does not split over {process_count} hosts")
-    if num_examples < global_batch:
-      raise common.DataError(f"{description} has {num_examples} examples, fewer than one global batch "
-                      f"({global_batch}); lower config.train.batch_size")
+      raise DataError(f"global batch {global_batch} does not split over {process_count} hosts")
+    data_lib.check_one_batch(num_examples, global_batch, f"{description}: examples")
     self.num_examples = int(num_examples)
     self.global_batch = int(global_batch)
     self.local_batch = global_batch // process_count
@@ -89,7 +89,7 @@ class HostPipeline:
 
   def _decoded(self, records):
     """records {"encoded", "pos"} -> batches {"image", "aspect", "pos"} (tf.data)."""
-    tf = common.tf()
+    tf = tf_data.tf()
     size, method, antialias = self.image_size, self.resize_method, self.antialias
 
     def decoded(r):
@@ -97,29 +97,29 @@ class HostPipeline:
       return {"image": image, "aspect": aspect, "pos": r["pos"]}
 
     threads = self.decode_threads or tf.data.AUTOTUNE
-    ds = records.map(common.tf_function(decoded), num_parallel_calls=threads, deterministic=True)
+    ds = records.map(tf_data.tf_function(decoded), num_parallel_calls=threads, deterministic=True)
     if self.skip_corrupt:
       ds = ds.ignore_errors()
     ds = ds.batch(self.local_batch).prefetch(self.host_prefetch)
-    return ds.with_options(common.read_options())
+    return ds.with_options(tf_data.read_options())
 
-  def _diagnose(self, start_pos: int, error) -> common.DataError:
+  def _diagnose(self, start_pos: int, error) -> DataError:
     """The first undecodable image of the batch at ``start_pos``, as an error naming it."""
-    tf = common.tf()
+    tf = tf_data.tf()
     for name, encoded in self._raw(start_pos, self.local_batch):
       try:
         decode.decode_resize(tf.constant(encoded), self.image_size, self.resize_method,
                              self.antialias)
       except Exception as e:  # pylint: disable=broad-except
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        return common.DataError(f"undecodable image {name} ({message}); set "
+        return DataError(f"undecodable image {name} ({message}); set "
                                 "config.data.skip_corrupt=True to skip such images")
-    return common.DataError(f"reading the batch at position {start_pos} "
+    return DataError(f"reading the batch at position {start_pos} "
                             f"({self.describe(start_pos)}) failed: {error}")
 
   def _aligned(self, batches, first_pos: int, end_pos: int | None) -> Iterator[dict]:
     """Numpy batches of exactly ``local_batch`` positions each, from ``first_pos`` on."""
-    tf = common.tf()
+    tf = tf_data.tf()
     b = self.local_batch
     start, pending = first_pos, None
     iterator = iter(batches)
@@ -158,7 +158,7 @@ class HostPipeline:
       rest = {k: v[~take] for k, v in pending.items()} if not take.all() else None
     n = 0 if chunk is None else len(chunk["pos"])
     if n == 0:
-      raise common.DataError(f"no decodable image in a whole batch of {b} ({self.description}, "
+      raise DataError(f"no decodable image in a whole batch of {b} ({self.description}, "
                              f"e.g. {self.describe(start)}); is the data corrupt?")
     slots = (chunk["pos"] - start).astype(np.int64)
     missing = np.setdiff1d(np.arange(b), slots)

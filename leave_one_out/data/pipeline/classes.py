@@ -15,7 +15,8 @@ any install of the package.
 
 from __future__ import annotations
 
-from leave_one_out.data import common
+from leave_one_out.data import DataError
+from leave_one_out.data.pipeline import tf_data
 
 IMAGENET100_WNIDS: tuple[str, ...] = (
     "n02869837", "n01749939", "n02488291", "n02107142", "n13037406",
@@ -53,25 +54,25 @@ def class_list(spec: str) -> tuple[str, ...] | None:
     return None
   if spec == "imagenet100":
     return IMAGENET100_WNIDS
-  tf = common.tf()
+  tf = tf_data.tf()
   if not tf.io.gfile.exists(spec):
-    raise common.DataError(f"config.data.classes={spec!r} is neither 'imagenet100' nor an "
+    raise DataError(f"config.data.classes={spec!r} is neither 'imagenet100' nor an "
                            "existing text file (one class name per line)")
   with tf.io.gfile.GFile(spec) as f:
     names = [line.strip() for line in f.read().splitlines()]
   names = [n for n in names if n and not n.startswith("#")]
   if not names:
-    raise common.DataError(f"config.data.classes: {spec} lists no class names")
+    raise DataError(f"config.data.classes: {spec} lists no class names")
   duplicates = sorted({n for n in names if names.count(n) > 1})
   if duplicates:
-    raise common.DataError(f"config.data.classes: {spec} lists {duplicates[:5]} more than once")
+    raise DataError(f"config.data.classes: {spec} lists {duplicates[:5]} more than once")
   return tuple(names)
 
 
-def class_mismatch(where: str, missing, available) -> common.DataError:
+def class_mismatch(where: str, missing, available) -> DataError:
   """The error for requested classes that ``where`` does not have."""
   example = ", ".join(sorted(available)[:3])
-  return common.DataError(
+  return DataError(
       f"class list mismatch: {len(missing)} of the requested classes are not in {where}, e.g. "
       f"{', '.join(sorted(missing)[:5])}; its classes look like {example} "
       f"({len(available)} in all). Check config.data.classes (and, for ImageNet-100, that the "

@@ -7,7 +7,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from leave_one_out import sharding
-from leave_one_out import xla_options
 
 
 def _weight_gradient(x, dy):
@@ -27,8 +26,8 @@ def _convolutions_in_library_fusions(hlo: str) -> int:
 
 def test_cpu_train_step_runs_its_convolutions_outside_ynnpack_with_the_same_result():
   mesh = sharding.make_mesh()
-  options = xla_options.train_step_options(mesh)
-  assert options == xla_options.CPU_TRAIN_STEP  # the CPU backend accepts them
+  options = sharding.train_step_options(mesh)
+  assert options == sharding.CPU_TRAIN_STEP  # the CPU backend accepts them
   rng = np.random.default_rng(0)
   # jaxlib 0.10.2's defaults give this weight-gradient convolution to YNNPACK.
   x = jnp.asarray(rng.normal(size=(4, 16, 16, 32)), jnp.float32)
@@ -44,36 +43,36 @@ def test_cpu_train_step_runs_its_convolutions_outside_ynnpack_with_the_same_resu
 
 def test_options_xla_does_not_know_fall_back_to_its_defaults():
   device = jax.devices("cpu")[0]
-  assert xla_options.accepted(xla_options.CPU_TRAIN_STEP, device)
-  assert not xla_options.accepted({"xla_cpu_no_such_option": True}, device)
-  assert not xla_options.accepted(
+  assert sharding.accepted(sharding.CPU_TRAIN_STEP, device)
+  assert not sharding.accepted({"xla_cpu_no_such_option": True}, device)
+  assert not sharding.accepted(
       {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE"}, device)
 
 
 def test_each_question_compiles_once_per_process(monkeypatch):
   """Every run's train step and initial state ask; only the first question of a kind compiles."""
-  monkeypatch.setattr(xla_options, "_ACCEPTED", {})
-  asked, compiles = [], xla_options._compiles_with  # pylint: disable=protected-access
-  monkeypatch.setattr(xla_options, "_compiles_with",
+  monkeypatch.setattr(sharding, "_ACCEPTED", {})
+  asked, compiles = [], sharding._compiles_with  # pylint: disable=protected-access
+  monkeypatch.setattr(sharding, "_compiles_with",
                       lambda options, device: asked.append(options) or compiles(options, device))
   for device in jax.devices()[:3]:  # every CPU device is of one kind
-    assert xla_options.accepted(dict(xla_options.CPU_TRAIN_STEP), device)
-    assert xla_options.accepted(xla_options.CPU_INIT, device)
-    assert not xla_options.accepted({"xla_cpu_no_such_option": True}, device)
-  assert asked == [xla_options.CPU_TRAIN_STEP, xla_options.CPU_INIT,
+    assert sharding.accepted(dict(sharding.CPU_TRAIN_STEP), device)
+    assert sharding.accepted(sharding.CPU_INIT, device)
+    assert not sharding.accepted({"xla_cpu_no_such_option": True}, device)
+  assert asked == [sharding.CPU_TRAIN_STEP, sharding.CPU_INIT,
                    {"xla_cpu_no_such_option": True}]
 
 
 def test_cpu_initial_state_compiles_unoptimised_with_the_same_values_to_rounding():
   mesh = sharding.make_mesh()
-  assert xla_options.init_options(mesh) == xla_options.CPU_INIT
+  assert sharding.init_options(mesh) == sharding.CPU_INIT
 
   def init(key):  # the kind of code init_state runs: random normals and their norms
     x = jax.random.normal(key, (64, 3, 3, 8))
     return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
 
   key = jax.random.PRNGKey(0)
-  ours = jax.jit(init).lower(key).compile(xla_options.CPU_INIT)
+  ours = jax.jit(init).lower(key).compile(sharding.CPU_INIT)
   # XLA's optimisations on, whatever the suite's JAX_DISABLE_MOST_OPTIMIZATIONS says.
   optimised = jax.jit(init).lower(key).compile(
       {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False})

@@ -1,52 +1,11 @@
-"""What the evaluators share: field checks that name ``eval_config.<field>``, kind labels, the
-JSON and table helpers. Light: numpy and the standard library only (no jax, no TensorFlow)."""
+"""The results record of an evaluation as JSON and as tables: kind labels, cells, Markdown.
+Light: numpy and the standard library only (no jax, no TensorFlow)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
-
-def fail(field: str, message: str):
-  """Raises the ValueError every check of the evaluation config raises."""
-  raise ValueError(f"eval_config.{field} {message}")
-
-
-def is_int(value) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def is_number(value) -> bool:
-  return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def int_at_least(value, field: str, low: int) -> None:
-  if not is_int(value) or value < low:
-    fail(field, f"must be an int >= {low}, got {value!r}")
-
-
-def size_or_all(value, field: str, low: int = 1) -> None:
-  """0 (the whole split) or an int >= ``low``."""
-  if not is_int(value) or value < 0:
-    fail(field, f"must be an int >= 0 (0 = the whole split), got {value!r}")
-  if 0 < value < low:
-    fail(field, f"must be 0 (the whole split) or >= {low}, got {value!r}")
-
-
-def positive(value, field: str) -> None:
-  if not is_number(value) or not value > 0:
-    fail(field, f"must be a number > 0, got {value!r}")
-
-
-def boolean(value, field: str) -> None:
-  if not isinstance(value, bool):
-    fail(field, f"must be True or False, got {value!r}")
-
-
-def one_of(value, field: str, choices) -> None:
-  if value not in choices:
-    fail(field, f"must be one of {tuple(choices)}, got {value!r}")
 
 
 def space_names(cfg) -> list[str]:

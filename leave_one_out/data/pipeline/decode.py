@@ -12,10 +12,10 @@ filter ("area"); antialiased resizing costs as much as decoding (docs/data.md ha
 
 from __future__ import annotations
 
-from leave_one_out.data import common
+from leave_one_out.data.pipeline import tf_data
 
-RESIZE_METHODS = ("bilinear", "bicubic", "area")
-ANTIALIAS = ("auto", "always", "never")
+
+
 _JPEG_RATIOS = (1, 2, 4, 8)
 
 
@@ -85,7 +85,7 @@ def decode_resize(encoded, size: int, method: str = "bilinear", antialias: str =
 
   JPEGs at least twice ``size`` on both sides are decoded at reduced scale first (``_decode``).
   """
-  tf = common.tf()
+  tf = tf_data.tf()
   image, original = _decode(tf, encoded, min_side=size)
   aspect = original[1] / original[0]
   image = _to_uint8(tf, _resize(tf, image, [size, size], method, antialias))
@@ -96,7 +96,7 @@ def decode_resize(encoded, size: int, method: str = "bilinear", antialias: str =
 def decode_center_crop(encoded, size: int, crop_fraction: float = 0.875,
                        method: str = "bilinear", antialias: str = "auto"):
   """Evaluation: shorter side resized to ``round(size / crop_fraction)``, centre ``size`` crop."""
-  tf = common.tf()
+  tf = tf_data.tf()
   short = max(int(round(size / crop_fraction)), size)
   image, _ = _decode(tf, encoded, min_side=short)
   shape = tf.cast(tf.shape(image)[:2], tf.float32)

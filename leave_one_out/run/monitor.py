@@ -1,5 +1,7 @@
 """Online monitoring during pretraining (``config.online``, every ``config.eval_every_steps``).
 
+The section's fields and their checks are ``leave_one_out.config``'s (``online_config``).
+
 ``monitor`` measures the downstream feature (LooC++'s concatenation, else the backbone's V) of
 the model being trained on the run's own data, ``config.data``, read through the same input
 pipeline as evaluation (``leave_one_out.data.create_eval_source``): kNN top-1 (k = 20,
@@ -8,48 +10,15 @@ images of ``eval_split`` as queries, and optionally a fast linear probe on the s
 Where both name the same split, the queries are the ``num_test`` images that follow the bank in
 the split's fixed order: a held-out slice, for data without a labelled evaluation split. The
 embedded dataset is used only when the run trains on it.
-
-This module is light (no jax or TensorFlow at import; ``monitor`` imports what it needs), since
-``leave_one_out.config`` assembles ``config.online`` from ``default_config``.
 """
 
 from __future__ import annotations
 
-import ml_collections
-
-# Fields a resumed run may change (train.RESUMABLE_FIELDS): monitoring is not the run. "online"
-# itself: a run saved before the section existed resumes.
-RESUMABLE_FIELDS = ("online", "online.train_split", "online.eval_split", "online.num_train",
-                    "online.num_test", "online.linear_probe")
-
-
-def default_config() -> ml_collections.ConfigDict:
-  o = ml_collections.ConfigDict()
-  o.train_split = ""  # the kNN bank (and probe training set): a split of config.data;
-  #                     "" = data.train_split
-  o.eval_split = ""  # the queries; "" = data.eval_split. The same split as train_split: the
-  #                    num_test images after the bank in the split's fixed order (held out)
-  o.num_train = 1000  # bank images
-  o.num_test = 500  # query images
-  o.linear_probe = False  # also a fast linear probe (eval/linear_top1), seconds more per call
-  return o
-
-
-def _fail(field: str, message: str):
-  raise ValueError(f"config.online.{field} {message}")
-
-
-def validate(o: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming the first bad field (``config.online.<field>``)."""
-  for field in ("train_split", "eval_split"):
-    if not isinstance(o[field], str):
-      _fail(field, f"must be a split name or '' (the data section's), got {o[field]!r}")
-  for field, low in (("num_train", 2), ("num_test", 1)):
-    value = o[field]
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-      _fail(field, f"must be an int >= {low}, got {value!r}")
-  if not isinstance(o.linear_probe, bool):
-    _fail("linear_probe", f"must be True or False, got {o.linear_probe!r}")
+from leave_one_out import data as data_lib
+from leave_one_out import extract
+from leave_one_out.evaluate import dataset
+from leave_one_out.evaluate import knn
+from leave_one_out.evaluate.lib import classifiers
 
 
 def monitor(model, variables, cfg, *, mesh=None) -> dict[str, float]:
@@ -64,12 +33,6 @@ def monitor(model, variables, cfg, *, mesh=None) -> dict[str, float]:
   Returns:
     {"eval/knn_top1": accuracy in [0, 1]} (+ "eval/linear_top1" with ``online.linear_probe``).
   """
-  # Local: these import leave_one_out.config, which imports this module.
-  from leave_one_out import data as data_lib  # pylint: disable=import-outside-toplevel
-  from leave_one_out import extract  # pylint: disable=import-outside-toplevel
-  from leave_one_out import probes  # pylint: disable=import-outside-toplevel
-  from leave_one_out.evaluate import dataset  # pylint: disable=import-outside-toplevel
-  from leave_one_out.evaluate import knn  # pylint: disable=import-outside-toplevel
   o, d = cfg.online, cfg.data
   bank_split = o.train_split or d.train_split
   query_split = o.eval_split or d.eval_split
@@ -92,10 +55,10 @@ def monitor(model, variables, cfg, *, mesh=None) -> dict[str, float]:
                                        image_size=cfg.augment.image_size, mesh=mesh)
            for split in (bank, queries)]
   num_classes = bank_source.num_classes
-  out = {"eval/knn_top1": probes.knn_probe(
+  out = {"eval/knn_top1": classifiers.knn_probe(
       feats[0], bank["label"], feats[1], queries["label"], num_classes, k=knn.K,
       temperature=knn.TEMPERATURE)["top1"]}
   if o.linear_probe:
-    out["eval/linear_top1"] = probes.linear_probe(feats[0], bank["label"], feats[1],
+    out["eval/linear_top1"] = classifiers.linear_probe(feats[0], bank["label"], feats[1],
                                                   queries["label"], num_classes)["top1"]
   return out

@@ -1,6 +1,6 @@
 """The embedded shapes dataset as a data source (``config.data.name = "synthetic"``).
 
-The images come from ``leave_one_out.synthetic`` (procedural, numpy, no download), held in host
+The images come from ``leave_one_out.data.synthetic.scenes`` (procedural, numpy, no download), held in host
 memory. Splits: "train" (``data.num_train`` images) and a held-out split named "test" (or
 "validation", the data section's default ``eval_split``), drawn from disjoint seeds. Evaluation
 batches carry every factor as a label: "label" is the shape, plus "shape", "color", "texture",
@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import jax
 
-from leave_one_out import synthetic
-from leave_one_out.data import evaluation
-from leave_one_out.data import memory
+from leave_one_out import data as data_lib
+from leave_one_out import fields
+from leave_one_out.data.synthetic import scenes
+from leave_one_out.data.pipeline import eval_split
+from leave_one_out.data.pipeline import memory
 
 RENDERED = True  # rendered in memory at data.image_size (leave_one_out.data)
 SPLITS = {"train": "train", "test": "test", "validation": "test"}  # config split -> generator's
@@ -28,24 +30,19 @@ def light(d) -> float:
 def hue_jitter(d) -> float:
   """The generator's ``hue_jitter`` (configs saved before ``data.synthetic_hue_jitter`` existed
   used the generator's default)."""
-  return float(d.get("synthetic_hue_jitter", synthetic.HUE_JITTER))
+  return float(d.get("synthetic_hue_jitter", scenes.HUE_JITTER))
 
 
 def _load(d, split: str, **kwargs) -> dict:
-  return synthetic.load(SPLITS[split], max_light=light(d), hue_jitter=hue_jitter(d), **kwargs)
+  return scenes.load(SPLITS[split], max_light=light(d), hue_jitter=hue_jitter(d), **kwargs)
 
 
 def validate(d) -> None:
-  value = d.synthetic_light
-  if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
-    raise ValueError(f"config.data.synthetic_light must be a number in [0, 1), got {value!r}")
-  jitter = d.synthetic_hue_jitter
-  if not (isinstance(jitter, (int, float)) and not isinstance(jitter, bool)
-          and 0 <= jitter <= synthetic.MAX_HUE_JITTER):
-    raise ValueError(f"config.data.synthetic_hue_jitter must be a number of degrees in "
-                     f"[0, {synthetic.MAX_HUE_JITTER:g}], got {jitter!r}")
-  if d.synthetic_hue_bins == 1:
-    raise ValueError("config.data.synthetic_hue_bins must be 0 (no hue label) or >= 2, got 1")
+  check = fields.Section(d, "config.data")
+  check.number("synthetic_light", 0.0, 1.0, high_open=True)
+  check.number("synthetic_hue_jitter", 0.0, scenes.MAX_HUE_JITTER)  # degrees
+  check.check(d.synthetic_hue_bins != 1, "synthetic_hue_bins",
+              "must be 0 (no hue label) or >= 2, got 1")
   memory.validate_generated(d, SPLITS, "synthetic")
 
 
@@ -60,9 +57,7 @@ def describe(d) -> str:
 
 def train_source(cfg) -> memory.InMemorySource:
   d = cfg.data
-  if d.num_train < cfg.train.batch_size:
-    raise ValueError(f"config.data.num_train ({d.num_train}) must hold at least one batch "
-                     f"(config.train.batch_size = {cfg.train.batch_size})")
+  data_lib.check_one_batch(d.num_train, cfg.train.batch_size, "config.data.num_train")
   data = _load(d, d.train_split, num_examples=d.num_train, image_size=d.image_size,
                seed=cfg.seed)
   return memory.InMemorySource(data["image"], cfg.train.batch_size, cfg.seed,
@@ -71,16 +66,16 @@ def train_source(cfg) -> memory.InMemorySource:
 
 def eval_source(d, split: str, *, image_size: int, batch_size: int, num_examples: int,
                 seed: int, process_index: int, process_count: int,
-                **unused) -> evaluation.ArrayEvalSource:
+                **unused) -> eval_split.ArrayEvalSource:
   """``split`` rendered at ``image_size`` from ``seed`` (the pretraining seed, to reproduce the
   run's own images); ``num_examples`` 0 = the generator's default split size."""
   del unused  # host decoding settings: nothing to decode
   data = _load(d, split, num_examples=num_examples or None, image_size=image_size, seed=seed)
   arrays = {"image": data["image"], "label": data["shape"]}
-  arrays.update({name: data[name] for name in synthetic.FACTORS})
+  arrays.update({name: data[name] for name in scenes.FACTORS})
   if d.get("synthetic_hue_bins", 0):
-    arrays["hue"] = synthetic.hue_bins(data["hue"], d.synthetic_hue_bins)
+    arrays["hue"] = scenes.hue_bins(data["hue"], d.synthetic_hue_bins)
   arrays = memory.host_share(arrays, process_index, process_count)
-  return evaluation.ArrayEvalSource(
-      arrays, num_classes=len(synthetic.SHAPES), class_names=synthetic.SHAPES,
+  return eval_split.ArrayEvalSource(
+      arrays, num_classes=len(scenes.SHAPES), class_names=scenes.SHAPES,
       batch_size=batch_size, description=f"{describe(d)}, {split}")

@@ -1,0 +1,1 @@
+"""Array functions of evaluation that read no config: classifiers on frozen features, common corruptions, the MoCo linear protocol."""
