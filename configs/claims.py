@@ -54,44 +54,55 @@ from leave_one_out import config as config_lib
 from leave_one_out import evaluate
 
 PRESETS = ("full", "ci", "gpu")
-ANALYSIS = {"alpha": 0.05, "test": "paired t-test, two-sided", "confidence": 0.95,
-            "bootstrap_resamples": 10_000}
+ANALYSIS = {
+  "alpha": 0.05,
+  "test": "paired t-test, two-sided",
+  "confidence": 0.95,
+  "bootstrap_resamples": 10_000,
+}
 
 # A row: the fields its method changes in the shared base config. ``pretrain=False`` evaluates
 # the initialisation (no training step).
 METHODS = {
-    "random_init": dict(title="random init", spaces=(), rotation=False, pretrain=False),
-    "moco": dict(title="MoCo (colour)", spaces=(), rotation=False),
-    "moco_rotation": dict(title="MoCo + rotation", spaces=(), rotation=True),
-    # The compute-matched control: as many key views per image as LooC (rotation), all of them
-    # positives in MoCo's single space (augment.extra_keys).
-    "moco_rotation_keys": dict(title="MoCo + rotation, 2 keys", spaces=(), rotation=True,
-                               extra_keys=1),
-    "looc_rotation": dict(title="LooC (rotation)", spaces=("rotation",), rotation=True),
-    "looc_color_rotation": dict(title="LooC (colour, rotation)", spaces=("color", "rotation"),
-                                rotation=True),
-    "looc_pp": dict(title="LooC++ (colour, rotation)", spaces=("color", "rotation"),
-                    rotation=True, looc_plus_plus=True),
-    "looc_texture": dict(title="LooC (rotation, texture)", spaces=("rotation", "texture"),
-                         rotation=True, texture=True),
+  "random_init": dict(title="random init", spaces=(), rotation=False, pretrain=False),
+  "moco": dict(title="MoCo (colour)", spaces=(), rotation=False),
+  "moco_rotation": dict(title="MoCo + rotation", spaces=(), rotation=True),
+  # The compute-matched control: as many key views per image as LooC (rotation), all of them
+  # positives in MoCo's single space (augment.extra_keys).
+  "moco_rotation_keys": dict(
+    title="MoCo + rotation, 2 keys", spaces=(), rotation=True, extra_keys=1
+  ),
+  "looc_rotation": dict(title="LooC (rotation)", spaces=("rotation",), rotation=True),
+  "looc_color_rotation": dict(
+    title="LooC (colour, rotation)", spaces=("color", "rotation"), rotation=True
+  ),
+  "looc_pp": dict(
+    title="LooC++ (colour, rotation)",
+    spaces=("color", "rotation"),
+    rotation=True,
+    looc_plus_plus=True,
+  ),
+  "looc_texture": dict(
+    title="LooC (rotation, texture)", spaces=("rotation", "texture"), rotation=True, texture=True
+  ),
 }
 ROWS = tuple(METHODS)
 REFERENCE = "moco_rotation"
 
 # The paper's rotation claims (Table 1), for every condition whose images have an "up".
 ROTATION_HYPOTHESES = (
-    ("rotation", "moco", "greater", "moco_rotation"),
-    ("rotation", "looc_rotation", "greater", "moco_rotation"),
-    ("rotation", "looc_color_rotation", "greater", "moco_rotation"),
-    ("rotation", "looc_pp", "greater", "moco_rotation"),
-    ("rotation", "looc_texture", "greater", "moco_rotation"),
-    # LooC's gain is not the extra key view: it beats the compute-matched control.
-    ("rotation", "looc_rotation", "greater", "moco_rotation_keys"),
+  ("rotation", "moco", "greater", "moco_rotation"),
+  ("rotation", "looc_rotation", "greater", "moco_rotation"),
+  ("rotation", "looc_color_rotation", "greater", "moco_rotation"),
+  ("rotation", "looc_pp", "greater", "moco_rotation"),
+  ("rotation", "looc_texture", "greater", "moco_rotation"),
+  # LooC's gain is not the extra key view: it beats the compute-matched control.
+  ("rotation", "looc_rotation", "greater", "moco_rotation_keys"),
 )
 # The paper's colour claim (fine-grained tasks): a colour space keeps what colour jitter erases.
 HUE_HYPOTHESES = (
-    ("hue", "looc_color_rotation", "greater", "moco_rotation"),
-    ("hue", "looc_pp", "greater", "moco_rotation"),
+  ("hue", "looc_color_rotation", "greater", "moco_rotation"),
+  ("hue", "looc_pp", "greater", "moco_rotation"),
 )
 
 
@@ -145,8 +156,7 @@ def eval_config() -> ml_collections.ConfigDict:
   return c
 
 
-def _condition(description, hypotheses, *, data=None, labels=None, primary_label=None,
-               train=None):
+def _condition(description, hypotheses, *, data=None, labels=None, primary_label=None, train=None):
   """One condition: overrides of the base pretraining config and of the evaluation config."""
   c = ml_collections.ConfigDict()
   c.description = description
@@ -163,19 +173,27 @@ def conditions() -> ml_collections.ConfigDict:
   """The datasets the rows are compared on, each with its pre-registered hypotheses."""
   c = ml_collections.ConfigDict()
   c.lit = _condition(
-      "embedded dataset, light from above (a global orientation cue)", ROTATION_HYPOTHESES,
-      data={"synthetic_light": 0.5})
+    "embedded dataset, light from above (a global orientation cue)",
+    ROTATION_HYPOTHESES,
+    data={"synthetic_light": 0.5},
+  )
   c.unlit = _condition(
-      "embedded dataset, evenly lit: orientation shows only in the objects' shapes",
-      ROTATION_HYPOTHESES, data={"synthetic_light": 0.0})
+    "embedded dataset, evenly lit: orientation shows only in the objects' shapes",
+    ROTATION_HYPOTHESES,
+    data={"synthetic_light": 0.0},
+  )
   c.fine_color = _condition(
-      "embedded dataset, lit, hues uniform over the circle; fine label: 24 hue bins",
-      ROTATION_HYPOTHESES + HUE_HYPOTHESES,
-      data={"synthetic_light": 0.5, "synthetic_hue_jitter": 30.0, "synthetic_hue_bins": 24},
-      labels=("hue", "color", "shape", "texture"))
+    "embedded dataset, lit, hues uniform over the circle; fine label: 24 hue bins",
+    ROTATION_HYPOTHESES + HUE_HYPOTHESES,
+    data={"synthetic_light": 0.5, "synthetic_hue_jitter": 30.0, "synthetic_hue_bins": 24},
+    labels=("hue", "color", "shape", "texture"),
+  )
   c.photos = _condition(
-      "patches of scikit-image's sample photographs (leave_one_out/data/photos.py)",
-      ROTATION_HYPOTHESES, data={"name": "photos"}, labels=("photo",))
+    "patches of scikit-image's sample photographs (leave_one_out/data/photos.py)",
+    ROTATION_HYPOTHESES,
+    data={"name": "photos"},
+    labels=("photo",),
+  )
   return c
 
 
@@ -218,9 +236,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     c.rows = ("random_init", "moco", "moco_rotation", "looc_rotation")
     c.run_conditions = ("unlit",)
     c.conditions.unlit.hypotheses = (
-        ("rotation", "moco", "greater", "moco_rotation"),
-        ("rotation", "looc_rotation", "greater", "moco_rotation"),
-        ("shape", "moco_rotation", "greater", "random_init"),  # shape is learned at this size
+      ("rotation", "moco", "greater", "moco_rotation"),
+      ("rotation", "looc_rotation", "greater", "moco_rotation"),
+      ("shape", "moco_rotation", "greater", "random_init"),  # shape is learned at this size
     )
     c.base.data.image_size = 72
     c.base.data.num_train = 16_384

@@ -9,8 +9,10 @@ def __getattr__(name):
   # Lazy: `import leave_one_out` stays light; jax and orbax load on first use.
   if name == "load_pretrained":
     from leave_one_out import pretrained  # pylint: disable=import-outside-toplevel
+
     return pretrained.load_pretrained
   if name == "extract_features":
     from leave_one_out import extract  # pylint: disable=import-outside-toplevel
+
     return extract.extract_features
   raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -154,24 +154,38 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   for name in AUGMENTATIONS:
     check.boolean(f"{name}.enabled")
   spaces = cfg.spaces
-  check.check(isinstance(spaces, (tuple, list)), "spaces",
-              f"must be a tuple of augmentation names, got {spaces!r}")
+  check.check(
+    isinstance(spaces, (tuple, list)),
+    "spaces",
+    f"must be a tuple of augmentation names, got {spaces!r}",
+  )
   for name in spaces:
-    check.check(name in AUGMENTATIONS, "spaces",
-                f"has unknown augmentation {name!r}; allowed: {AUGMENTATIONS}")
-    check.check(cfg[name].enabled, "spaces",
-                f"has {name!r} but augment.{name}.enabled is False")
+    check.check(
+      name in AUGMENTATIONS,
+      "spaces",
+      f"has unknown augmentation {name!r}; allowed: {AUGMENTATIONS}",
+    )
+    check.check(cfg[name].enabled, "spaces", f"has {name!r} but augment.{name}.enabled is False")
   check.check(len(set(spaces)) == len(spaces), "spaces", f"has duplicates: {tuple(spaces)!r}")
   check.one_of("redraw", REDRAW)
   check.integer("extra_keys", 0)
   check.number_range("crop.scale", 0.0, 1.0, low_open=True)
   check.number_range("crop.ratio", 0.0, low_open=True)
-  for field in ("flip.prob", "blur.prob", "color.prob", "color.gray_prob", "texture.prob",
-                "rotation.prob"):
+  for field in (
+    "flip.prob",
+    "blur.prob",
+    "color.prob",
+    "color.gray_prob",
+    "texture.prob",
+    "rotation.prob",
+  ):
     check.probability(field)
-  check.check(not ("rotation" in spaces and cfg.rotation.prob == 0), "rotation.prob",
-              "must be > 0 when 'rotation' is in augment.spaces (with 0 every view is upright, "
-              "so no key can differ from the query in rotation)")
+  check.check(
+    not ("rotation" in spaces and cfg.rotation.prob == 0),
+    "rotation.prob",
+    "must be > 0 when 'rotation' is in augment.spaces (with 0 every view is upright, "
+    "so no key can differ from the query in rotation)",
+  )
   check.number_range("blur.sigma", 0.0, low_open=True)
   check.number("blur.kernel_frac", 0.0, low_open=True)
   check.number("blur.sigma_reference_size", 0.0)
@@ -181,8 +195,7 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
   check.boolean("color.random_order")
   check.integer("texture.num_components", 1)
   # Frequencies must stay below Nyquist (S / 2 cycles per image) only when texture is used.
-  check.number_range("texture.freq", 0.0, size / 2 if cfg.texture.enabled else None,
-                     low_open=True)
+  check.number_range("texture.freq", 0.0, size / 2 if cfg.texture.enabled else None, low_open=True)
   check.number_range("texture.amplitude", 0.0)
   check.number("texture.lowpass_sigma", 0.0, low_open=True)
   check.probability("texture.detail_keep")
@@ -196,9 +209,11 @@ def num_views(cfg) -> int:
 def view_names(cfg) -> list[str]:
   """Human-readable view labels: ``["q", "k0: shares nothing", "k1: shares color", ...]``."""
   n = len(cfg.spaces)
-  return ["q", "k0: shares nothing"] + [
-      f"k{i + 1}: shares {name}" for i, name in enumerate(cfg.spaces)] + [
-          f"k{n + 1 + j}: shares nothing" for j in range(cfg.extra_keys)]
+  return (
+    ["q", "k0: shares nothing"]
+    + [f"k{i + 1}: shares {name}" for i, name in enumerate(cfg.spaces)]
+    + [f"k{n + 1 + j}: shares nothing" for j in range(cfg.extra_keys)]
+  )
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -210,8 +225,14 @@ def view_names(cfg) -> list[str]:
 
 def _columns(cfg) -> dict[str, tuple[int, int]]:
   """Static (start, width) of each group's columns in u."""
-  widths = {"crop": 22, "flip": 1, "blur": 2, "color": 10, "rotation": 1,
-            "texture": 2 + 3 * cfg.texture.num_components}
+  widths = {
+    "crop": 22,
+    "flip": 1,
+    "blur": 2,
+    "color": 10,
+    "rotation": 1,
+    "texture": 2 + 3 * cfg.texture.num_components,
+  }
   out, start = {}, 0
   for name in AUGMENTATIONS:
     out[name] = (start, widths[name])
@@ -252,14 +273,20 @@ def _identity_params(b, cfg) -> Params:
   c = cfg.texture.num_components
   fc = jnp.zeros((b, c), jnp.float32)
   return {
-      "crop": {"y0": f, "x0": f, "h": f + 1, "w": f + 1},
-      "flip": {"apply": z},
-      "blur": {"apply": z, "sigma": f},
-      "color": {"apply": z, "brightness": f + 1, "contrast": f + 1, "saturation": f + 1,
-                "hue": f, "order": jnp.broadcast_to(jnp.arange(4, dtype=jnp.int32), (b, 4)),
-                "gray": z},
-      "rotation": {"k": jnp.zeros((b,), jnp.int32)},
-      "texture": {"apply": z, "freq": fc + 1, "theta": fc, "phase": fc, "amp": f},
+    "crop": {"y0": f, "x0": f, "h": f + 1, "w": f + 1},
+    "flip": {"apply": z},
+    "blur": {"apply": z, "sigma": f},
+    "color": {
+      "apply": z,
+      "brightness": f + 1,
+      "contrast": f + 1,
+      "saturation": f + 1,
+      "hue": f,
+      "order": jnp.broadcast_to(jnp.arange(4, dtype=jnp.int32), (b, 4)),
+      "gray": z,
+    },
+    "rotation": {"k": jnp.zeros((b,), jnp.int32)},
+    "texture": {"apply": z, "freq": fc + 1, "theta": fc, "phase": fc, "amp": f},
   }
 
 
@@ -272,37 +299,46 @@ def sample_params(rng, batch_size: int, cfg, aspect=None) -> Params:
   aspect = jnp.ones((b,), jnp.float32) if aspect is None else jnp.asarray(aspect, jnp.float32)
   cols = _columns(cfg)
   u_all = jax.random.uniform(rng, (b, sum(w for _, w in cols.values())), jnp.float32)
-  u = {name: u_all[:, s:s + w] for name, (s, w) in cols.items()}
+  u = {name: u_all[:, s : s + w] for name, (s, w) in cols.items()}
   p = _identity_params(b, cfg)
   if cfg.crop.enabled:
     p["crop"] = _sample_crop(u["crop"], cfg, aspect)
   if cfg.flip.enabled:
     p["flip"] = {"apply": u["flip"][:, 0] < cfg.flip.prob}
   if cfg.blur.enabled:
-    p["blur"] = {"apply": u["blur"][:, 0] < cfg.blur.prob,
-                 "sigma": _affine(u["blur"][:, 1], *cfg.blur.sigma)}
+    p["blur"] = {
+      "apply": u["blur"][:, 0] < cfg.blur.prob,
+      "sigma": _affine(u["blur"][:, 1], *cfg.blur.sigma),
+    }
   if cfg.color.enabled:
     cc, uc = cfg.color, u["color"]
     factor = lambda j, s: _affine(uc[:, j], max(0.0, 1.0 - s), 1.0 + s)
-    order = (jnp.argsort(uc[:, 5:9], axis=1).astype(jnp.int32)  # a uniform random permutation
-             if cc.random_order else p["color"]["order"])
-    p["color"] = {"apply": uc[:, 0] < cc.prob,
-                  "brightness": factor(1, cc.brightness),
-                  "contrast": factor(2, cc.contrast),
-                  "saturation": factor(3, cc.saturation),
-                  "hue": _affine(uc[:, 4], -cc.hue, cc.hue),
-                  "order": order,
-                  "gray": uc[:, 9] < cc.gray_prob}
+    order = (
+      jnp.argsort(uc[:, 5:9], axis=1).astype(jnp.int32)  # a uniform random permutation
+      if cc.random_order
+      else p["color"]["order"]
+    )
+    p["color"] = {
+      "apply": uc[:, 0] < cc.prob,
+      "brightness": factor(1, cc.brightness),
+      "contrast": factor(2, cc.contrast),
+      "saturation": factor(3, cc.saturation),
+      "hue": _affine(uc[:, 4], -cc.hue, cc.hue),
+      "order": order,
+      "gray": uc[:, 9] < cc.gray_prob,
+    }
   if cfg.rotation.enabled:
     p["rotation"] = {"k": _sample_rotation(u["rotation"][:, 0], cfg.rotation.prob)}
   if cfg.texture.enabled:
     t, ut, c = cfg.texture, u["texture"], cfg.texture.num_components
     lo, hi = t.freq
-    p["texture"] = {"apply": ut[:, 0] < t.prob,
-                    "freq": jnp.exp(_affine(ut[:, 2:2 + c], math.log(lo), math.log(hi))),
-                    "theta": _affine(ut[:, 2 + c:2 + 2 * c], 0.0, math.pi),
-                    "phase": _affine(ut[:, 2 + 2 * c:], 0.0, 2 * math.pi),
-                    "amp": _affine(ut[:, 1], *t.amplitude)}
+    p["texture"] = {
+      "apply": ut[:, 0] < t.prob,
+      "freq": jnp.exp(_affine(ut[:, 2 : 2 + c], math.log(lo), math.log(hi))),
+      "theta": _affine(ut[:, 2 + c : 2 + 2 * c], 0.0, math.pi),
+      "phase": _affine(ut[:, 2 + 2 * c :], 0.0, 2 * math.pi),
+      "amp": _affine(ut[:, 1], *t.amplitude),
+    }
   return p
 
 
@@ -371,8 +407,10 @@ def sample_views(rng, batch_size: int, cfg, aspect=None) -> Params:
       group = jax.vmap(lambda u, g: _differ(u, name, g, q, cfg))(redraw_u[i], group)
     shares = np.isin(np.arange(v), [0, i + 2])  # q itself and k_i
     out[name] = jax.tree.map(
-        lambda g, a: jnp.where(shares.reshape((v,) + (1,) * (a.ndim - 1)), a[:1], g),
-        group, fresh[name])
+      lambda g, a: jnp.where(shares.reshape((v,) + (1,) * (a.ndim - 1)), a[:1], g),
+      group,
+      fresh[name],
+    )
   return out
 
 

@@ -26,11 +26,11 @@ import os
 import ml_collections
 
 from leave_one_out import augment
+from leave_one_out import data
 from leave_one_out import fields
 from leave_one_out import losses
 from leave_one_out import models
 from leave_one_out import optimizer
-from leave_one_out import data
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -82,11 +82,15 @@ def find_file(path: str, *, relative_to: str | None = None) -> str:
   ``relative_to`` (a config file building on a sibling passes its ``__file__``), then in the
   working directory, then in the repository this package was installed from (an editable
   install run from elsewhere). FileNotFoundError names every place tried."""
-  candidates = [path] if os.path.isabs(path) else [
-      *([os.path.join(os.path.dirname(os.path.abspath(relative_to)), path)]
-        if relative_to else []),
+  candidates = (
+    [path]
+    if os.path.isabs(path)
+    else [
+      *([os.path.join(os.path.dirname(os.path.abspath(relative_to)), path)] if relative_to else []),
       os.path.abspath(path),
-      os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)]
+      os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path),
+    ]
+  )
   found = next((os.path.normpath(p) for p in candidates if os.path.isfile(p)), None)
   if found is None:
     raise FileNotFoundError(f"config file {path!r} not found; tried {candidates}")
@@ -119,12 +123,14 @@ def load_file(path: str, arg: str | None = None, *, relative_to: str | None = No
 
 def from_json(data: dict) -> ml_collections.ConfigDict:
   """Rebuilds a config saved as JSON (checkpoint meta): lists become tuples again."""
+
   def fix(value):
     if isinstance(value, dict):
       return {k: fix(v) for k, v in value.items()}
     if isinstance(value, list):
       return tuple(fix(v) for v in value)
     return value
+
   return ml_collections.ConfigDict(fix(data))
 
 
@@ -144,32 +150,45 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   check.boolean("online.linear_probe")
   # Fields that depend on more than one section.
   batch = cfg.train.batch_size
-  check.check(batch % num_devices == 0, "train.batch_size",
-              f"({batch}) must be divisible by the number of devices ({num_devices})")
+  check.check(
+    batch % num_devices == 0,
+    "train.batch_size",
+    f"({batch}) must be divisible by the number of devices ({num_devices})",
+  )
   q = cfg.loss.queue_size
-  check.check(q % batch == 0, "loss.queue_size",
-              f"({q}) must be 0 or a multiple of train.batch_size ({batch}) so whole batches "
-              "enqueue")
+  check.check(
+    q % batch == 0,
+    "loss.queue_size",
+    f"({q}) must be 0 or a multiple of train.batch_size ({batch}) so whole batches enqueue",
+  )
   groups = models.bn_groups(cfg.model, num_devices)
   if cfg.model.key_bn == "shuffle":
-    check.check(groups > 1, "model.bn_groups",
-                f"must be >= 2 with model.key_bn='shuffle' (got {cfg.model.bn_groups}, "
-                f"{num_devices} device(s)): one BatchNorm group cannot be shuffled; set "
-                "model.bn_groups (MoCo v2: 8 groups of 32) or model.key_bn='global'")
+    check.check(
+      groups > 1,
+      "model.bn_groups",
+      f"must be >= 2 with model.key_bn='shuffle' (got {cfg.model.bn_groups}, "
+      f"{num_devices} device(s)): one BatchNorm group cannot be shuffled; set "
+      "model.bn_groups (MoCo v2: 8 groups of 32) or model.key_bn='global'",
+    )
   if models.key_bn_mode(cfg.model, q, num_devices) == "shuffle":
-    check.check(batch % groups == 0, "model.bn_groups",
-                f"({groups}) must divide train.batch_size ({batch}) into equal BatchNorm groups")
+    check.check(
+      batch % groups == 0,
+      "model.bn_groups",
+      f"({groups}) must divide train.batch_size ({batch}) into equal BatchNorm groups",
+    )
   if cfg.data.num_examples:
     data.check_one_batch(cfg.data.num_examples, batch, "config.data.num_examples")
   # Run-level fields.
   for field in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints"):
     check.integer(field, 1)
-  for field in ("keep_every_steps", "eval_every_steps", "profile_start_step",
-                "profile_num_steps"):
+  for field in ("keep_every_steps", "eval_every_steps", "profile_start_step", "profile_num_steps"):
     check.integer(field, 0)
   every = cfg.checkpoint_every_steps
-  check.check(cfg.keep_every_steps % every == 0, "keep_every_steps",
-              f"({cfg.keep_every_steps}) must be 0 or a multiple of config.checkpoint_every_steps "
-              f"({every}): only saved steps can be kept, so nothing would be kept "
-              f"(e.g. {max(1, round(cfg.keep_every_steps / every)) * every})")
+  check.check(
+    cfg.keep_every_steps % every == 0,
+    "keep_every_steps",
+    f"({cfg.keep_every_steps}) must be 0 or a multiple of config.checkpoint_every_steps "
+    f"({every}): only saved steps can be kept, so nothing would be kept "
+    f"(e.g. {max(1, round(cfg.keep_every_steps / every)) * every})",
+  )
   check.boolean("async_checkpoints")

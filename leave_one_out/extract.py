@@ -29,10 +29,13 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import models
-from leave_one_out.sharding import DATA_AXIS, make_mesh
+from leave_one_out.sharding import DATA_AXIS
+from leave_one_out.sharding import make_mesh
 
 
 def parse_kind(kind: str, model: models.LooCModel) -> tuple[str, int]:
@@ -40,10 +43,13 @@ def parse_kind(kind: str, model: models.LooCModel) -> tuple[str, int]:
   valid = feature_kinds(model, all_spaces=True)
   name, _, index = kind.partition(":") if isinstance(kind, str) else ("", "", "")
   ok = (name in ("backbone", "looc++") and not index) or (
-      name in ("space", "embedding") and index.isdigit() and int(index) < model.num_spaces)
+    name in ("space", "embedding") and index.isdigit() and int(index) < model.num_spaces
+  )
   if name == "looc++" and not model.looc_plus_plus:
-    raise ValueError("kind 'looc++' needs a LooC++ model (config.model.looc_plus_plus=True); "
-                     "for plain LooC the downstream feature is kind='backbone'")
+    raise ValueError(
+      "kind 'looc++' needs a LooC++ model (config.model.looc_plus_plus=True); "
+      "for plain LooC the downstream feature is kind='backbone'"
+    )
   if not ok:
     raise ValueError(f"unknown feature kind {kind!r}; this model has: {', '.join(valid)}")
   return name, int(index) if index else 0
@@ -78,7 +84,7 @@ def preprocess_batch(images, image_size: int | None):
     nh, nw = max(image_size, round(h * scale)), max(image_size, round(w * scale))
     x = jax.image.resize(x, (b, nh, nw, c), "linear", antialias=True)
     top, left = (nh - image_size) // 2, (nw - image_size) // 2
-    x = x[:, top:top + image_size, left:left + image_size]
+    x = x[:, top : top + image_size, left : left + image_size]
   return x
 
 
@@ -90,8 +96,12 @@ def preprocess(images, image_size: int | None, *, batch_size: int = 1024) -> np.
   images = np.asarray(images)
   if images.ndim != 4 or images.shape[-1] != 3:
     raise ValueError(f"images must be [N, H, W, 3], got shape {images.shape}")
-  return np.concatenate([np.asarray(_preprocess_jit(images[i:i + batch_size], image_size))
-                         for i in range(0, len(images), batch_size)])
+  return np.concatenate(
+    [
+      np.asarray(_preprocess_jit(images[i : i + batch_size], image_size))
+      for i in range(0, len(images), batch_size)
+    ]
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("model", "kinds", "image_size"))
@@ -100,9 +110,13 @@ def _forward(model, variables, images, *, kinds: tuple[str, ...], image_size: in
   x = preprocess_batch(images, image_size)
   need_trunk = model.looc_plus_plus and "backbone" in kinds
   if need_trunk:
-    out, state = model.apply(variables, x, train=False, capture_intermediates=(
-        lambda mdl, method: mdl.name == "backbone" and method == "__call__"),
-                             mutable=["intermediates"])
+    out, state = model.apply(
+      variables,
+      x,
+      train=False,
+      capture_intermediates=(lambda mdl, method: mdl.name == "backbone" and method == "__call__"),
+      mutable=["intermediates"],
+    )
     trunk = state["intermediates"]["backbone"]["__call__"][0]
   else:
     out = model.apply(variables, x, train=False)
@@ -110,7 +124,7 @@ def _forward(model, variables, images, *, kinds: tuple[str, ...], image_size: in
   for kind in kinds:
     name, i = parse_kind(kind, model)
     if name == "backbone":
-      feats[kind] = (jnp.mean(trunk, axis=(1, 2)) if need_trunk else out["feature"])
+      feats[kind] = jnp.mean(trunk, axis=(1, 2)) if need_trunk else out["feature"]
     elif name == "looc++":
       feats[kind] = out["feature"]
     elif name == "space":
@@ -120,16 +134,24 @@ def _forward(model, variables, images, *, kinds: tuple[str, ...], image_size: in
   return {k: v.astype(jnp.float32) for k, v in feats.items()}
 
 
-def batch_features(model, variables, images, kinds: Sequence[str], *,
-                   image_size: int | None = None) -> dict:
+def batch_features(
+  model, variables, images, kinds: Sequence[str], *, image_size: int | None = None
+) -> dict:
   """Every kind of ``kinds`` for one batch, inside another jitted function (the forward pass of
   ``extract_feature_dict``; the model in inference mode): dict kind -> float32 `[B, F]`."""
   return _forward(model, variables, images, kinds=tuple(kinds), image_size=image_size)
 
 
-def extract_feature_dict(model, variables, images, kinds: Sequence[str], *,
-                         image_size: int | None = None, batch_size: int = 256,
-                         mesh: Mesh | None = None) -> dict[str, np.ndarray]:
+def extract_feature_dict(
+  model,
+  variables,
+  images,
+  kinds: Sequence[str],
+  *,
+  image_size: int | None = None,
+  batch_size: int = 256,
+  mesh: Mesh | None = None,
+) -> dict[str, np.ndarray]:
   """Several feature kinds from one forward pass per batch.
 
   Args:
@@ -165,24 +187,33 @@ def extract_feature_dict(model, variables, images, kinds: Sequence[str], *,
   sharding = NamedSharding(mesh, P(DATA_AXIS))
   chunks = {k: [] for k in kinds}
   for start in range(0, n, batch):
-    chunk = np.asarray(images[start:start + batch])
+    chunk = np.asarray(images[start : start + batch])
     valid = chunk.shape[0]
     if valid < batch:
       chunk = np.concatenate([chunk, np.zeros((batch - valid,) + chunk.shape[1:], chunk.dtype)])
-    out = _forward(model, variables, jax.device_put(chunk, sharding), kinds=kinds,
-                   image_size=image_size)
+    out = _forward(
+      model, variables, jax.device_put(chunk, sharding), kinds=kinds, image_size=image_size
+    )
     for k, v in jax.device_get(out).items():
       chunks[k].append(np.asarray(v[:valid]))
   return {k: np.concatenate(v) for k, v in chunks.items()}
 
 
-def extract_features(model, variables, images, kind: str = "backbone", *,
-                     image_size: int | None = None, batch_size: int = 256,
-                     mesh: Mesh | None = None) -> np.ndarray:
+def extract_features(
+  model,
+  variables,
+  images,
+  kind: str = "backbone",
+  *,
+  image_size: int | None = None,
+  batch_size: int = 256,
+  mesh: Mesh | None = None,
+) -> np.ndarray:
   """Frozen features of one kind, float32 numpy `[N, F]` (see ``extract_feature_dict``).
 
   ``kind``: "backbone" (V for LooC), "looc++" (LooC++ concatenation), "space:i" (space i's
   pooled feature) or "embedding:i" (head i's L2-normalised output).
   """
-  return extract_feature_dict(model, variables, images, (kind,), image_size=image_size,
-                              batch_size=batch_size, mesh=mesh)[kind]
+  return extract_feature_dict(
+    model, variables, images, (kind,), image_size=image_size, batch_size=batch_size, mesh=mesh
+  )[kind]

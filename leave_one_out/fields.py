@@ -18,7 +18,8 @@ accept Python and numpy ints and floats, never bools.
 from __future__ import annotations
 
 import math
-from typing import Any, NoReturn
+from typing import Any
+from typing import NoReturn
 
 import numpy as np
 
@@ -67,14 +68,20 @@ class Section:
     self.check(ok, field, f"must be an integer{bounds}, got {value!r}")
     return int(value)
 
-  def number(self, field: str, low: float | None = None, high: float | None = None, *,
-             low_open: bool = False, high_open: bool = False) -> float:
+  def number(
+    self,
+    field: str,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+  ) -> float:
     value = self.value(field)
     ok = is_number(value) and math.isfinite(value)
     ok = ok and (low is None or (value > low if low_open else value >= low))
     ok = ok and (high is None or (value < high if high_open else value <= high))
-    bounds = "" if low is None and high is None else " " + _interval(low, high, low_open,
-                                                                       high_open)
+    bounds = "" if low is None and high is None else " " + _interval(low, high, low_open, high_open)
     self.check(ok, field, f"must be a number{bounds}, got {value!r}")
     return float(value)
 
@@ -104,15 +111,25 @@ class Section:
     self.check(ok, field, f"must be 0 (the whole split) or an integer >= {low}, got {value!r}")
     return int(value)
 
-  def number_range(self, field: str, low: float | None = None, high: float | None = None, *,
-                   low_open: bool = False) -> tuple[float, float]:
+  def number_range(
+    self, field: str, low: float | None = None, high: float | None = None, *, low_open: bool = False
+  ) -> tuple[float, float]:
     """A pair ``(a, b)`` of numbers with ``a <= b``, both within the bounds."""
     value = self.value(field)
-    ok = (isinstance(value, (tuple, list)) and len(value) == 2
-          and all(is_number(v) and math.isfinite(v) for v in value) and value[0] <= value[1])
-    ok = ok and all((low is None or (v > low if low_open else v >= low))
-                    and (high is None or v <= high) for v in value)
-    bounds = "" if low is None and high is None else f", each {_interval(low, high, low_open, False)}"
-    self.check(ok, field, f"must be a pair (low, high) of numbers with low <= high{bounds}, "
-                          f"got {value!r}")
+    ok = (
+      isinstance(value, (tuple, list))
+      and len(value) == 2
+      and all(is_number(v) and math.isfinite(v) for v in value)
+      and value[0] <= value[1]
+    )
+    ok = ok and all(
+      (low is None or (v > low if low_open else v >= low)) and (high is None or v <= high)
+      for v in value
+    )
+    bounds = (
+      "" if low is None and high is None else f", each {_interval(low, high, low_open, False)}"
+    )
+    self.check(
+      ok, field, f"must be a pair (low, high) of numbers with low <= high{bounds}, got {value!r}"
+    )
     return float(value[0]), float(value[1])

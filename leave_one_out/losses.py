@@ -77,8 +77,10 @@ def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives, valid=N
   """
   num_keys, batch, num_spaces, _ = k.shape
   if num_keys < num_spaces:
-    raise ValueError(f"k has {num_keys} key views but {num_spaces} spaces; LooC needs at least "
-                     "one key per space (n + 1)")
+    raise ValueError(
+      f"k has {num_keys} key views but {num_spaces} spaces; LooC needs at least "
+      "one key per space (n + 1)"
+    )
   b = q.shape[0]
   q = q.astype(jnp.float32)
   k = k.astype(jnp.float32)
@@ -127,8 +129,11 @@ def _per_query_losses(q, k, offset, *, temperature, queue, z0_positives, valid=N
 def _sums(losses, hits, weights):
   """Weighted sums over queries: (losses `[H]`, hits `[H, 2]`, weight scalar)."""
   w = weights.astype(jnp.float32)
-  return (jnp.einsum("b,bh->h", w, jnp.where(weights[:, None], losses, 0.0)),
-          jnp.einsum("b,bhc->hc", w, hits), w.sum())
+  return (
+    jnp.einsum("b,bh->h", w, jnp.where(weights[:, None], losses, 0.0)),
+    jnp.einsum("b,bhc->hc", w, hits),
+    w.sum(),
+  )
 
 
 def _reduce(loss_sum, hit_sum, count, space_reduction):
@@ -142,12 +147,16 @@ def _reduce(loss_sum, hit_sum, count, space_reduction):
   else:
     raise ValueError(f"space_reduction must be one of {SPACE_REDUCTIONS}, got {space_reduction!r}")
   accuracy = hit_sum / count
-  return loss, {"loss_per_space": per_space, "top1_per_space": accuracy[:, 0],
-                "own_top1_per_space": accuracy[:, 1]}
+  return loss, {
+    "loss_per_space": per_space,
+    "top1_per_space": accuracy[:, 0],
+    "own_top1_per_space": accuracy[:, 1],
+  }
 
 
-def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduction="mean",
-              valid=None):
+def looc_loss(
+  q, k, *, temperature, queue=None, z0_positives="all", space_reduction="mean", valid=None
+):
   """LooC loss over a whole batch (the reference implementation).
 
   Args:
@@ -169,12 +178,23 @@ def looc_loss(q, k, *, temperature, queue=None, z0_positives="all", space_reduct
   """
   weights = jnp.ones(q.shape[:1], bool) if valid is None else valid
   losses, hits = _per_query_losses(
-      q, k, 0, temperature=temperature, queue=queue, z0_positives=z0_positives, valid=valid)
+    q, k, 0, temperature=temperature, queue=queue, z0_positives=z0_positives, valid=valid
+  )
   return _reduce(*_sums(losses, hits, weights), space_reduction)
 
 
-def sharded_looc_loss(q, k, *, mesh, axis, temperature, queue=None, z0_positives="all",
-                      space_reduction="mean", valid=None):
+def sharded_looc_loss(
+  q,
+  k,
+  *,
+  mesh,
+  axis,
+  temperature,
+  queue=None,
+  z0_positives="all",
+  space_reduction="mean",
+  valid=None,
+):
   """``looc_loss`` with the batch sharded over ``mesh`` axis ``axis``.
 
   Each device scores its own ``B / devices`` queries against the keys of the global batch,
@@ -189,15 +209,25 @@ def sharded_looc_loss(q, k, *, mesh, axis, temperature, queue=None, z0_positives
     valid = jnp.ones(q.shape[:1], bool)
 
   @functools.partial(
-      jax.shard_map, mesh=mesh, in_specs=(P(axis), P(None, axis), P(axis), queue_spec),
-      out_specs=P(), check_vma=False)
+    jax.shard_map,
+    mesh=mesh,
+    in_specs=(P(axis), P(None, axis), P(axis), queue_spec),
+    out_specs=P(),
+    check_vma=False,
+  )
   def local(q_local, k_local, valid_local, queue_local):
     k_all = jax.lax.all_gather(jax.lax.stop_gradient(k_local), axis, axis=1, tiled=True)
     valid_all = jax.lax.all_gather(valid_local, axis, axis=0, tiled=True)
     offset = jax.lax.axis_index(axis) * q_local.shape[0]
     losses, hits = _per_query_losses(
-        q_local, k_all, offset, temperature=temperature, queue=queue_local,
-        z0_positives=z0_positives, valid=valid_all)
+      q_local,
+      k_all,
+      offset,
+      temperature=temperature,
+      queue=queue_local,
+      z0_positives=z0_positives,
+      valid=valid_all,
+    )
     sums = jax.lax.psum(_sums(losses, hits, valid_local), axis)
     return _reduce(*sums, space_reduction)
 

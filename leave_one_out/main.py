@@ -26,58 +26,81 @@ from ml_collections import config_flags
 
 from leave_one_out.data import DataError
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file (configs/*.py).", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and summaries.")
 _WORKDIR_MODE = flags.DEFINE_enum(
-    "workdir_mode", "auto", ["auto", "resume", "overwrite"],
-    "auto: resume a run with the same config, refuse a different one; resume: continue the run "
-    "in --workdir even if the config changed; overwrite: move an existing run aside and start "
-    "afresh.")
+  "workdir_mode",
+  "auto",
+  ["auto", "resume", "overwrite"],
+  "auto: resume a run with the same config, refuse a different one; resume: continue the run "
+  "in --workdir even if the config changed; overwrite: move an existing run aside and start "
+  "afresh.",
+)
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False,
-    "Multi-process run: call jax.distributed.initialize(). On Cloud TPU pods and SLURM the "
-    "cluster is detected; elsewhere give the three flags below (or JAX's env variables).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "host:port of process 0, for --distributed off TPU.")
+  "distributed",
+  False,
+  "Multi-process run: call jax.distributed.initialize(). On Cloud TPU pods and SLURM the "
+  "cluster is detected; elsewhere give the three flags below (or JAX's env variables).",
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address", None, "host:port of process 0, for --distributed off TPU."
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes, for --distributed.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process, for --distributed.")
 _LOCAL_DEVICE_IDS = flags.DEFINE_list(
-    "local_device_ids", None,
-    "--distributed: this process's devices, e.g. 0,1,2,3,4,5,6,7 for one process driving a "
-    "node's 8 GPUs under SLURM (where JAX otherwise gives each process the one GPU of its "
-    "SLURM_LOCALID). Default: JAX's choice.")
+  "local_device_ids",
+  None,
+  "--distributed: this process's devices, e.g. 0,1,2,3,4,5,6,7 for one process driving a "
+  "node's 8 GPUs under SLURM (where JAX otherwise gives each process the one GPU of its "
+  "SLURM_LOCALID). Default: JAX's choice.",
+)
 _HEARTBEAT_TIMEOUT = flags.DEFINE_integer(
-    "heartbeat_timeout_s", 100,
-    "--distributed: a process that has sent no heartbeat for this many seconds counts as lost "
-    "(a killed worker, a lost VM), and every other process exits non-zero, its log naming the "
-    "lost process. The run resumes from its last checkpoint when restarted.")
+  "heartbeat_timeout_s",
+  100,
+  "--distributed: a process that has sent no heartbeat for this many seconds counts as lost "
+  "(a killed worker, a lost VM), and every other process exits non-zero, its log naming the "
+  "lost process. The run resumes from its last checkpoint when restarted.",
+)
 _SHUTDOWN_TIMEOUT = flags.DEFINE_integer(
-    "shutdown_timeout_s", 300,
-    "--distributed: how long a process that is exiting (finished, or failed with an error) "
-    "waits for the others to exit too; then every process exits non-zero.")
+  "shutdown_timeout_s",
+  300,
+  "--distributed: how long a process that is exiting (finished, or failed with an error) "
+  "waits for the others to exit too; then every process exits non-zero.",
+)
 _COMPILATION_CACHE = flags.DEFINE_string(
-    "compilation_cache_dir", None,
-    "Persistent XLA compilation cache (e.g. ~/.cache/leave_one_out/jax or a gs:// path): "
-    "restarts and preempted runs skip recompiling the train step (with several processes JAX "
-    "writes entries from process 0 only).")
+  "compilation_cache_dir",
+  None,
+  "Persistent XLA compilation cache (e.g. ~/.cache/leave_one_out/jax or a gs:// path): "
+  "restarts and preempted runs skip recompiling the train step (with several processes JAX "
+  "writes entries from process 0 only).",
+)
 _EVALUATE = flags.DEFINE_bool(
-    "evaluate", True,
-    "After pretraining on the embedded dataset, run the evaluation suite "
-    "(leave_one_out.evaluate with configs/eval/synthetic.py) on the final checkpoint and print "
-    "its table. For other datasets run `python -m leave_one_out.evaluate` with their config.")
+  "evaluate",
+  True,
+  "After pretraining on the embedded dataset, run the evaluation suite "
+  "(leave_one_out.evaluate with configs/eval/synthetic.py) on the final checkpoint and print "
+  "its table. For other datasets run `python -m leave_one_out.evaluate` with their config.",
+)
 _EVAL_CONFIG = config_flags.DEFINE_config_file(
-    "eval_config", None,
-    "Config of the final evaluation (configs/eval/synthetic.py layout, e.g. to shrink it: "
-    "--eval_config=configs/eval/synthetic.py --eval_config.dataset.num_train=500); default: "
-    "leave_one_out.evaluate.default_config().", lock_config=True)
+  "eval_config",
+  None,
+  "Config of the final evaluation (configs/eval/synthetic.py layout, e.g. to shrink it: "
+  "--eval_config=configs/eval/synthetic.py --eval_config.dataset.num_train=500); default: "
+  "leave_one_out.evaluate.default_config().",
+  lock_config=True,
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def summary_table(summary: dict) -> str:
   """The end-of-run table: one row per embedding space."""
-  lines = [f"LooC pretraining: step {summary['step']}/{summary['num_steps']}",
-           "| space | loss | contrastive top-1 | own-view top-1 |", "|---|---|---|---|"]
+  lines = [
+    f"LooC pretraining: step {summary['step']}/{summary['num_steps']}",
+    "| space | loss | contrastive top-1 | own-view top-1 |",
+    "|---|---|---|---|",
+  ]
   for i, name in enumerate(summary["spaces"]):
     loss, top1 = summary.get(f"loss/{name}"), summary.get(f"top1/{name}")
     own = summary.get(f"own_top1/{name}")
@@ -86,8 +109,10 @@ def summary_table(summary: dict) -> str:
     else:
       own = f"{100 * own:.1f}%" if i else "(all own keys positive)"
       lines.append(f"| {name} | {loss:.4f} | {100 * top1:.1f}% | {own} |")
-  lines.append("top-1: the positive beats every key of the global batch; own-view top-1: among "
-               "the image's own keys, the one sharing the space's augmentation scores highest")
+  lines.append(
+    "top-1: the positive beats every key of the global batch; own-view top-1: among "
+    "the image's own keys, the one sharing the space's augmentation scores highest"
+  )
   if summary.get("img_per_s"):
     lines.append(f"throughput: {summary['img_per_s']:.0f} img/s")
   return "\n".join(lines)
@@ -99,8 +124,9 @@ def _local_device_ids():
   try:
     return [int(i) for i in _LOCAL_DEVICE_IDS.value]
   except ValueError:
-    raise app.UsageError(f"--local_device_ids must be integers, got "
-                         f"{','.join(_LOCAL_DEVICE_IDS.value)}") from None
+    raise app.UsageError(
+      f"--local_device_ids must be integers, got {','.join(_LOCAL_DEVICE_IDS.value)}"
+    ) from None
 
 
 class _QuietLibraries(pylogging.Filter):
@@ -116,21 +142,31 @@ def main(argv):
   logging.get_absl_handler().addFilter(_QuietLibraries())
   # After absl parsed the flags, so JAX flags from the command line apply.
   import jax  # pylint: disable=import-outside-toplevel
-  from leave_one_out import evaluate, sharding  # pylint: disable=import-outside-toplevel
+
+  from leave_one_out import evaluate  # pylint: disable=import-outside-toplevel
+  from leave_one_out import sharding  # pylint: disable=import-outside-toplevel
   from leave_one_out.run import loop  # pylint: disable=import-outside-toplevel
+
   gc.freeze()  # the modules imported so far live as long as the process: not garbage
   if _COMPILATION_CACHE.value:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
   if _DISTRIBUTED.value:
-    jax.distributed.initialize(coordinator_address=_COORDINATOR.value,
-                               num_processes=_NUM_PROCESSES.value,
-                               process_id=_PROCESS_ID.value,
-                               local_device_ids=_local_device_ids(),
-                               heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value,
-                               shutdown_timeout_seconds=_SHUTDOWN_TIMEOUT.value)
-  logging.info("JAX process %d/%d, %d local / %d global devices (%s)", jax.process_index(),
-               jax.process_count(), jax.local_device_count(), jax.device_count(),
-               jax.devices()[0].platform)
+    jax.distributed.initialize(
+      coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value,
+      local_device_ids=_local_device_ids(),
+      heartbeat_timeout_seconds=_HEARTBEAT_TIMEOUT.value,
+      shutdown_timeout_seconds=_SHUTDOWN_TIMEOUT.value,
+    )
+  logging.info(
+    "JAX process %d/%d, %d local / %d global devices (%s)",
+    jax.process_index(),
+    jax.process_count(),
+    jax.local_device_count(),
+    jax.device_count(),
+    jax.devices()[0].platform,
+  )
   try:
     summary = loop.pretrain(_CONFIG.value, _WORKDIR.value, workdir_mode=_WORKDIR_MODE.value)
   except DataError as e:  # bad data: the message says what to do, no traceback
@@ -139,10 +175,12 @@ def main(argv):
   except jax.errors.JaxRuntimeError:
     if jax.process_count() > 1:  # the usual cause: a peer died in the middle of a collective
       logging.error(
-          "Process %d: a computation across processes failed, most likely because another "
-          "process was lost (JAX's log names it once --heartbeat_timeout_s=%d passes). The last "
-          "committed checkpoint is intact: run the same command on every host to resume.",
-          jax.process_index(), _HEARTBEAT_TIMEOUT.value)
+        "Process %d: a computation across processes failed, most likely because another "
+        "process was lost (JAX's log names it once --heartbeat_timeout_s=%d passes). The last "
+        "committed checkpoint is intact: run the same command on every host to resume.",
+        jax.process_index(),
+        _HEARTBEAT_TIMEOUT.value,
+      )
     raise
   if jax.process_index() == 0:
     print(summary_table(summary), flush=True)
@@ -150,14 +188,16 @@ def main(argv):
   if evaluate_now and not summary.get("preempted"):
     # Every process evaluates on its own devices (no collective across processes, so none
     # waits on another); process 0 writes evaluation.json and prints the table.
-    results = evaluate.run(_WORKDIR.value, _EVAL_CONFIG.value,
-                           mesh=sharding.make_mesh(jax.local_devices()))
+    results = evaluate.run(
+      _WORKDIR.value, _EVAL_CONFIG.value, mesh=sharding.make_mesh(jax.local_devices())
+    )
     if jax.process_index() == 0:
       print(evaluate.format_table(results), flush=True)
   if jax.process_count() > 1:
     # Processes finish at different times (process 1 compiles what process 0 found in the
     # compilation cache); meet here so that none waits past --shutdown_timeout_s at exit.
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
     multihost_utils.sync_global_devices("leave_one_out.main: done")
 
 

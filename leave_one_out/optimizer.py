@@ -74,8 +74,11 @@ def validate(t: ml_collections.ConfigDict) -> None:
   check.one_of("weight_decay_mask", WEIGHT_DECAY_MASKS)
   check.one_of("schedule", SCHEDULES)
   check.number("warmup_epochs", 0.0)
-  check.check(list(t.step_epochs) == sorted(t.step_epochs), "step_epochs",
-              f"must be increasing, got {tuple(t.step_epochs)!r}")
+  check.check(
+    list(t.step_epochs) == sorted(t.step_epochs),
+    "step_epochs",
+    f"must be increasing, got {tuple(t.step_epochs)!r}",
+  )
   check.number("step_decay", 0.0, low_open=True)
   check.number("ema_momentum", 0.0, 1.0)
   check.boolean("ema_cosine_ramp")
@@ -84,9 +87,18 @@ def validate(t: ml_collections.ConfigDict) -> None:
 
 # Config fields that reach the train step through ``hyperparams`` (section -> fields).
 RUNTIME_FIELDS = {
-    "train": ("num_steps", "num_epochs", "base_lr", "momentum", "weight_decay",
-              "warmup_epochs", "step_epochs", "step_decay", "ema_momentum"),
-    "loss": ("temperature",),
+  "train": (
+    "num_steps",
+    "num_epochs",
+    "base_lr",
+    "momentum",
+    "weight_decay",
+    "warmup_epochs",
+    "step_epochs",
+    "step_decay",
+    "ema_momentum",
+  ),
+  "loss": ("temperature",),
 }
 
 
@@ -102,19 +114,22 @@ def hyperparams(cfg, steps_per_epoch: int) -> dict[str, np.ndarray]:
   t = cfg.train
   steps = total_steps(cfg, steps_per_epoch)
   warmup = int(round(t.warmup_epochs * steps_per_epoch))
-  boundaries = sorted({int(e * steps_per_epoch) - warmup for e in t.step_epochs}) if (
-      t.schedule == "step") else []
+  boundaries = (
+    sorted({int(e * steps_per_epoch) - warmup for e in t.step_epochs})
+    if (t.schedule == "step")
+    else []
+  )
   return {
-      "lr": np.float32(t.base_lr * t.batch_size / 256),  # peak lr, scaled by batch / 256
-      "warmup_steps": np.int32(warmup),
-      "total_steps": np.int32(steps),
-      "decay_steps": np.int32(max(steps - warmup, 1)),  # the cosine's length after warm-up
-      "step_boundaries": np.asarray(boundaries, np.int32),
-      "step_decay": np.float32(t.step_decay),
-      "momentum": np.float32(t.momentum),
-      "weight_decay": np.float32(t.weight_decay),
-      "ema_momentum": np.float32(t.ema_momentum),
-      "temperature": np.float32(cfg.loss.temperature),
+    "lr": np.float32(t.base_lr * t.batch_size / 256),  # peak lr, scaled by batch / 256
+    "warmup_steps": np.int32(warmup),
+    "total_steps": np.int32(steps),
+    "decay_steps": np.int32(max(steps - warmup, 1)),  # the cosine's length after warm-up
+    "step_boundaries": np.asarray(boundaries, np.int32),
+    "step_decay": np.float32(t.step_decay),
+    "momentum": np.float32(t.momentum),
+    "weight_decay": np.float32(t.weight_decay),
+    "ema_momentum": np.float32(t.ema_momentum),
+    "temperature": np.float32(cfg.loss.temperature),
   }
 
 
@@ -155,21 +170,38 @@ def create(cfg, hp=None) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """
   t = cfg.train
   if hp is None:
-    hp = {"lr": 0.0, "warmup_steps": 0, "total_steps": 1, "decay_steps": 1,
-          "step_boundaries": np.zeros((0,), np.int32), "step_decay": 1.0, "momentum": 0.0,
-          "weight_decay": 0.0, "ema_momentum": 0.0, "temperature": 1.0}
+    hp = {
+      "lr": 0.0,
+      "warmup_steps": 0,
+      "total_steps": 1,
+      "decay_steps": 1,
+      "step_boundaries": np.zeros((0,), np.int32),
+      "step_decay": 1.0,
+      "momentum": 0.0,
+      "weight_decay": 0.0,
+      "ema_momentum": 0.0,
+      "temperature": 1.0,
+    }
   lr_schedule = schedule(cfg, hp)
   matrices = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   mask = fields.Section(t, "config.train").one_of("weight_decay_mask", WEIGHT_DECAY_MASKS)
   # Always a mask function, so that the optimizer state has the same structure either way.
-  decay_mask = matrices if mask == "no_bn_bias" else (
-      lambda params: jax.tree.map(lambda p: True, params))
+  decay_mask = (
+    matrices if mask == "no_bn_bias" else (lambda params: jax.tree.map(lambda p: True, params))
+  )
   if t.optimizer == "lars":
-    tx = optax.lars(lr_schedule, weight_decay=hp["weight_decay"], weight_decay_mask=decay_mask,
-                    trust_ratio_mask=matrices, momentum=hp["momentum"])
+    tx = optax.lars(
+      lr_schedule,
+      weight_decay=hp["weight_decay"],
+      weight_decay_mask=decay_mask,
+      trust_ratio_mask=matrices,
+      momentum=hp["momentum"],
+    )
   else:
-    tx = optax.chain(optax.add_decayed_weights(hp["weight_decay"], mask=decay_mask),
-                     optax.sgd(lr_schedule, momentum=hp["momentum"]))
+    tx = optax.chain(
+      optax.add_decayed_weights(hp["weight_decay"], mask=decay_mask),
+      optax.sgd(lr_schedule, momentum=hp["momentum"]),
+    )
   return tx, lr_schedule
 
 

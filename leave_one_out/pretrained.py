@@ -36,7 +36,9 @@ import flax
 import jax
 import jax.numpy as jnp
 from etils import epath
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import models
 from leave_one_out.run import checkpoints
@@ -87,8 +89,9 @@ def _resolve(path: str, step: int | None) -> tuple[epath.Path, int | None]:
   return path, step
 
 
-def load_pretrained(path: str, *, step: int | None = None, encoder: str = "online",
-                    mesh: Mesh | None = None):
+def load_pretrained(
+  path: str, *, step: int | None = None, encoder: str = "online", mesh: Mesh | None = None
+):
   """Loads a pretrained LooC encoder.
 
   Args:
@@ -115,8 +118,10 @@ def load_pretrained(path: str, *, step: int | None = None, encoder: str = "onlin
     raise FileNotFoundError(f"no pretrained model at {str(path)!r}: the path does not exist")
   if _path(path).is_file():
     if step is not None or encoder != "online":
-      raise ValueError(f"{path} is an exported file (one encoder, one step): step and encoder "
-                       "apply to workdirs only")
+      raise ValueError(
+        f"{path} is an exported file (one encoder, one step): step and encoder "
+        "apply to workdirs only"
+      )
     return _load_export(path, mesh)
   workdir, step = _resolve(path, step)
   return _load_checkpoint(workdir, step, encoder, mesh)
@@ -126,8 +131,9 @@ def _checkpoint_steps(directory: epath.Path) -> list[int]:
   """Committed steps under ``workdir/checkpoints`` (orbax's finished ``<step>`` folders)."""
   if not directory.is_dir():
     return []
-  return sorted(int(p.name) for p in directory.iterdir()
-                if re.fullmatch(r"\d+", p.name) and p.is_dir())
+  return sorted(
+    int(p.name) for p in directory.iterdir() if re.fullmatch(r"\d+", p.name) and p.is_dir()
+  )
 
 
 def _load_checkpoint(workdir: epath.Path, step: int | None, encoder: str, mesh: Mesh):
@@ -135,9 +141,10 @@ def _load_checkpoint(workdir: epath.Path, step: int | None, encoder: str, mesh: 
   steps = _checkpoint_steps(directory)
   if not steps:
     raise FileNotFoundError(
-        f"no LooC checkpoint at {str(workdir)!r}: expected a training workdir holding "
-        f"{_CHECKPOINT_DIR}/<step>/, a checkpoint directory {_CHECKPOINT_DIR}/<step>, or a "
-        "file written by leave_one_out.pretrained.export")
+      f"no LooC checkpoint at {str(workdir)!r}: expected a training workdir holding "
+      f"{_CHECKPOINT_DIR}/<step>/, a checkpoint directory {_CHECKPOINT_DIR}/<step>, or a "
+      "file written by leave_one_out.pretrained.export"
+    )
   ckpt = checkpoints.Checkpointer(str(workdir), async_save=False)
   try:
     if step is None:
@@ -145,16 +152,18 @@ def _load_checkpoint(workdir: epath.Path, step: int | None, encoder: str, mesh: 
       if step is None:
         raise FileNotFoundError(f"no finished checkpoint under {directory} (found {steps})")
     elif step not in ckpt.all_steps():
-      raise FileNotFoundError(f"no checkpoint for step {step} under {directory}; "
-                              f"available steps: {ckpt.all_steps()}")
+      raise FileNotFoundError(
+        f"no checkpoint for step {step} under {directory}; available steps: {ckpt.all_steps()}"
+      )
     step_dir = directory / str(step)
     try:
       config = ckpt.restore_config(step)
       model = models.build_model(config)
     except Exception as e:
       raise CheckpointError(
-          f"checkpoint {step_dir} is corrupt or not a LooC checkpoint: its meta (config) "
-          f"cannot be read ({checkpoints.brief(e)})") from e
+        f"checkpoint {step_dir} is corrupt or not a LooC checkpoint: its meta (config) "
+        f"cannot be read ({checkpoints.brief(e)})"
+      ) from e
   finally:
     ckpt.close()
   abstract = abstract_variables(model, config.augment.image_size)
@@ -166,13 +175,21 @@ def _load_checkpoint(workdir: epath.Path, step: int | None, encoder: str, mesh: 
 
 def _export_subtree(tree: dict, include_heads: bool) -> dict:
   """The backbone, LooC++ res5 stages and (optionally) heads of a params/batch_stats tree."""
-  return {k: v for k, v in tree.items()
-          if k == "backbone" or k.startswith("res5_space") or (include_heads and
-                                                             k.startswith("head"))}
+  return {
+    k: v
+    for k, v in tree.items()
+    if k == "backbone" or k.startswith("res5_space") or (include_heads and k.startswith("head"))
+  }
 
 
-def export(path: str, out: str, *, step: int | None = None, encoder: str = "online",
-           include_heads: bool = True) -> str:
+def export(
+  path: str,
+  out: str,
+  *,
+  step: int | None = None,
+  encoder: str = "online",
+  include_heads: bool = True,
+) -> str:
   """Writes a pretrained encoder as one msgpack file that only flax is needed to read.
 
   Args:
@@ -185,23 +202,24 @@ def export(path: str, out: str, *, step: int | None = None, encoder: str = "onli
   Returns:
     ``out``. The file's layout is in the module docstring.
   """
-  model, variables, config = load_pretrained(path, step=step, encoder=encoder,
-                                             mesh=make_mesh(jax.devices()[:1]))
+  model, variables, config = load_pretrained(
+    path, step=step, encoder=encoder, mesh=make_mesh(jax.devices()[:1])
+  )
   host = jax.device_get(variables)
   payload = {
-      "format": EXPORT_FORMAT,
-      "version": EXPORT_VERSION,
-      "model": _model_fields(model),
-      "image_size": int(config.augment.image_size),
-      "spaces": list(config.augment.spaces),
-      "input_mean": list(models.IMAGENET_MEAN),
-      "input_std": list(models.IMAGENET_STD),
-      "step": checkpoint_step(path, step),
-      "encoder": encoder,
-      "include_heads": include_heads,
-      "config": config.to_json(),
-      "params": _export_subtree(host["params"], include_heads),
-      "batch_stats": _export_subtree(host["batch_stats"], include_heads),
+    "format": EXPORT_FORMAT,
+    "version": EXPORT_VERSION,
+    "model": _model_fields(model),
+    "image_size": int(config.augment.image_size),
+    "spaces": list(config.augment.spaces),
+    "input_mean": list(models.IMAGENET_MEAN),
+    "input_std": list(models.IMAGENET_STD),
+    "step": checkpoint_step(path, step),
+    "encoder": encoder,
+    "include_heads": include_heads,
+    "config": config.to_json(),
+    "params": _export_subtree(host["params"], include_heads),
+    "batch_stats": _export_subtree(host["batch_stats"], include_heads),
   }
   data = flax.serialization.msgpack_serialize(payload)
   target = _path(out)
@@ -228,12 +246,17 @@ def checkpoint_step(path: str, step: int | None = None) -> int | None:
 
 
 def _model_fields(model: models.LooCModel) -> dict:
-  return {"architecture": model.architecture, "num_spaces": int(model.num_spaces),
-          "width": int(model.width), "embedding_dim": int(model.embedding_dim),
-          "head_hidden": int(model.head_hidden), "looc_plus_plus": bool(model.looc_plus_plus),
-          "small_stem": bool(model.small_stem),
-          "dtype": "bfloat16" if model.dtype == jnp.bfloat16 else "float32",
-          "bn_momentum": float(model.bn_momentum)}
+  return {
+    "architecture": model.architecture,
+    "num_spaces": int(model.num_spaces),
+    "width": int(model.width),
+    "embedding_dim": int(model.embedding_dim),
+    "head_hidden": int(model.head_hidden),
+    "looc_plus_plus": bool(model.looc_plus_plus),
+    "small_stem": bool(model.small_stem),
+    "dtype": "bfloat16" if model.dtype == jnp.bfloat16 else "float32",
+    "bn_momentum": float(model.bn_momentum),
+  }
 
 
 def _load_export(path: str, mesh: Mesh):
@@ -243,20 +266,21 @@ def _load_export(path: str, mesh: Mesh):
     if found != EXPORT_FORMAT:
       raise ValueError(f"its format is {found!r}, not {EXPORT_FORMAT!r}")
   except Exception as e:
-    raise CheckpointError(f"{path} is not a file written by leave_one_out.pretrained.export "
-                          f"({checkpoints.brief(e)})") from e
+    raise CheckpointError(
+      f"{path} is not a file written by leave_one_out.pretrained.export ({checkpoints.brief(e)})"
+    ) from e
   if not payload["include_heads"]:
     raise CheckpointError(
-        f"{path} was exported without heads (include_heads=False), so the LooC model cannot "
-        "be rebuilt from it; read its backbone with flax.serialization.msgpack_restore, or "
-        "export again with heads")
+      f"{path} was exported without heads (include_heads=False), so the LooC model cannot "
+      "be rebuilt from it; read its backbone with flax.serialization.msgpack_restore, or "
+      "export again with heads"
+    )
   fields = dict(payload["model"])
   fields["dtype"] = jnp.bfloat16 if fields["dtype"] == "bfloat16" else jnp.float32
   model = models.LooCModel(**fields)
   config = checkpoints.read_config(json.loads(payload["config"]))
   variables = {"params": payload["params"], "batch_stats": payload["batch_stats"]}
-  checkpoints.check_match(abstract_variables(model, payload["image_size"]), variables, path,
-                          config)
+  checkpoints.check_match(abstract_variables(model, payload["image_size"]), variables, path, config)
   variables = jax.device_put(variables, NamedSharding(mesh, P()))
   return model, variables, config
 
@@ -265,19 +289,28 @@ def _load_export(path: str, mesh: Mesh):
 
 
 def main(argv):
-  from absl import flags, logging
+  from absl import flags
+  from absl import logging
+
   if len(argv) > 1:
     raise ValueError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   if not f["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-  out = export(f.workdir, f.out, step=f.step if f.step >= 0 else None, encoder=f.encoder,
-               include_heads=f.include_heads)
+  out = export(
+    f.workdir,
+    f.out,
+    step=f.step if f.step >= 0 else None,
+    encoder=f.encoder,
+    include_heads=f.include_heads,
+  )
   print(f"wrote {out} ({_path(out).stat().length / 2**20:.1f} MiB)")
 
 
 if __name__ == "__main__":
-  from absl import app, flags
+  from absl import app
+  from absl import flags
+
   flags.DEFINE_string("workdir", None, "Training workdir or checkpoint directory.")
   flags.DEFINE_string("out", None, "The msgpack file to write.")
   flags.DEFINE_integer("step", -1, "Checkpoint step; -1 = the newest.")

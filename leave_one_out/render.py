@@ -34,8 +34,9 @@ def _crop_resize(image, crop, size):
   sy, sx = size / (crop["h"] * h0), size / (crop["w"] * w0)
   scale = jnp.stack([sy, sx])
   translation = jnp.stack([-crop["y0"] * h0 * sy, -crop["x0"] * w0 * sx])
-  return jax.image.scale_and_translate(image, (size, size, image.shape[2]), (0, 1), scale,
-                                       translation, method="linear", antialias=True)
+  return jax.image.scale_and_translate(
+    image, (size, size, image.shape[2]), (0, 1), scale, translation, method="linear", antialias=True
+  )
 
 
 def _gaussian_matrix(sigma, size: int, radius: int):
@@ -115,8 +116,9 @@ def _texture(x, p, cfg):
   omega = 2 * math.pi * p["freq"]  # [N, C]
   ax = omega[..., None] * jnp.cos(p["theta"])[..., None] * coords + p["phase"][..., None]
   ay = omega[..., None] * jnp.sin(p["theta"])[..., None] * coords  # [N, C, S]
-  pattern = (jnp.einsum("ncy,ncx->nyx", jnp.cos(ay), jnp.cos(ax), precision=_HIGHEST)
-             - jnp.einsum("ncy,ncx->nyx", jnp.sin(ay), jnp.sin(ax), precision=_HIGHEST))
+  pattern = jnp.einsum("ncy,ncx->nyx", jnp.cos(ay), jnp.cos(ax), precision=_HIGHEST) - jnp.einsum(
+    "ncy,ncx->nyx", jnp.sin(ay), jnp.sin(ax), precision=_HIGHEST
+  )
   pattern = pattern * math.sqrt(2.0 / t.num_components)
   y = low * (1 + p["amp"][:, None, None, None] * pattern[..., None])
   y = jnp.clip(y + t.detail_keep * (x - low), 0.0, 1.0)

@@ -42,8 +42,7 @@ def make_mesh(devices=None) -> Mesh:
 # Convolutions to Eigen; YNNPACK keeps dots and reductions (its default list, less
 # INDIVIDUAL_CONVOLUTION).
 CPU_TRAIN_STEP = {
-    "xla_cpu_experimental_ynn_fusion_type":
-        "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
+  "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
 }
 
 # XLA's backend optimisations off (one-off programs: compiling costs more than running).
@@ -68,8 +67,11 @@ def _compiles_with(options: dict, device) -> bool:
   try:
     jax.jit(lambda x: x + 1).lower(jax.device_put(1.0, device)).compile(options)
   except Exception as error:  # pylint: disable=broad-except
-    logging.warning("XLA does not accept the compiler options %s (%s); using its defaults.",
-                    options, str(error).splitlines()[0] if str(error) else type(error).__name__)
+    logging.warning(
+      "XLA does not accept the compiler options %s (%s); using its defaults.",
+      options,
+      str(error).splitlines()[0] if str(error) else type(error).__name__,
+    )
     return False
   return True
 

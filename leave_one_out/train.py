@@ -13,7 +13,7 @@ One step, all on device (docs/method.md, "Encoders"):
 The step is ``jax.jit`` over a Mesh of every device (all hosts); BatchNorm statistics are over
 the global batch because the batch dimension is one sharded array, or, with shuffle-BN
 (``model.key_bn``), over G groups of it: the query batch in order, the key batch in the groups
-of a random permutation of the images (``models.shuffled_group_ids``; no data moves, the keys
+of a random permutation of the images (``resnet.shuffled_group_ids``; no data moves, the keys
 stay in their order). The state is donated.
 
 A step whose loss or gradient is not finite leaves params, optimizer state, EMA and queue as
@@ -26,19 +26,23 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any, Callable, NamedTuple
+from typing import Any
+from typing import Callable
+from typing import NamedTuple
 
 import flax
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import augment
 from leave_one_out import config as config_lib
 from leave_one_out import losses
 from leave_one_out import models
 from leave_one_out import optimizer
+from leave_one_out import resnet
 from leave_one_out import sharding
 from leave_one_out.sharding import DATA_AXIS
 
@@ -46,6 +50,7 @@ from leave_one_out.sharding import DATA_AXIS
 @flax.struct.dataclass
 class TrainState:
   """Everything a run needs to continue. ``queue`` is `[H, Q, D]`, or None without a queue."""
+
   step: jax.Array
   params: Any
   batch_stats: Any
@@ -73,13 +78,20 @@ def init_state(cfg, model, tx, rng) -> TrainState:
   queue = None
   if cfg.loss.queue_size:
     queue = jax.random.normal(
-        queue_rng, (model.num_spaces, cfg.loss.queue_size, model.embedding_dim))
+      queue_rng, (model.num_spaces, cfg.loss.queue_size, model.embedding_dim)
+    )
     queue = queue / jnp.maximum(jnp.linalg.norm(queue, axis=-1, keepdims=True), 1e-12)
   return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-      ema_params=params, ema_batch_stats=batch_stats, opt_state=tx.init(params), queue=queue,
-      rng=run_rng,  # legacy uint32 [2] key: checkpointable as a plain array
-      nonfinite_steps=jnp.zeros((), jnp.int32))
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=batch_stats,
+    ema_params=params,
+    ema_batch_stats=batch_stats,
+    opt_state=tx.init(params),
+    queue=queue,
+    rng=run_rng,  # legacy uint32 [2] key: checkpointable as a plain array
+    nonfinite_steps=jnp.zeros((), jnp.int32),
+  )
 
 
 def applied_updates(state: TrainState) -> jax.Array:
@@ -104,26 +116,43 @@ def train_step(state: TrainState, batch, hp, *, cfg, model, mesh):
   views, _ = augment.make_views(rng, batch["image"], cfg.augment, batch["aspect"])
   views = batch_sharded(views, P(None, DATA_AXIS))  # [n+2, B, S, S, 3]: q, k_0, k_1..k_n
   num_keys, batch_size = views.shape[0] - 1, views.shape[1]
-  query_bn, key_bn = batch_norm_groups(cfg, mesh, jax.random.fold_in(rng, _SHUFFLE_STREAM),
-                                       batch_size, num_keys)
+  query_bn, key_bn = batch_norm_groups(
+    cfg, mesh, jax.random.fold_in(rng, _SHUFFLE_STREAM), batch_size, num_keys
+  )
 
   # Key encoder: all n+1 key views in one call, batch-major so each device keeps its images.
   key_images = jnp.swapaxes(views[1:], 0, 1).reshape((batch_size * num_keys,) + views.shape[2:])
   key_out, key_updates = model.apply(
-      {"params": state.ema_params, "batch_stats": state.ema_batch_stats}, key_images,
-      train=True, mutable=["batch_stats"], **key_bn)
+    {"params": state.ema_params, "batch_stats": state.ema_batch_stats},
+    key_images,
+    train=True,
+    mutable=["batch_stats"],
+    **key_bn,
+  )
   k = key_out["embeddings"].reshape((batch_size, num_keys) + key_out["embeddings"].shape[1:])
   k = jax.lax.stop_gradient(jnp.swapaxes(k, 0, 1))  # [n+1, B, H, D]
   k = batch_sharded(k, P(None, DATA_AXIS))
   queue = state.queue if cfg.loss.queue_size else None
 
   def loss_fn(params):
-    out, updates = model.apply({"params": params, "batch_stats": state.batch_stats}, views[0],
-                               train=True, mutable=["batch_stats"], **query_bn)
+    out, updates = model.apply(
+      {"params": params, "batch_stats": state.batch_stats},
+      views[0],
+      train=True,
+      mutable=["batch_stats"],
+      **query_bn,
+    )
     loss, metrics = losses.sharded_looc_loss(
-        out["embeddings"], k, mesh=mesh, axis=DATA_AXIS, temperature=hp["temperature"],
-        queue=queue, z0_positives=cfg.loss.z0_positives,
-        space_reduction=cfg.loss.space_reduction, valid=batch.get("valid"))
+      out["embeddings"],
+      k,
+      mesh=mesh,
+      axis=DATA_AXIS,
+      temperature=hp["temperature"],
+      queue=queue,
+      z0_positives=cfg.loss.z0_positives,
+      space_reduction=cfg.loss.space_reduction,
+      valid=batch.get("valid"),
+    )
     return loss, (metrics, updates["batch_stats"])
 
   (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -134,15 +163,22 @@ def train_step(state: TrainState, batch, hp, *, cfg, model, mesh):
   ema_params = jax.tree.map(lambda e, p: m * e + (1.0 - m) * p, state.ema_params, params)
   if cfg.loss.queue_size:
     new_queue = jnp.concatenate([jnp.swapaxes(k[0], 0, 1), state.queue], axis=1)
-    new_queue = new_queue[:, :cfg.loss.queue_size]
+    new_queue = new_queue[:, : cfg.loss.queue_size]
   else:
     new_queue = state.queue
 
   finite = jnp.isfinite(loss) & jnp.all(
-      jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+  )
   updated = state.replace(
-      step=state.step + 1, params=params, batch_stats=batch_stats, ema_params=ema_params,
-      ema_batch_stats=key_updates["batch_stats"], opt_state=opt_state, queue=new_queue)
+    step=state.step + 1,
+    params=params,
+    batch_stats=batch_stats,
+    ema_params=ema_params,
+    ema_batch_stats=key_updates["batch_stats"],
+    opt_state=opt_state,
+    queue=new_queue,
+  )
   skipped = state.replace(step=state.step + 1, nonfinite_steps=state.nonfinite_steps + 1)
   new_state = jax.tree.map(lambda a, b: jnp.where(finite, a, b), updated, skipped)
   lr = jnp.where(finite, schedule(applied), 0.0)  # the lr of the update actually applied
@@ -164,9 +200,10 @@ def batch_norm_groups(cfg, mesh, rng, batch_size: int, num_keys: int) -> tuple[d
   if models.key_bn_mode(cfg.model, cfg.loss.queue_size, mesh.size) != "shuffle":
     return {}, {}
   groups = models.bn_groups(cfg.model, mesh.size)
-  image_groups = models.shuffled_group_ids(rng, batch_size, groups)  # [B]
-  key_ids = jax.lax.with_sharding_constraint(jnp.repeat(image_groups, num_keys),
-                                             NamedSharding(mesh, P(DATA_AXIS)))
+  image_groups = resnet.shuffled_group_ids(rng, batch_size, groups)  # [B]
+  key_ids = jax.lax.with_sharding_constraint(
+    jnp.repeat(image_groups, num_keys), NamedSharding(mesh, P(DATA_AXIS))
+  )
   return {"bn_groups": groups}, {"bn_groups": groups, "bn_group_ids": key_ids}
 
 
@@ -177,9 +214,13 @@ def _jit_train_step(cfg, model, mesh):
   in ``optimizer.RUNTIME_FIELDS`` compile to the same program."""
   replicated = NamedSharding(mesh, P())
   step = functools.partial(train_step, cfg=cfg, model=model, mesh=mesh)
-  return jax.jit(step, in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS)), replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0,
-                 compiler_options=sharding.train_step_options(mesh))
+  return jax.jit(
+    step,
+    in_shardings=(replicated, NamedSharding(mesh, P(DATA_AXIS)), replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+    compiler_options=sharding.train_step_options(mesh),
+  )
 
 
 def _bind_hyperparams(step, hp, mesh):
@@ -191,13 +232,16 @@ def _bind_hyperparams(step, hp, mesh):
 
 def _jit_init(cfg, model, tx, mesh):
   """``init_state`` under jit: PRNGKey -> a fresh state replicated over ``mesh``."""
-  return jax.jit(functools.partial(init_state, cfg, model, tx),
-                 out_shardings=NamedSharding(mesh, P()),
-                 compiler_options=sharding.init_options(mesh))
+  return jax.jit(
+    functools.partial(init_state, cfg, model, tx),
+    out_shardings=NamedSharding(mesh, P()),
+    compiler_options=sharding.init_options(mesh),
+  )
 
 
 class Programs(NamedTuple):
   """A config's model, optimizer and jitted programs on one mesh (``programs``)."""
+
   model: models.LooCModel
   tx: optax.GradientTransformation  # ``optimizer.create`` with the config's numbers
   schedule: optax.Schedule
@@ -238,8 +282,16 @@ def programs(cfg, mesh, steps_per_epoch: int) -> Programs:
   model, init, jitted = _programs(json.dumps(sections, sort_keys=True), mesh)
   hp = optimizer.hyperparams(cfg, steps_per_epoch)
   tx, schedule = optimizer.create(cfg, hp)
-  return Programs(model, tx, schedule, int(hp["total_steps"]), init, jitted,
-                  _bind_hyperparams(jitted, hp, mesh), hp)
+  return Programs(
+    model,
+    tx,
+    schedule,
+    int(hp["total_steps"]),
+    init,
+    jitted,
+    _bind_hyperparams(jitted, hp, mesh),
+    hp,
+  )
 
 
 @functools.lru_cache(maxsize=4)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
 import jax
 import matplotlib
 import numpy as np
+from absl import app
+from absl import flags
 from ml_collections import config_flags
 
 matplotlib.use("Agg")
@@ -32,10 +33,13 @@ _OUT = flags.DEFINE_string("out", "views.png", "Where to write the PNG.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 6, "Rows: how many source images.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the view parameters.")
 _SOURCE_SIZE = flags.DEFINE_integer(
-    "source_size", None, "Side of the synthetic source images (default: the config's "
-    "data.image_size, else 64).")
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file with an .augment field.",
-                                          lock_config=False)
+  "source_size",
+  None,
+  "Side of the synthetic source images (default: the config's data.image_size, else 64).",
+)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file with an .augment field.", lock_config=False
+)
 
 
 def demo_config():
@@ -49,8 +53,7 @@ def demo_config():
 
 def load_images(num_images: int, image_size: int = 64, **kwargs) -> np.ndarray:
   """uint8 [N, S, S, 3] from the synthetic dataset; ``kwargs`` go to ``scenes.load``."""
-  return scenes.load("train", num_examples=num_images, image_size=image_size,
-                        **kwargs)["image"]
+  return scenes.load("train", num_examples=num_images, image_size=image_size, **kwargs)["image"]
 
 
 def plot_views(images: np.ndarray, views: np.ndarray, titles: list[str], path: str) -> None:
@@ -83,10 +86,13 @@ def main(argv):
   light = {} if data is None else {"max_light": synthetic_source.light(data)}
   images = load_images(_NUM_IMAGES.value, source_size, **light)
   views, _ = jax.jit(lambda r, x: augment.make_views(r, x, cfg))(
-      jax.random.key(_SEED.value), images)
+    jax.random.key(_SEED.value), images
+  )
   plot_views(images, np.asarray(views), augment.view_names(cfg), _OUT.value)
-  print(f"wrote {_OUT.value}: {len(images)} images ({source_size} px) x "
-        f"{augment.num_views(cfg)} views ({cfg.image_size} px)")
+  print(
+    f"wrote {_OUT.value}: {len(images)} images ({source_size} px) x "
+    f"{augment.num_views(cfg)} views ({cfg.image_size} px)"
+  )
 
 
 if __name__ == "__main__":

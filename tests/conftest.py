@@ -21,8 +21,9 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
-                      os.path.join(tempfile.gettempdir(), "leave_one_out_test_jax_cache"))
+os.environ.setdefault(
+  "JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(), "leave_one_out_test_jax_cache")
+)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
@@ -31,8 +32,10 @@ pytest_plugins = ["tests.cpu_report"]  # --cpu-report: CPU seconds per test file
 
 def pytest_configure(config):
   config.addinivalue_line(
-      "markers", "slow: real multi-process or end-to-end runs (tens of seconds); they run in "
-      "the default suite, deselect with -m 'not slow'")
+    "markers",
+    "slow: real multi-process or end-to-end runs (tens of seconds); they run in "
+    "the default suite, deselect with -m 'not slow'",
+  )
 
 
 def pytest_xdist_auto_num_workers(config):

@@ -20,9 +20,13 @@ _KEY = "cpu_s"  # the report's user property that carries a test's CPU seconds
 
 
 def pytest_addoption(parser):
-  parser.addoption("--cpu-report", action="store_true", default=False,
-                   help="print the CPU seconds (own + child processes) of each test file and "
-                   "of the slowest tests at the end")
+  parser.addoption(
+    "--cpu-report",
+    action="store_true",
+    default=False,
+    help="print the CPU seconds (own + child processes) of each test file and "
+    "of the slowest tests at the end",
+  )
 
 
 def pytest_configure(config):

@@ -9,10 +9,17 @@ from leave_one_out import train
 from leave_one_out.run import checkpoints
 
 # CLI flags that shrink configs/demo.py to the size of tiny_config().
-CLI_TINY = ["--noevaluate", "--config.train.batch_size=16", "--config.data.num_train=64",
-            "--config.data.image_size=20", "--config.augment.image_size=16",
-            "--config.augment.texture.freq=(2.0,6.0)", "--config.model.width=4",
-            "--config.model.head_hidden=16", "--config.model.embedding_dim=8"]
+CLI_TINY = [
+  "--noevaluate",
+  "--config.train.batch_size=16",
+  "--config.data.num_train=64",
+  "--config.data.image_size=20",
+  "--config.augment.image_size=16",
+  "--config.augment.texture.freq=(2.0,6.0)",
+  "--config.model.width=4",
+  "--config.model.head_hidden=16",
+  "--config.model.embedding_dim=8",
+]
 
 
 def tiny_config(spaces=("color", "rotation"), steps=4, batch=16):

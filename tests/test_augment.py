@@ -7,7 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import augment
 from leave_one_out import config as config_lib
@@ -101,9 +103,14 @@ def test_general_sharing(general):
     for other in augment.AUGMENTATIONS:
       if other == name:
         continue
-      leaves = {"crop": params["crop"]["y0"], "blur": params["blur"]["sigma"],
-                "color": params["color"]["brightness"], "texture": params["texture"]["amp"],
-                "flip": params["flip"]["apply"], "rotation": params["rotation"]["k"]}[other]
+      leaves = {
+        "crop": params["crop"]["y0"],
+        "blur": params["blur"]["sigma"],
+        "color": params["color"]["brightness"],
+        "texture": params["texture"]["amp"],
+        "flip": params["flip"]["apply"],
+        "rotation": params["rotation"]["k"],
+      }[other]
       frac = np.mean(leaves[v] != leaves[0])
       assert frac > {"flip": 0.25, "rotation": 0.99}.get(other, 0.95), (name, other, frac)
     assert not np.array_equal(views[v], views[0])
@@ -140,8 +147,9 @@ def test_extra_keys_are_drawn_like_k0():
     cfg = _cfg(spaces=spaces, extra_keys=extra)
     n = len(spaces)
     assert augment.num_views(cfg) == n + 2 + extra
-    assert augment.view_names(cfg)[n + 2:] == [f"k{n + 1 + j}: shares nothing"
-                                               for j in range(extra)]
+    assert augment.view_names(cfg)[n + 2 :] == [
+      f"k{n + 1 + j}: shares nothing" for j in range(extra)
+    ]
     views, params = make_views(cfg, jax.random.key(3), _images(64))
     assert np.asarray(views).shape == (n + 2 + extra, 64, S, S, 3)
     k = np.asarray(params["rotation"]["k"])
@@ -160,13 +168,17 @@ def test_extra_keys_are_drawn_like_k0():
 def test_sampling_statistics():
   cfg = _cfg()
   n = 4096
-  p = jax.tree.map(np.asarray, jax.jit(lambda r: augment.sample_params(r, n, cfg))(
-      jax.random.key(3)))
+  p = jax.tree.map(
+    np.asarray, jax.jit(lambda r: augment.sample_params(r, n, cfg))(jax.random.key(3))
+  )
   tol = lambda q: 4.5 * np.sqrt(q * (1 - q) / n)
-  for value, rate in ((p["flip"]["apply"], cfg.flip.prob), (p["blur"]["apply"], cfg.blur.prob),
-                      (p["color"]["apply"], cfg.color.prob),
-                      (p["color"]["gray"], cfg.color.gray_prob),
-                      (p["texture"]["apply"], cfg.texture.prob)):
+  for value, rate in (
+    (p["flip"]["apply"], cfg.flip.prob),
+    (p["blur"]["apply"], cfg.blur.prob),
+    (p["color"]["apply"], cfg.color.prob),
+    (p["color"]["gray"], cfg.color.gray_prob),
+    (p["texture"]["apply"], cfg.texture.prob),
+  ):
     assert abs(value.mean() - rate) < tol(rate)
   sigma = p["blur"]["sigma"]
   assert sigma.min() >= 0.1 and sigma.max() <= 2.0 and abs(sigma.mean() - 1.05) < 0.03
@@ -222,10 +234,12 @@ def test_crop_renders_the_box():
   view = np.asarray(jax.jit(lambda x, p: render.render(x, p, cfg))(image, params))[0]
   assert view.shape == (S, S, 3)  # [B, ...] params render one view
   centres = (np.arange(S) + 0.5) / S
-  np.testing.assert_allclose(view[S // 2, 1:-1, 0], (box["x0"] + box["w"] * centres)[1:-1],
-                             atol=1e-5)
-  np.testing.assert_allclose(view[1:-1, S // 2, 1], (box["y0"] + box["h"] * centres)[1:-1],
-                             atol=1e-5)
+  np.testing.assert_allclose(
+    view[S // 2, 1:-1, 0], (box["x0"] + box["w"] * centres)[1:-1], atol=1e-5
+  )
+  np.testing.assert_allclose(
+    view[1:-1, S // 2, 1], (box["y0"] + box["h"] * centres)[1:-1], atol=1e-5
+  )
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -286,8 +300,12 @@ def test_color_matches_torchvision_semantics():
 
 
 def test_blur_and_texture():
-  cfg = _cfg(spaces=("blur", "texture"), only=("blur", "texture"),
-             blur__sigma_reference_size=0, blur__kernel_frac=0.4)
+  cfg = _cfg(
+    spaces=("blur", "texture"),
+    only=("blur", "texture"),
+    blur__sigma_reference_size=0,
+    blur__kernel_frac=0.4,
+  )
   images = np.concatenate([np.full((4, S, S, 3), 128, np.uint8), _images(12, S, S, seed=2)])
   views, params = make_views(cfg, jax.random.key(7), images)
   views = np.asarray(views)
@@ -327,8 +345,11 @@ def test_sharded_batch_matches_unsharded(general):
   mesh = Mesh(np.array(jax.devices()), ("data",))
   batch = NamedSharding(mesh, P("data"))
   per_view = NamedSharding(mesh, P(None, "data"))
-  fn = jax.jit(lambda r, x: augment.make_views(r, x, cfg), in_shardings=(None, batch),
-               out_shardings=(per_view, per_view))
+  fn = jax.jit(
+    lambda r, x: augment.make_views(r, x, cfg),
+    in_shardings=(None, batch),
+    out_shardings=(per_view, per_view),
+  )
   compiled = fn.lower(jax.random.key(0), jax.device_put(images, batch)).compile()
   hlo = compiled.as_text()
   for collective in ("all-gather", "all-to-all", "all-reduce", "collective-permute"):
@@ -344,18 +365,18 @@ def test_sharded_batch_matches_unsharded(general):
 def test_validate_rejects_bad_configs():
   augment.validate(augment.default_config())
   cases = [
-      ({"color__prob": 1.5}, "config.augment.color.prob must be a number in [0, 1], got 1.5"),
-      ({"spaces": ("colour",)}, "augment.spaces has unknown augmentation 'colour'"),
-      ({"spaces": ("color", "color")}, "augment.spaces has duplicates"),
-      ({"redraw": "sometimes"}, "augment.redraw"),
-      ({"crop__scale": (0.5, 0.2)}, "augment.crop.scale"),
-      ({"crop__ratio": (0.0, 1.0)}, "augment.crop.ratio"),
-      ({"blur__sigma": (-1.0, 2.0)}, "augment.blur.sigma"),
-      ({"color__hue": 0.7}, "augment.color.hue"),
-      ({"color__brightness": -0.1}, "augment.color.brightness"),
-      ({"texture__freq": (2.0, 9.0)}, "augment.texture.freq"),  # max must be < S / 2
-      ({"texture__num_components": 0}, "augment.texture.num_components"),
-      ({"image_size": 4}, "augment.image_size"),
+    ({"color__prob": 1.5}, "config.augment.color.prob must be a number in [0, 1], got 1.5"),
+    ({"spaces": ("colour",)}, "augment.spaces has unknown augmentation 'colour'"),
+    ({"spaces": ("color", "color")}, "augment.spaces has duplicates"),
+    ({"redraw": "sometimes"}, "augment.redraw"),
+    ({"crop__scale": (0.5, 0.2)}, "augment.crop.scale"),
+    ({"crop__ratio": (0.0, 1.0)}, "augment.crop.ratio"),
+    ({"blur__sigma": (-1.0, 2.0)}, "augment.blur.sigma"),
+    ({"color__hue": 0.7}, "augment.color.hue"),
+    ({"color__brightness": -0.1}, "augment.color.brightness"),
+    ({"texture__freq": (2.0, 9.0)}, "augment.texture.freq"),  # max must be < S / 2
+    ({"texture__num_components": 0}, "augment.texture.num_components"),
+    ({"image_size": 4}, "augment.image_size"),
   ]
   for overrides, message in cases:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
@@ -369,8 +390,13 @@ def test_validate_rejects_bad_configs():
 
 def test_view_names():
   cfg = _cfg()
-  assert augment.view_names(cfg) == ["q", "k0: shares nothing", "k1: shares color",
-                                     "k2: shares rotation", "k3: shares texture"]
+  assert augment.view_names(cfg) == [
+    "q",
+    "k0: shares nothing",
+    "k1: shares color",
+    "k2: shares rotation",
+    "k3: shares texture",
+  ]
 
 
 @pytest.mark.parametrize("prob", [0.0, 0.5, 0.75, 1.0])
@@ -380,8 +406,9 @@ def test_rotation_prob(prob):
   spaces = ("color",) if prob == 0 else ("color", "rotation")  # a 0-prob rotation: common only
   cfg = _cfg(spaces=spaces, rotation__prob=prob)
   n = 4096
-  views = jax.tree.map(np.asarray, jax.jit(lambda r: augment.sample_views(r, n, cfg))(
-      jax.random.key(5)))
+  views = jax.tree.map(
+    np.asarray, jax.jit(lambda r: augment.sample_views(r, n, cfg))(jax.random.key(5))
+  )
   k = views["rotation"]["k"]  # [n + 2, n]
   counts = np.bincount(k[0], minlength=4) / n
   want = np.array([1 - prob] + [prob / 3] * 3)
@@ -400,22 +427,30 @@ def test_rotation_prob(prob):
       w[kq] = 0
       w /= w.sum()
       assert np.all(np.abs(cond - w) <= 4.5 * np.sqrt(w * (1 - w) / sel.sum()) + 1e-9), (
-          kq, cond, w)
+        kq,
+        cond,
+        w,
+      )
 
 
 def test_default_rotation_draw_is_uniform_over_four_exactly():
   """prob 0.75 reproduces the uniform draw of earlier versions bit for bit (same views)."""
   u = jnp.arange(2**16, dtype=jnp.float32) / 2**16  # uniforms are multiples of 2**-23
-  np.testing.assert_array_equal(augment._sample_rotation(u, 0.75),
-                                jnp.minimum(jnp.floor(u * 4), 3).astype(jnp.int32))
+  np.testing.assert_array_equal(
+    augment._sample_rotation(u, 0.75), jnp.minimum(jnp.floor(u * 4), 3).astype(jnp.int32)
+  )
   for kq in range(4):
     k = jnp.full(u.shape, kq, jnp.int32)
-    np.testing.assert_array_equal(augment._differ_rotation(u, k, 0.75),
-                                  (k + 1 + jnp.minimum(jnp.floor(u * 3), 2).astype(jnp.int32)) % 4)
+    np.testing.assert_array_equal(
+      augment._differ_rotation(u, k, 0.75),
+      (k + 1 + jnp.minimum(jnp.floor(u * 3), 2).astype(jnp.int32)) % 4,
+    )
 
 
 def test_rotation_prob_is_validated():
-  with pytest.raises(ValueError, match=r"config\.augment\.rotation\.prob must be a number in \[0, 1\]"):
+  with pytest.raises(
+    ValueError, match=r"config\.augment\.rotation\.prob must be a number in \[0, 1\]"
+  ):
     _cfg(rotation__prob=1.5)
   with pytest.raises(ValueError, match=r"augment\.rotation\.prob must be > 0 when 'rotation'"):
     _cfg(spaces=("rotation",), rotation__prob=0.0)

@@ -15,8 +15,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_step_benchmark_prints_a_row_per_kind():
   # The accelerator check's tiny size (accelerator_check.SIZES): the two share compiled steps.
-  table = step.bench_step(["moco", "supervised"], "resnet10", 8, 32, 16, "bfloat16",
-                          num_spaces=3, repeats=1, peak_tflops=0.0)
+  table = step.bench_step(
+    ["moco", "supervised"],
+    "resnet10",
+    8,
+    32,
+    16,
+    "bfloat16",
+    num_spaces=3,
+    repeats=1,
+    peak_tflops=0.0,
+  )
   rows = [line for line in table.splitlines() if line.startswith("| ")]
   assert [r.split(" | ")[0] for r in rows[1:]] == ["| moco", "| supervised"]
   moco = rows[1].split(" | ")
@@ -31,18 +40,29 @@ def test_views_benchmark_prints_a_row_per_size():
 def test_one_benchmark_command_defines_every_benchmarks_flags_once():
   """``python -m leave_one_out.benchmarks``: its --help lists the flags of the step, input and
   accelerator-check benchmarks (absl refuses a flag defined twice), and --what is checked."""
-  out = subprocess.run([sys.executable, "-m", "leave_one_out.benchmarks", "--helpfull"],
-                       cwd=ROOT, timeout=120, capture_output=True, text=True)
+  out = subprocess.run(
+    [sys.executable, "-m", "leave_one_out.benchmarks", "--helpfull"],
+    cwd=ROOT,
+    timeout=120,
+    capture_output=True,
+    text=True,
+  )
   for flag in ("--what", "--kinds", "--file_size", "--report", "--sections"):
     assert flag in out.stdout, (flag, out.stderr[-2000:])
-  out = subprocess.run([sys.executable, "-m", "leave_one_out.benchmarks", "--what=nope"],
-                       cwd=ROOT, timeout=120, capture_output=True, text=True)
+  out = subprocess.run(
+    [sys.executable, "-m", "leave_one_out.benchmarks", "--what=nope"],
+    cwd=ROOT,
+    timeout=120,
+    capture_output=True,
+    text=True,
+  )
   assert out.returncode != 0 and "unknown --what ['nope']" in out.stderr, out.stderr[-2000:]
 
 
 def _torch_reference():
   pytest.importorskip("torch", reason="the PyTorch comparison needs torch (optional)")
   from leave_one_out.benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
+
   return torch_reference
 
 
@@ -50,7 +70,9 @@ def test_torch_reference_loss_is_the_project_loss():
   """The PyTorch step optimises the loss of losses.looc_loss (z0 "all", mean over spaces)."""
   torch_reference = _torch_reference()
   import torch  # pylint: disable=import-outside-toplevel
+
   from leave_one_out import losses  # pylint: disable=import-outside-toplevel
+
   rng = np.random.default_rng(0)
   q = rng.normal(size=(6, 3, 8))
   k = rng.normal(size=(3, 6, 3, 8))
@@ -61,8 +83,10 @@ def test_torch_reference_loss_is_the_project_loss():
   np.testing.assert_allclose(float(got), float(want), rtol=1e-5)
   # Swapping the own keys of two spaces changes it: the positives are per space.
   swapped = k[[0, 2, 1]]
-  assert abs(float(torch_reference.looc_loss(torch.tensor(q), torch.tensor(swapped)))
-             - float(got)) > 1e-3
+  assert (
+    abs(float(torch_reference.looc_loss(torch.tensor(q), torch.tensor(swapped))) - float(got))
+    > 1e-3
+  )
 
 
 def test_torch_reference_views_share_exactly_the_query_factor():
@@ -84,8 +108,8 @@ def test_torch_reference_views_share_exactly_the_query_factor():
 def test_torch_comparison_prints_a_row_per_variant():
   _torch_reference()
   from leave_one_out.benchmarks import compare_torch  # pylint: disable=import-outside-toplevel
-  table = compare_torch.bench_torch(["jax", "torch"], "resnet10", 4, 16, 8, num_spaces=2,
-                                    repeats=1)
+
+  table = compare_torch.bench_torch(["jax", "torch"], "resnet10", 4, 16, 8, num_spaces=2, repeats=1)
   rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ")][1:]
   assert [r[0] for r in rows] == ["| jax", "| torch"]
   jax_row, torch_row = rows
@@ -96,17 +120,21 @@ def test_torch_comparison_prints_a_row_per_variant():
 
 def test_torch_comparison_without_torch_names_the_install_command():
   """Where torch is missing, the command fails at once, naming the command that installs it."""
-  code = ("import sys; sys.modules['torch'] = None; "
-          "sys.argv = ['benchmark', '--what=torch', '--num_spaces=2']; import runpy; "
-          "runpy.run_module('leave_one_out.benchmarks', run_name='__main__')")
-  out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120, capture_output=True,
-                       text=True)
+  code = (
+    "import sys; sys.modules['torch'] = None; "
+    "sys.argv = ['benchmark', '--what=torch', '--num_spaces=2']; import runpy; "
+    "runpy.run_module('leave_one_out.benchmarks', run_name='__main__')"
+  )
+  out = subprocess.run(
+    [sys.executable, "-c", code], cwd=ROOT, timeout=120, capture_output=True, text=True
+  )
   assert out.returncode != 0
   assert "pip install torch==2.13.0" in out.stderr, out.stderr[-2000:]
 
 
 def test_torch_comparison_rejects_spaces_it_cannot_render():
   from leave_one_out.benchmarks import compare_torch  # pylint: disable=import-outside-toplevel
+
   with pytest.raises(ValueError, match="num_spaces must be 0 to 2"):
     compare_torch.measure(["jax"], "resnet10", 4, 16, 4, num_spaces=3, repeats=1)
   with pytest.raises(ValueError, match="unknown variants"):
@@ -116,15 +144,21 @@ def test_torch_comparison_rejects_spaces_it_cannot_render():
 def test_convolution_list_is_the_models_convolutions():
   """The convolutions the torch_convs table times (and counts FLOPs of) are the model's."""
   import jax  # pylint: disable=import-outside-toplevel
+
   from leave_one_out import models  # pylint: disable=import-outside-toplevel
   from leave_one_out.benchmarks import compare_torch  # pylint: disable=import-outside-toplevel
+
   model = models.LooCModel(architecture="resnet18", num_spaces=1, width=8, small_stem=True)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 32, 32, 3)),
-                                             train=False))
-  kernels = sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(shapes["params"])
-                   if leaf.ndim == 4)
-  listed = sorted((c["kernel"], c["kernel"], c["cin"], c["cout"])
-                  for c in compare_torch.resnet_convolutions("resnet18", 8, 32))
+  shapes = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), np.zeros((1, 32, 32, 3)), train=False)
+  )
+  kernels = sorted(
+    tuple(leaf.shape) for leaf in jax.tree.leaves(shapes["params"]) if leaf.ndim == 4
+  )
+  listed = sorted(
+    (c["kernel"], c["kernel"], c["cin"], c["cout"])
+    for c in compare_torch.resnet_convolutions("resnet18", 8, 32)
+  )
   assert listed == kernels and len(listed) == 20
   with pytest.raises(ValueError, match="basic-block"):
     compare_torch.resnet_convolutions("resnet50", 8, 32)
@@ -134,6 +168,7 @@ def test_convolution_list_is_the_models_convolutions():
 def test_convolution_table_prints_each_kind_for_each_backend():
   _torch_reference()
   from leave_one_out.benchmarks import compare_torch  # pylint: disable=import-outside-toplevel
+
   table = compare_torch.bench_convolutions("resnet10", 4, 16, 2, num_spaces=2, repeats=1)
   rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ")][1:]
   assert [r[0] for r in rows] == ["| forward", "| input gradient", "| weight gradient", "| all"]

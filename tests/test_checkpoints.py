@@ -9,13 +9,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from leave_one_out.run import checkpoints
 from leave_one_out import config as config_lib
 from leave_one_out import pretrained
 from leave_one_out import sharding
 from leave_one_out import train
+from leave_one_out.run import checkpoints
 from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,8 +36,9 @@ def _kept(policy, steps):
 
 
 def test_saves_keep_the_newest_every_kth_and_the_final_step(tmp_path):
-  ckpt = checkpoints.Checkpointer(str(tmp_path), keep=2, keep_every=4, keep_steps=(10,),
-                                  async_save=False)
+  ckpt = checkpoints.Checkpointer(
+    str(tmp_path), keep=2, keep_every=4, keep_steps=(10,), async_save=False
+  )
   state = {"w": jnp.arange(3.0)}
   for step in range(1, 13):
     ckpt.save(step, state, {"step": step}, force=True)
@@ -53,13 +55,17 @@ def test_small_replicated_arrays_are_saved_without_device_programs(tmp_path):
   replicated = NamedSharding(mesh, P())
   # Shapes no other test uses (a slice program would be new to this process), their rows
   # divisible by the 8 devices (orbax splits an array along a divisible axis).
-  state = {f"v{i}": jax.device_put(jnp.arange(float(n)).reshape(n // 3, 3), replicated)
-           for i, n in enumerate((120, 168, 264))}
+  state = {
+    f"v{i}": jax.device_put(jnp.arange(float(n)).reshape(n // 3, 3), replicated)
+    for i, n in enumerate((120, 168, 264))
+  }
   lowered = []
+
   def listen(event, duration, **kwargs):
     del duration, kwargs
     if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
       lowered.append(event)
+
   jax.monitoring.register_event_duration_secs_listener(listen)
   try:
     ckpt = checkpoints.Checkpointer(str(tmp_path), async_save=False)
@@ -69,8 +75,9 @@ def test_small_replicated_arrays_are_saved_without_device_programs(tmp_path):
     jax.monitoring.unregister_event_duration_listener(listen)
   assert lowered == []
   reopened = checkpoints.Checkpointer(str(tmp_path), async_save=False)
-  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                          state)
+  abstract = jax.tree.map(
+    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state
+  )
   restored, meta = reopened.restore(1, abstract)
   reopened.close()
   assert meta == {"step": 1}
@@ -92,8 +99,9 @@ def test_imagenet100_configs_keep_periodic_checkpoints(name):
   config_lib.validate(cfg, num_devices=8)  # includes the keep_every_steps check
   final = 494 * cfg.train.num_epochs  # ImageNet-100: 494 steps of 256 per epoch
   saved = list(range(cfg.checkpoint_every_steps, final + 1, cfg.checkpoint_every_steps))
-  policy = checkpoints.preservation_policy(cfg.keep_checkpoints, cfg.keep_every_steps,
-                                           keep_steps=(final,))
+  policy = checkpoints.preservation_policy(
+    cfg.keep_checkpoints, cfg.keep_every_steps, keep_steps=(final,)
+  )
   assert _kept(policy, saved) == [50_000, 100_000, 150_000, 200_000, 245_000, 246_000, 247_000]
 
 
@@ -101,8 +109,11 @@ def test_keep_every_steps_that_keeps_nothing_is_a_startup_error():
   cfg = tiny_config()
   cfg.checkpoint_every_steps = 1000
   cfg.keep_every_steps = 49_400
-  with pytest.raises(ValueError, match=r"config.keep_every_steps \(49400\) must be 0 or a "
-                                       r"multiple of config.checkpoint_every_steps \(1000\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"config.keep_every_steps \(49400\) must be 0 or a "
+    r"multiple of config.checkpoint_every_steps \(1000\)",
+  ):
     config_lib.validate(cfg)
   cfg.keep_every_steps = 50_000
   config_lib.validate(cfg)
@@ -128,9 +139,15 @@ def test_a_checkpoint_written_by_an_old_config_loads_with_the_values_that_run_us
   old = ckpt.restore_config(2)
   ckpt.close()
   assert (old.model.key_bn, old.model.bn_groups, old.train.weight_decay_mask) == (
-      "global", 0, "no_bn_bias")
+    "global",
+    0,
+    "no_bn_bias",
+  )
   assert (old.data.synthetic_light, old.augment.rotation.prob, old.augment.extra_keys) == (
-      0.0, 0.75, 0)
+    0.0,
+    0.75,
+    0,
+  )
   assert old.online.to_dict() == config_lib.online_config().to_dict()
   config_lib.validate(old)
   model, variables, loaded = pretrained.load_pretrained(str(tmp_path))

@@ -28,7 +28,8 @@ def test_rows_share_everything_but_their_method_fields():
   # The compute-matched control has as many key views per image as LooC (rotation).
   assert cfgs["moco_rotation_keys"].augment.extra_keys == 1
   assert 1 + cfgs["moco_rotation_keys"].augment.extra_keys == 1 + len(
-      cfgs["looc_rotation"].augment.spaces)
+    cfgs["looc_rotation"].augment.spaces
+  )
   assert cfgs["looc_rotation"].augment.spaces == ("rotation",)
   assert cfgs["looc_color_rotation"].augment.spaces == ("color", "rotation")
   assert cfgs["looc_pp"].model.looc_plus_plus and not cfgs["looc_rotation"].model.looc_plus_plus
@@ -52,6 +53,7 @@ def test_rows_share_everything_but_their_method_fields():
 def test_every_row_of_every_preset_is_a_valid_config(preset):
   from leave_one_out import config as config_lib
   from leave_one_out import evaluate
+
   c = claims.load_config(preset)
   for condition in c.run_conditions:
     evaluate.validate_config(claims.eval_config(c, condition))
@@ -85,16 +87,23 @@ def test_every_hypothesis_is_fixed_in_the_config_with_a_direction():
       assert direction in ("greater", "less") and a in c.methods and b in c.methods
       assert metric == "rotation" or metric in c.conditions[name].labels
   assert c.analysis.alpha == 0.05 and len(c.seeds) >= 5
-  assert ("hue", "looc_color_rotation", "greater", "moco_rotation") in \
-      c.conditions.fine_color.hypotheses
+  assert (
+    "hue",
+    "looc_color_rotation",
+    "greater",
+    "moco_rotation",
+  ) in c.conditions.fine_color.hypotheses
 
 
 def test_analysis_is_paired_by_seed():
   c = claims.load_config("full")
 
   def runs(**rows):
-    return {row: {str(s): {"metrics": {"rotation": v}} for s, v in enumerate(values)}
-            for row, values in rows.items()}
+    return {
+      row: {str(s): {"metrics": {"rotation": v}} for s, v in enumerate(values)}
+      for row, values in rows.items()
+    }
+
   # Seed effects shared by both rows: a consistent 5-point gap is confirmed.
   r = runs(a=[0.95, 0.65, 0.85, 0.75, 0.55], b=[0.90, 0.60, 0.80, 0.70, 0.50])
   out = claims.analyse(r, (("rotation", "a", "greater", "b"),), "b", c.analysis)
@@ -103,8 +112,9 @@ def test_analysis_is_paired_by_seed():
   assert h["mean_gap"] == pytest.approx(0.05)
   assert out["vs_reference"]["a"]["rotation"]["verdict"] is None
   # The other direction is contradicted; a hypothesis whose row did not run is left out.
-  out = claims.analyse(r, (("rotation", "b", "greater", "a"), ("rotation", "x", "greater", "b")),
-                       "b", c.analysis)
+  out = claims.analyse(
+    r, (("rotation", "b", "greater", "a"), ("rotation", "x", "greater", "b")), "b", c.analysis
+  )
   assert [h["verdict"] for h in out["hypotheses"]] == ["contradicted"]
   # Same means but shuffled seeds: no longer a consistent paired gap.
   r = runs(a=[0.95, 0.65, 0.85, 0.75, 0.55], b=[0.50, 0.90, 0.60, 0.80, 0.70])
@@ -114,26 +124,45 @@ def test_analysis_is_paired_by_seed():
 
 def test_overview_puts_every_condition_side_by_side():
   from leave_one_out.experiments import report
+
   c = claims.load_config("full")
-  out = {"seeds": [0, 1, 2], "reference": "moco_rotation", "conditions": {},
-         "claims_config": json.loads(c.to_json())}
+  out = {
+    "seeds": [0, 1, 2],
+    "reference": "moco_rotation",
+    "conditions": {},
+    "claims_config": json.loads(c.to_json()),
+  }
   gaps = {"lit": 0.10, "fine_color": 0.0}
   for name, gap in gaps.items():
     runs = {}
     for row, shift in (("moco_rotation", 0.0), ("looc_rotation", gap)):
-      runs[row] = {str(s): {"metrics": {"rotation": 0.6 + 0.1 * s + shift + 0.01 * (s == 1),
-                                        "hue": 0.5, "shape": 0.3}} for s in range(3)}
-    summary = {row: {"title": c.methods[row].title, "feature": "backbone",
-                     "metrics": claims.aggregate([r["metrics"] for r in per.values()])}
-               for row, per in runs.items()}
+      runs[row] = {
+        str(s): {
+          "metrics": {"rotation": 0.6 + 0.1 * s + shift + 0.01 * (s == 1), "hue": 0.5, "shape": 0.3}
+        }
+        for s in range(3)
+      }
+    summary = {
+      row: {
+        "title": c.methods[row].title,
+        "feature": "backbone",
+        "metrics": claims.aggregate([r["metrics"] for r in per.values()]),
+      }
+      for row, per in runs.items()
+    }
     out["conditions"][name] = {
-        "description": name, "runs": runs, "summary": summary, "chance": {}, "seconds": 1.0,
-        "analysis": claims.analyse(runs, c.conditions[name].hypotheses, "moco_rotation",
-                                   c.analysis)}
+      "description": name,
+      "runs": runs,
+      "summary": summary,
+      "chance": {},
+      "seconds": 1.0,
+      "analysis": claims.analyse(runs, c.conditions[name].hypotheses, "moco_rotation", c.analysis),
+    }
   text = report.format_overview(out)
   header, _, ref_row, looc_row = text.splitlines()
-  assert header == ("| row | lit: rotation | lit: shape | fine_color: rotation | "
-                    "fine_color: hue (24 bins) |")
+  assert header == (
+    "| row | lit: rotation | lit: shape | fine_color: rotation | fine_color: hue (24 bins) |"
+  )
   assert ref_row.startswith("| MoCo + rotation (mean ± sd) | 70.3 ± 10.0 | 30.0 ± 0.0 |")
   assert looc_row.startswith("| LooC (rotation) - ref. | +10.0 [")
   verdicts = report.format_verdicts(out).splitlines()
@@ -146,10 +175,17 @@ def test_overview_puts_every_condition_side_by_side():
 def _command(*args):
   # One device and XLA's optimisations, as the command is documented (conftest.py turns most of
   # them off for the suite's compile-bound tests; this one trains six small models).
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("XLA_FLAGS", "JAX_DISABLE_MOST_OPTIMIZATIONS")}
-  return subprocess.run([sys.executable, "-m", "leave_one_out.experiments.claims", *args],
-                        env=env, capture_output=True, text=True, timeout=1200, check=False)
+  env = {
+    k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_DISABLE_MOST_OPTIMIZATIONS")
+  }
+  return subprocess.run(
+    [sys.executable, "-m", "leave_one_out.experiments.claims", *args],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=1200,
+    check=False,
+  )
 
 
 def test_preset_and_overrides_do_not_mix():
@@ -190,7 +226,11 @@ def test_ci_preset_confirms_its_pre_registered_hypothesis(ci_run):
   lit = out["conditions"]["lit"]
   (h,) = lit["analysis"]["hypotheses"]
   assert (h["metric"], h["a"], h["direction"], h["b"]) == (
-      "rotation", "looc_rotation", "greater", "moco_rotation")
+    "rotation",
+    "looc_rotation",
+    "greater",
+    "moco_rotation",
+  )
   assert h["verdict"] == "confirmed", out["report"]
   assert h["p"] < 0.05 and h["ci"][0] > 0
 
@@ -200,6 +240,7 @@ def test_conditions_reach_their_data_through_the_registry():
   from leave_one_out import data
   from leave_one_out.data import photos
   from leave_one_out.evaluate import dataset
+
   c = claims.load_config("full")
   cfg = claims.method_config(c, "photos", "moco_rotation", 0)
   with cfg.unlocked():

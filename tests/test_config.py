@@ -8,22 +8,30 @@ import pytest
 
 from leave_one_out import augment
 from leave_one_out import config as config_lib
+from leave_one_out import data as data_config
 from leave_one_out import losses
 from leave_one_out import models
 from leave_one_out import optimizer
-from leave_one_out import data as data_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECTIONS = {"data": data_config, "augment": augment, "model": models, "loss": losses,
-            "train": optimizer}
+SECTIONS = {
+  "data": data_config,
+  "augment": augment,
+  "model": models,
+  "loss": losses,
+  "train": optimizer,
+}
 
 
 def test_default_config_is_the_in100_recipe_and_assembles_the_sections():
   c = config_lib.default_config()
   for name, module in SECTIONS.items():
     assert c[name].to_dict() == module.default_config().to_dict(), name
-  assert (c.data.name, c.augment.image_size, c.model.architecture) == ("imagenet100", 224,
-                                                                       "resnet50")
+  assert (c.data.name, c.augment.image_size, c.model.architecture) == (
+    "imagenet100",
+    224,
+    "resnet50",
+  )
   assert (c.loss.queue_size, c.train.batch_size, c.train.num_epochs) == (16_384, 256, 500)
   config_lib.validate(c)
 
@@ -37,7 +45,9 @@ def test_recipe_configs_override_only_what_differs():
   assert moco.augment.spaces == () and moco.augment.rotation.enabled
 
 
-@pytest.mark.parametrize("section,field,value,message", [
+@pytest.mark.parametrize(
+  "section,field,value,message",
+  [
     ("model", "architecture", "resnet9", "config.model.architecture must be one of"),
     ("model", "dtype", "float16", "config.model.dtype must be one of ('float32', 'bfloat16')"),
     ("model", "width", 0, "config.model.width must be an integer >= 1, got 0"),
@@ -46,7 +56,8 @@ def test_recipe_configs_override_only_what_differs():
     ("train", "schedule", "linear", "config.train.schedule must be one of"),
     ("train", "momentum", 1.0, "config.train.momentum must be a number in [0, 1), got 1.0"),
     ("train", "step_epochs", (400, 300), "config.train.step_epochs must be increasing"),
-])
+  ],
+)
 def test_each_section_names_its_bad_field(section, field, value, message):
   c = SECTIONS[section].default_config()
   c[field] = value
@@ -64,23 +75,30 @@ def test_cross_section_checks():
   with pytest.raises(ValueError, match=r"config.loss.queue_size \(16384\) must be 0 or a multiple"):
     config_lib.validate(c)
   c.loss.queue_size = 0
-  with pytest.raises(ValueError, match=r"config.train.batch_size \(200\) must be divisible by "
-                                       r"the number of devices \(3\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"config.train.batch_size \(200\) must be divisible by "
+    r"the number of devices \(3\)",
+  ):
     config_lib.validate(c, num_devices=3)
 
 
 def test_load_file_resolves_relative_paths_and_args(tmp_path, monkeypatch):
   base = tmp_path / "base.py"
-  base.write_text("import ml_collections\n"
-                  "def get_config(arg=None):\n"
-                  "  return ml_collections.ConfigDict({'arg': arg or 'none'})\n")
+  base.write_text(
+    "import ml_collections\n"
+    "def get_config(arg=None):\n"
+    "  return ml_collections.ConfigDict({'arg': arg or 'none'})\n"
+  )
   child = tmp_path / "sub" / "child.py"
   child.parent.mkdir()
-  child.write_text("from leave_one_out import config as config_lib\n"
-                   "def get_config(arg=None):\n"
-                   "  c = config_lib.load_file('../base.py:x', relative_to=__file__)\n"
-                   "  c.child = arg\n"
-                   "  return c\n")
+  child.write_text(
+    "from leave_one_out import config as config_lib\n"
+    "def get_config(arg=None):\n"
+    "  c = config_lib.load_file('../base.py:x', relative_to=__file__)\n"
+    "  c.child = arg\n"
+    "  return c\n"
+  )
   monkeypatch.chdir(ROOT)  # the child finds its sibling wherever the process runs
   loaded = config_lib.load_file(str(child), "y")
   assert loaded.to_dict() == {"arg": "x", "child": "y"}

@@ -7,7 +7,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SPINNING_TESTS = '''
+SPINNING_TESTS = """
 import subprocess
 import sys
 import time
@@ -21,17 +21,35 @@ def test_spins_here():
 
 def test_spins_in_a_child_process():
   subprocess.run([sys.executable, "-c", SPIN.format(0.6)], check=True)
-'''
+"""
 
 
 def _pytest(tmp_path, *args):
   (tmp_path / "test_spinning.py").write_text(SPINNING_TESTS)
   return subprocess.run(
-      [sys.executable, "-m", "pytest", "-q", "-p", "tests.cpu_report", "-p", "no:cacheprovider",
-       "-p", "no:hypothesispytest", "-p", "no:benchmark", *args,
-       str(tmp_path / "test_spinning.py")],
-      cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
-      timeout=120, check=False)
+    [
+      sys.executable,
+      "-m",
+      "pytest",
+      "-q",
+      "-p",
+      "tests.cpu_report",
+      "-p",
+      "no:cacheprovider",
+      "-p",
+      "no:hypothesispytest",
+      "-p",
+      "no:benchmark",
+      *args,
+      str(tmp_path / "test_spinning.py"),
+    ],
+    cwd=tmp_path,
+    env=dict(os.environ, PYTHONPATH=ROOT),
+    capture_output=True,
+    text=True,
+    timeout=120,
+    check=False,
+  )
 
 
 def test_cpu_report_counts_each_test_and_its_child_processes(tmp_path):

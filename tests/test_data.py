@@ -8,12 +8,11 @@ import tensorflow as tf
 
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
-from leave_one_out import train
-from leave_one_out.run import loop
+from leave_one_out.data import synthetic as synthetic_source
 from leave_one_out.data.pipeline import decode
 from leave_one_out.data.pipeline import eval_split
 from leave_one_out.data.pipeline import memory
-from leave_one_out.data import synthetic as synthetic_source
+from leave_one_out.run import loop
 from tests import helpers
 
 
@@ -59,7 +58,9 @@ def test_synthetic_source_uses_the_configured_light():
   assert synthetic_source.light(cfg.data) == 0.0
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("name", "caltech_bird2011", "did you mean 'caltech_birds2011'"),
     ("name", "Not A Name", "config.data.name must be one of"),
     ("name", "folder", "config.data.data_dir must name the image folder root"),
@@ -70,7 +71,8 @@ def test_synthetic_source_uses_the_configured_light():
     ("num_examples", 10, "config.data.num_examples (10) must hold at least one global batch"),
     ("synthetic_light", 1.0, "config.data.synthetic_light must be a number in [0, 1), got 1.0"),
     ("synthetic_light", -0.2, "config.data.synthetic_light must be a number in [0, 1)"),
-])
+  ],
+)
 def test_data_config_validation(field, value, message):
   cfg = helpers.tiny_config()
   if field == "classes":
@@ -112,9 +114,13 @@ class ToyStripes:
   def eval_source(self, d, split, *, image_size, batch_size, num_examples, **unused):
     del split, unused
     images, labels = self._images(num_examples or 8, image_size)
-    return eval_split.ArrayEvalSource({"image": images, "label": labels}, num_classes=2,
-                                      class_names=("vertical", "horizontal"),
-                                      batch_size=batch_size, description=self.describe(d))
+    return eval_split.ArrayEvalSource(
+      {"image": images, "label": labels},
+      num_classes=2,
+      class_names=("vertical", "horizontal"),
+      batch_size=batch_size,
+      description=self.describe(d),
+    )
 
 
 def test_a_registered_source_is_validated_trained_on_and_evaluated(tmp_path, monkeypatch):

@@ -11,13 +11,14 @@ import jax
 import numpy as np
 import pytest
 import tensorflow as tf
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
-from leave_one_out.data.pipeline import classes
 from leave_one_out.data import DataError
 from leave_one_out.data import folder as folder_source
+from leave_one_out.data.pipeline import classes
 from leave_one_out.data.pipeline import host
 from leave_one_out.data.pipeline import prefetch
 from tests import helpers
@@ -44,8 +45,11 @@ def make_folder(root, per_class=(10, 4), corrupt=()):
       os.makedirs(os.path.join(root, split, cls), exist_ok=True)
       for i in range(n):
         ext = ".png" if i % 3 == 0 else (".JPEG" if i % 3 == 1 else ".jpg")
-        _write_image(os.path.join(root, split, cls, f"{i:03d}{ext}"), *SHAPES[cls],
-                     seed=1000 * c + i + (0 if split == "train" else 500))
+        _write_image(
+          os.path.join(root, split, cls, f"{i:03d}{ext}"),
+          *SHAPES[cls],
+          seed=1000 * c + i + (0 if split == "train" else 500),
+        )
   for name in corrupt:
     with open(os.path.join(root, "train", "dog", name), "wb") as f:
       f.write(b"\xff\xd8\xff\xe0 this is not a JPEG")
@@ -61,8 +65,9 @@ def folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def corrupt_folder(tmp_path_factory):
-  return make_folder(tmp_path_factory.mktemp("corrupt"), per_class=(4, 1),
-                     corrupt=("bad1.jpg", "bad2.jpg"))
+  return make_folder(
+    tmp_path_factory.mktemp("corrupt"), per_class=(4, 1), corrupt=("bad1.jpg", "bad2.jpg")
+  )
 
 
 def folder_config(root, batch=6, size=16, **data):
@@ -80,8 +85,9 @@ def folder_config(root, batch=6, size=16, **data):
 
 
 def _folder_source(cfg, process_index=0, process_count=1):
-  listing = folder_source.list_image_folder(cfg.data.data_dir, cfg.data.train_split,
-                                 classes.class_list(cfg.data.classes))
+  listing = folder_source.list_image_folder(
+    cfg.data.data_dir, cfg.data.train_split, classes.class_list(cfg.data.classes)
+  )
   kwargs = host.pipeline_kwargs(cfg)
   kwargs.update(process_index=process_index, process_count=process_count)
   return folder_source.FolderSource(listing.files, description="test folder", **kwargs)
@@ -138,8 +144,9 @@ def test_folder_hosts_split_each_global_batch(folder):
     joined = np.concatenate([h.file_indices(step) for h in hosts])
     np.testing.assert_array_equal(joined, one.file_indices(step))
   first = [next(h.iterate(2)) for h in hosts]
-  np.testing.assert_array_equal(np.concatenate([f["image"] for f in first]),
-                                next(one.iterate(2))["image"])
+  np.testing.assert_array_equal(
+    np.concatenate([f["image"] for f in first]), next(one.iterate(2))["image"]
+  )
 
 
 def test_folder_class_filter_and_eval_source(folder, tmp_path):
@@ -165,8 +172,12 @@ def test_corrupt_images_are_masked_counted_and_keep_batches_aligned(corrupt_fold
   straight = take(source.iterate(0), 8)
   assert all(b["image"].shape == (7, 16, 16, 3) for b in straight)
   assert source.num_corrupt == 8  # 2 per epoch, 4 epochs
-  bad = [(s, k) for s in range(8) for k, f in enumerate(source.file_indices(s))
-         if os.path.basename(str(source.files[f])).startswith("bad")]
+  bad = [
+    (s, k)
+    for s in range(8)
+    for k, f in enumerate(source.file_indices(s))
+    if os.path.basename(str(source.files[f])).startswith("bad")
+  ]
   assert len(bad) == 8
   for s, batch in enumerate(straight):
     # An unreadable file's slot is empty and masked; no other image is copied into it.
@@ -185,13 +196,16 @@ def test_corrupt_images_are_masked_counted_and_keep_batches_aligned(corrupt_fold
     take(strict.iterate(0), 2)
 
 
-@pytest.mark.parametrize("case,message", [
+@pytest.mark.parametrize(
+  "case,message",
+  [
     ("no_root", "does not exist"),
     ("no_split", r"has no split 'train' \(found: \['other'\]\)"),
     ("no_classes", "holds no class subdirectories"),
     ("no_images", "holds no images"),
     ("mismatch", "class list mismatch: 1 of the requested classes .* zebra"),
-])
+  ],
+)
 def test_folder_errors(tmp_path, case, message):
   root = tmp_path / "data"
   classes = ""
@@ -225,6 +239,7 @@ def test_prefetch_to_device_places_global_batches(folder):
   def failing():
     yield {"x": np.zeros((2,), np.float32)}
     raise DataError("boom")
+
   out = prefetch.prefetch_to_device(failing(), sharding)
   next(out)
   with pytest.raises(DataError, match="boom"):
@@ -234,19 +249,40 @@ def test_prefetch_to_device_places_global_batches(folder):
 @pytest.mark.slow
 def test_cli_pretrains_on_an_image_folder(folder, tmp_path):
   """python -m leave_one_out.main on a generated folder: same config interface, end to end."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  env = dict(
+    os.environ,
+    JAX_PLATFORMS="cpu",
+    XLA_FLAGS="--xla_force_host_platform_device_count=1",
+    JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+  )
   run = subprocess.run(
-      [sys.executable, "-m", "leave_one_out.main", "--config=configs/demo.py",
-       f"--workdir={tmp_path / 'run'}", "--config.data.name=folder",
-       f"--config.data.data_dir={folder}", "--config.train.num_steps=2",
-       "--config.log_every_steps=1", "--config.checkpoint_every_steps=2",
-       "--config.train.batch_size=6", "--config.data.image_size=20",
-       "--config.augment.image_size=16", "--config.augment.spaces=('rotation',)",
-       "--config.augment.texture.freq=(2.0,6.0)", "--config.model.width=4",
-       "--config.model.head_hidden=16", "--config.model.embedding_dim=8"],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "leave_one_out.main",
+      "--config=configs/demo.py",
+      f"--workdir={tmp_path / 'run'}",
+      "--config.data.name=folder",
+      f"--config.data.data_dir={folder}",
+      "--config.train.num_steps=2",
+      "--config.log_every_steps=1",
+      "--config.checkpoint_every_steps=2",
+      "--config.train.batch_size=6",
+      "--config.data.image_size=20",
+      "--config.augment.image_size=16",
+      "--config.augment.spaces=('rotation',)",
+      "--config.augment.texture.freq=(2.0,6.0)",
+      "--config.model.width=4",
+      "--config.model.head_hidden=16",
+      "--config.model.embedding_dim=8",
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert run.returncode == 0, run.stderr[-3000:]
   assert "FolderSource(image folder" in run.stderr and "step 2/2" in run.stderr
   assert "| rotation |" in run.stdout

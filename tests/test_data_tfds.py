@@ -14,11 +14,12 @@ import tensorflow_datasets as tfds
 
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
-from leave_one_out.data.pipeline import classes
 from leave_one_out.data import DataError
 from leave_one_out.data import folder as folder_source
-from leave_one_out.data.pipeline import host
 from leave_one_out.data import tfds as tfds_source
+from leave_one_out.data.pipeline import classes
+from leave_one_out.data.pipeline import host
+from leave_one_out.data.pipeline import tfds_reader
 from tests import helpers
 from tests.test_data_folder import take
 
@@ -38,13 +39,20 @@ def test_imagenet100_list_is_the_cmc_list_and_matches_tfds_labels():
 
 class LoocTestImages(tfds.core.GeneratorBasedBuilder):
   """A tiny image dataset prepared offline into a temporary data_dir (nothing downloaded)."""
+
   VERSION = tfds.core.Version("1.0.0")
   LABELS = ("n001", "n002", "n003", "n004")
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-        "label": tfds.features.ClassLabel(names=self.LABELS)}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
+          "label": tfds.features.ClassLabel(names=self.LABELS),
+        }
+      ),
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -92,16 +100,17 @@ def test_tfds_source_deterministic_resumable_and_reshuffled(tfds_dir):
     resumed = take(data_lib.create_train_source(cfg).iterate(start), 3)
     for k, b in enumerate(resumed):
       np.testing.assert_array_equal(b["image"], straight[start + k]["image"])
+
   def epoch_set(e):
-    return sorted(bytes(x.tobytes()) for s in range(6 * e, 6 * e + 6)
-                  for x in straight[s]["image"])
+    return sorted(bytes(x.tobytes()) for s in range(6 * e, 6 * e + 6) for x in straight[s]["image"])
+
   assert epoch_set(0) == epoch_set(1)  # each epoch sees every example once ...
   assert not np.array_equal(straight[0]["image"], straight[6]["image"])  # ... in a new order
 
 
 def test_tfds_hosts_read_disjoint_shards(tfds_dir):
   cfg = tfds_config(tfds_dir)
-  data = tfds_source.open_tfds(cfg.data.name, "train", data_dir=tfds_dir)
+  data = tfds_reader.open_tfds(cfg.data.name, "train", data_dir=tfds_dir)
   kwargs = host.pipeline_kwargs(cfg)
   hosts = []
   for p in range(2):
@@ -124,15 +133,22 @@ def test_tfds_class_filter_count_and_eval(tfds_dir, tmp_path):
   data = ev.load()
   assert data["image"].shape == (6, 8, 8, 3)
   assert sorted(data["label"].tolist()) == [0, 0, 0, 1, 1, 1]
-  unfiltered = data_lib.create_eval_source(tfds_config(tfds_dir).data, "test", image_size=8,
-                                     num_examples=5)
+  unfiltered = data_lib.create_eval_source(
+    tfds_config(tfds_dir).data, "test", image_size=8, num_examples=5
+  )
   assert unfiltered.num_classes == 4 and len(unfiltered.load()["label"]) == 5
 
 
 def test_export_image_folder_round_trip(tfds_dir, tmp_path):
   classes = ("n001", "n003")
-  written = tfds_source.export_image_folder("looc_test_images", "test", str(tmp_path / "out"),
-                                   data_dir=tfds_dir, classes=classes, out_split="val")
+  written = tfds_source.export_image_folder(
+    "looc_test_images",
+    "test",
+    str(tmp_path / "out"),
+    data_dir=tfds_dir,
+    classes=classes,
+    out_split="val",
+  )
   assert written == 6
   listing = folder_source.list_image_folder(str(tmp_path / "out"), "val")
   assert listing.class_names == classes and len(listing.files) == 6
@@ -145,9 +161,12 @@ def test_export_image_folder_round_trip(tfds_dir, tmp_path):
 def test_tfds_errors_are_clear_and_instant(tfds_dir, tmp_path):
   empty = str(tmp_path / "empty_data_dir")
   start = time.perf_counter()
-  with pytest.raises(DataError, match=r"(?s)not prepared.*tfds build imagenet2012 "
-                     r"--data_dir=.*empty_data_dir --manual_dir=.*ILSVRC2012_img_train\.tar"):
-    tfds_source.tfds_builder("imagenet2012", empty)
+  with pytest.raises(
+    DataError,
+    match=r"(?s)not prepared.*tfds build imagenet2012 "
+    r"--data_dir=.*empty_data_dir --manual_dir=.*ILSVRC2012_img_train\.tar",
+  ):
+    tfds_reader.tfds_builder("imagenet2012", empty)
   cfg = helpers.tiny_config()
   cfg.data.name, cfg.data.data_dir = "imagenet100", empty
   with pytest.raises(DataError, match="tfds build imagenet2012"):
@@ -157,7 +176,7 @@ def test_tfds_errors_are_clear_and_instant(tfds_dir, tmp_path):
     data_lib.create_train_source(cfg)
   assert time.perf_counter() - start < 20  # metadata only: never a download attempt
   with pytest.raises(DataError, match=r"has no split 'dev': its splits are \['test', 'train'\]"):
-    tfds_source.open_tfds("looc_test_images", "dev", data_dir=tfds_dir)
+    tfds_reader.open_tfds("looc_test_images", "dev", data_dir=tfds_dir)
   bad = tmp_path / "bad.txt"
   bad.write_text("n001\nn0xx\n")
   with pytest.raises(DataError, match="class list mismatch.*n0xx"):
@@ -176,16 +195,18 @@ def test_imagenet100_view_with_mock_data(monkeypatch):
   outside = [i for i, n in enumerate(names) if n not in kept][:3]
   labels = [names.index(kept[i * 7 % 100]) if i % 3 else outside[i % 3] for i in range(60)]
   rng = np.random.default_rng(0)
-  images = [tf.io.encode_jpeg(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).numpy()
-            for _ in labels]
+  images = [
+    tf.io.encode_jpeg(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).numpy() for _ in labels
+  ]
   images[4] = b"corrupt"  # label kept: exercises skipping inside a tfds source
 
   def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
     del self, split, decoders, read_config, shuffle_files
     return tf.data.Dataset.from_tensor_slices(
-        {"image": images, "label": np.asarray(labels, np.int64), "file_name": ["x"] * 60})
+      {"image": images, "label": np.asarray(labels, np.int64), "file_name": ["x"] * 60}
+    )
 
-  monkeypatch.setattr(tfds_source, "_is_prepared", lambda builder: True)  # mock data has no files
+  monkeypatch.setattr(tfds_reader, "_is_prepared", lambda builder: True)  # mock data has no files
   with tfds.testing.mock_data(num_examples=60, as_dataset_fn=as_dataset):
     cfg = helpers.tiny_config()
     cfg.data.name = "imagenet100"

@@ -11,10 +11,10 @@ import pytest
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
 from leave_one_out import evaluate
-from leave_one_out.data.pipeline import eval_split
 from leave_one_out import fields
-from leave_one_out.evaluate import tables
-from tests.helpers import set_field, tiny_config
+from leave_one_out.data.pipeline import eval_split
+from tests.helpers import set_field
+from tests.helpers import tiny_config
 from tests.helpers import write_checkpoint
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
@@ -56,13 +56,23 @@ def test_evaluate_run_writes_results_and_table(workdir):
   assert d["from_run"] and d["name"] == "synthetic"
   assert (d["labels"], d["primary_label"]) == (["shape", "color", "texture"], "shape")
   assert (d["num_train"], d["num_test"], d["image_size"]) == (120, 60, 20)  # data.image_size
-  assert results["evaluators"] == ["probe", "rotation", "knn", "fewshot", "corruption",
-                                   "sensitivity"]
+  assert results["evaluators"] == [
+    "probe",
+    "rotation",
+    "knn",
+    "fewshot",
+    "corruption",
+    "sensitivity",
+  ]
   for kind in KINDS:
     row = results["rows"][kind]
     accuracies = [row["probe"][l]["top1"] for l in ("shape", "color", "texture")] + [
-        row["rotation"]["top1"], row["knn"]["shape"]["top1"], row["fewshot"]["2"]["mean"],
-        row["corruption"]["mean"], row["corruption"]["clean"]]
+      row["rotation"]["top1"],
+      row["knn"]["shape"]["top1"],
+      row["fewshot"]["2"]["mean"],
+      row["corruption"]["mean"],
+      row["corruption"]["clean"],
+    ]
     assert all(0.0 <= a <= 1.0 for a in accuracies), (kind, accuracies)
     assert row["probe"]["shape"]["protocol"]["name"] == "fast"
     assert row["probe"]["shape"]["protocol"]["steps"] == 20
@@ -77,13 +87,22 @@ def test_evaluate_run_writes_results_and_table(workdir):
   assert os.path.getsize(os.path.join(workdir, "sensitivity.png")) > 1000
   table = evaluate.format_table(results)
   header = next(line for line in table.splitlines() if line.startswith("| features"))
-  assert re.sub(r"\s+", " ", header) == ("| features | dim | shape | color | texture | rotation "
-                                         "| kNN shape | 2-shot | 3-shot | corrupt |"), header
-  for text in ("embedding:1 (color)", "embedding:2 (rotation)", "chance: shape 16.7",
-               "rotation 25.0", "linear probe: fast (full-batch Adam, 20 steps",
-               "over 3 trials", "24 train / 12 test images, each at 0/90/180/270",
-               "synthetic: this project's on-device stand-ins, not ImageNet-C",
-               "augmentation sensitivity", "time (s): load"):
+  assert re.sub(r"\s+", " ", header) == (
+    "| features | dim | shape | color | texture | rotation "
+    "| kNN shape | 2-shot | 3-shot | corrupt |"
+  ), header
+  for text in (
+    "embedding:1 (color)",
+    "embedding:2 (rotation)",
+    "chance: shape 16.7",
+    "rotation 25.0",
+    "linear probe: fast (full-batch Adam, 20 steps",
+    "over 3 trials",
+    "24 train / 12 test images, each at 0/90/180/270",
+    "synthetic: this project's on-device stand-ins, not ImageNet-C",
+    "augmentation sensitivity",
+    "time (s): load",
+  ):
     assert text in table, (text, table)
   assert evaluate.format_table(saved) == table  # the JSON alone reproduces the table
 
@@ -104,8 +123,10 @@ class NormEvaluator:
 
   @staticmethod
   def evaluate(ctx):
-    return {kind: {"norm": ctx.c.norm.scale * float(np.linalg.norm(f, axis=1).mean())}
-            for kind, f in ctx.features("test").items()}
+    return {
+      kind: {"norm": ctx.c.norm.scale * float(np.linalg.norm(f, axis=1).mean())}
+      for kind, f in ctx.features("test").items()
+    }
 
   @staticmethod
   def columns(results):
@@ -144,25 +165,42 @@ def test_config_file_is_the_default_config():
   evaluate.validate_config(loaded)
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("encoder", "key", "eval_config.encoder must be one of"),
     ("dataset.num_train", 1, r"eval_config.dataset.num_train must be 0 \(the whole split\) or"),
-    ("dataset.labels", ("shape", "shape"), "eval_config.dataset.labels must be a tuple of "
-     "distinct"),
+    (
+      "dataset.labels",
+      ("shape", "shape"),
+      "eval_config.dataset.labels must be a tuple of distinct",
+    ),
     ("dataset.data", "synthetic", "eval_config.dataset.data must be None .* or a data section"),
     ("probe.protocol", "lbfgs", r"eval_config.probe.protocol must be one of \('fast', 'moco'\)"),
     ("probe.decay_epochs", (80, 60), "eval_config.probe.decay_epochs must be increasing"),
     ("probe.crop_scale", (0.5, 1.5), "eval_config.probe.crop_scale must be a"),
     ("probe.sgd_lr", 0.0, "eval_config.probe.sgd_lr must be a number > 0"),
-    ("rotation.num_test", -1, r"eval_config.rotation.num_test must be 0 \(the whole split\) or an integer >= 1, got -1"),
+    (
+      "rotation.num_test",
+      -1,
+      r"eval_config.rotation.num_test must be 0 \(the whole split\) or an integer >= 1, got -1",
+    ),
     ("knn.temperature", 0.0, "eval_config.knn.temperature must be a number > 0"),
     ("fewshot.small_classes", "drop", "eval_config.fewshot.small_classes must be one of"),
-    ("corruption.names", ("frost",), "eval_config.corruption.names has unknown corruption "
-     "'frost'.*ImageNet-C itself: eval_config.imagenet_c"),
+    (
+      "corruption.names",
+      ("frost",),
+      "eval_config.corruption.names has unknown corruption "
+      "'frost'.*ImageNet-C itself: eval_config.imagenet_c",
+    ),
     ("imagenet_c.corruptions", ("fog", "smoke"), "eval_config.imagenet_c.corruptions must be"),
-    ("sensitivity.augmentations", ("warp",), "eval_config.sensitivity.augmentations has "
-     "unknown augmentation 'warp'"),
-])
+    (
+      "sensitivity.augmentations",
+      ("warp",),
+      "eval_config.sensitivity.augmentations has unknown augmentation 'warp'",
+    ),
+  ],
+)
 def test_bad_fields_are_named(field, value, message):
   c = evaluate.default_config()
   set_field(c, field, value)
@@ -174,17 +212,24 @@ def test_labels_the_source_lacks_are_named(workdir):
   c = tiny_eval_config()
   c.dataset.labels = ("shape", "size")
   c.dataset.primary_label = ""
-  with pytest.raises(ValueError, match=r"eval_config.dataset.labels has \['size'\], which the "
-                     r"evaluation dataset does not provide; it has \['label', 'shape'"):
+  with pytest.raises(
+    ValueError,
+    match=r"eval_config.dataset.labels has \['size'\], which the "
+    r"evaluation dataset does not provide; it has \['label', 'shape'",
+  ):
     evaluate.run(workdir, c)
   c.dataset.labels = ()
   c.dataset.primary_label = "size"
-  with pytest.raises(ValueError, match=r"eval_config.dataset.primary_label 'size' is not among "
-                     r"the evaluated labels \['shape', 'color', 'texture'\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"eval_config.dataset.primary_label 'size' is not among "
+    r"the evaluated labels \['shape', 'color', 'texture'\]",
+  ):
     evaluate.run(workdir, c)
   c.dataset.labels = ("color",)
-  with pytest.raises(ValueError, match="eval_config.dataset.primary_label must be one of "
-                     "dataset.labels"):
+  with pytest.raises(
+    ValueError, match="eval_config.dataset.primary_label must be one of dataset.labels"
+  ):
     evaluate.validate_config(c)
 
 
@@ -210,8 +255,9 @@ class PhotoSource:
     rng = np.random.default_rng(0 if split == "train" else 1)
     images = rng.integers(0, 256, (n, image_size, image_size, 3), dtype=np.uint8)
     arrays = {"image": images, "label": np.arange(n) % 4, "photo": np.arange(n) % 5}
-    return eval_split.ArrayEvalSource(arrays, num_classes=4, class_names=None,
-                                      batch_size=batch_size, description="toy photos")
+    return eval_split.ArrayEvalSource(
+      arrays, num_classes=4, class_names=None, batch_size=batch_size, description="toy photos"
+    )
 
 
 def test_a_newly_registered_source_is_evaluated_as_the_run_s_data(tmp_path, monkeypatch):
@@ -226,8 +272,7 @@ def test_a_newly_registered_source_is_evaluated_as_the_run_s_data(tmp_path, monk
     c[name].enabled = False
   results = evaluate.run(str(tmp_path), c)
   d = results["dataset"]
-  assert (d["name"], d["labels"], d["primary_label"]) == ("toy_photos", ["label", "photo"],
-                                                          "label")
+  assert (d["name"], d["labels"], d["primary_label"]) == ("toy_photos", ["label", "photo"], "label")
   assert d["num_classes"] == {"label": 4, "photo": 5} and d["image_size"] == 16
   table = evaluate.format_table(results)
   header = next(line for line in table.splitlines() if line.startswith("| features"))
@@ -243,7 +288,8 @@ def test_moco_protocol_on_the_embedded_dataset(workdir):
   results = evaluate.run(workdir, c)
   row = results["rows"]["backbone"]
   assert [row["probe"][l]["protocol"]["name"] for l in ("shape", "color", "texture")] == [
-      "moco"] * 3
+    "moco"
+  ] * 3
   assert len(row["probe"]["color"]["epoch_seconds"]) == 2
   assert row["rotation"]["protocol"]["lr"] == 1.0 and row["rotation"]["num_train"] == 96
   assert 0.0 <= row["corruption"]["mean"] <= 1.0  # the MoCo layer applied to corrupted images

@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from leave_one_out.evaluate.lib import common_corruptions
 from leave_one_out.data.synthetic import scenes
 from leave_one_out.evaluate import corruption
+from leave_one_out.evaluate.lib import common_corruptions
 
 
 def test_corruptions_every_family_and_severity():
@@ -22,8 +22,10 @@ def test_corruptions_every_family_and_severity():
     assert d1 > 0 and d5 > 0, name
     if name != "saturate":  # ImageNet-C's saturate desaturates at 1-2, oversaturates at 3-5
       assert d5 > d1, (name, d1, d5)
-  np.testing.assert_array_equal(common_corruptions.corrupt_jit(x, "gaussian_noise", 3, key),
-                                common_corruptions.corrupt_jit(x, "gaussian_noise", 3, key))
+  np.testing.assert_array_equal(
+    common_corruptions.corrupt_jit(x, "gaussian_noise", 3, key),
+    common_corruptions.corrupt_jit(x, "gaussian_noise", 3, key),
+  )
   with pytest.raises(ValueError, match="unknown corruption 'frost'"):
     common_corruptions.corrupt(x, "frost", 1, key)
   with pytest.raises(ValueError, match="severity"):
@@ -31,8 +33,12 @@ def test_corruptions_every_family_and_severity():
 
 
 def test_summary_by_family_and_corruption():
-  acc = {("gaussian_noise", 1): 0.8, ("gaussian_noise", 5): 0.4, ("contrast", 1): 0.6,
-         ("fog", 3): 0.2}
+  acc = {
+    ("gaussian_noise", 1): 0.8,
+    ("gaussian_noise", 5): 0.4,
+    ("contrast", 1): 0.6,
+    ("fog", 3): 0.2,
+  }
   s = corruption.summarise(acc, clean=0.9)
   assert s["mean"] == pytest.approx(0.5) and s["relative"] == pytest.approx(0.5 / 0.9)
   assert s["by_corruption"] == {"contrast": [0.6], "fog": [0.2], "gaussian_noise": [0.8, 0.4]}

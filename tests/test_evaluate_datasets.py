@@ -20,10 +20,11 @@ from leave_one_out import evaluate
 from leave_one_out import extract
 from leave_one_out import pretrained
 from leave_one_out.data import DataError
-from leave_one_out.data import tfds as tfds_source
-from tests.helpers import set_field, tiny_config
-from tests.test_data_folder import make_folder
+from leave_one_out.data.pipeline import tfds_reader
+from tests.helpers import set_field
+from tests.helpers import tiny_config
 from tests.helpers import write_checkpoint
+from tests.test_data_folder import make_folder
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_evaluate_datasets")
@@ -70,7 +71,11 @@ def check_results(results, workdir, c, *, name, num_train, num_test, num_classes
   assert os.path.getsize(os.path.join(workdir, c.heatmap_file)) > 1000
   d = results["dataset"]
   assert (d["name"], d["labels"], d["primary_label"], d["from_run"]) == (
-      name, ["label"], "label", False)
+    name,
+    ["label"],
+    "label",
+    False,
+  )
   assert (d["num_train"], d["num_test"]) == (num_train, num_test)
   assert d["num_classes"] == {"label": num_classes} and d["image_size"] == 16
   assert d["source"].startswith(source), d["source"]
@@ -84,20 +89,32 @@ def check_results(results, workdir, c, *, name, num_train, num_test, num_classes
     assert row["probe"]["label"]["protocol"]["name"] == c.probe.protocol
     assert row["rotation"]["protocol"]["name"] == c.probe.protocol
     assert row["rotation"]["num_test"] == 4 * num_test  # the whole test split, four turns
-    accuracies = [row["probe"]["label"]["top1"], row["probe"]["label"]["top5"],
-                  row["rotation"]["top1"], row["knn"]["label"]["top1"],
-                  row["fewshot"]["2"]["mean"], row["corruption"]["mean"],
-                  row["corruption"]["clean"]]
+    accuracies = [
+      row["probe"]["label"]["top1"],
+      row["probe"]["label"]["top5"],
+      row["rotation"]["top1"],
+      row["knn"]["label"]["top1"],
+      row["fewshot"]["2"]["mean"],
+      row["corruption"]["mean"],
+      row["corruption"]["clean"],
+    ]
     assert all(0.0 <= a <= 1.0 for a in accuracies), (kind, accuracies)
     assert sorted(row["corruption"]["by_corruption"]) == ["contrast", "gaussian_noise"]
   assert np.asarray(results["sensitivity"]["matrix"]).shape == (4, 5)
   table = evaluate.format_table(results)
   header = next(line for line in table.splitlines() if line.startswith("| features"))
-  assert re.sub(r"\s+", " ", header) == ("| features | dim | top-1 | top-5 | rotation | kNN | "
-                                         "2-shot | 3-shot | corrupt |"), header
-  for text in (source, f"{num_train} train / {num_test} test images", f"{num_classes} classes",
-               "embedding:1 (color)", "chance: label", "augmentation sensitivity",
-               f"linear probe: {c.probe.protocol} ("):
+  assert re.sub(r"\s+", " ", header) == (
+    "| features | dim | top-1 | top-5 | rotation | kNN | 2-shot | 3-shot | corrupt |"
+  ), header
+  for text in (
+    source,
+    f"{num_train} train / {num_test} test images",
+    f"{num_classes} classes",
+    "embedding:1 (color)",
+    "chance: label",
+    "augmentation sensitivity",
+    f"linear probe: {c.probe.protocol} (",
+  ):
     assert text in table, (text, table)
   assert evaluate.format_table(saved) == table  # the JSON alone reproduces the table
   return table
@@ -112,8 +129,16 @@ def test_evaluate_on_an_image_folder_with_the_moco_protocol(workdir, folder):
   assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train", "val")
   results = evaluate.run(workdir, c)
   assert c.results_file == f"evaluation_folder_{os.path.basename(folder)}.json"
-  table = check_results(results, workdir, c, name="folder", num_train=36, num_test=12,
-                        num_classes=3, source=f"image folder {folder} (train / val)")
+  table = check_results(
+    results,
+    workdir,
+    c,
+    name="folder",
+    num_train=36,
+    num_test=12,
+    num_classes=3,
+    source=f"image folder {folder} (train / val)",
+  )
   probe = results["rows"]["backbone"]["probe"]["label"]
   assert probe["protocol"]["epochs"] == 2 and probe["protocol"]["lr"] == 30.0
   assert len(probe["epoch_seconds"]) == 2 and np.isfinite(probe["train_loss"])
@@ -129,13 +154,16 @@ SPLITS = {"train": (24, 0), "validation": (12, 1), "test": (18, 2)}  # examples,
 def flowers_as_dataset(requested):
   """A mock ``_as_dataset``: encoded images and labels, different for each split; "a+b" is
   the concatenation, as tfds reads it."""
+
   def one(base):
     requested.append(base)
     n, seed = SPLITS[base]
     rng = np.random.default_rng(seed)
     shapes = [(20, 30), (28, 22)]
-    images = [tf.io.encode_jpeg(rng.integers(0, 256, shapes[i % 2] + (3,), dtype=np.uint8))
-              .numpy() for i in range(n)]
+    images = [
+      tf.io.encode_jpeg(rng.integers(0, 256, shapes[i % 2] + (3,), dtype=np.uint8)).numpy()
+      for i in range(n)
+    ]
     labels = np.arange(n, dtype=np.int64) % 6  # flower classes 0..5
     return tf.data.Dataset.from_tensor_slices({"image": images, "label": labels})
 
@@ -146,6 +174,7 @@ def flowers_as_dataset(requested):
     for part in parts[1:]:
       ds = ds.concatenate(part)
     return ds
+
   return as_dataset
 
 
@@ -157,13 +186,21 @@ def test_evaluate_on_a_tfds_dataset_with_the_fast_protocol(workdir, monkeypatch,
   assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train+validation", "test")
   c.dataset.data.classes = str(classes)
   requested = []
-  monkeypatch.setattr(tfds_source, "_is_prepared", lambda builder: True)  # mock data has no files
+  monkeypatch.setattr(tfds_reader, "_is_prepared", lambda builder: True)  # mock data has no files
   with tfds.testing.mock_data(as_dataset_fn=flowers_as_dataset(requested)):
     results = evaluate.run(workdir, c)
   assert {"train", "validation", "test"} <= set(requested)  # the pool is train+validation
   assert c.results_file == "evaluation_oxford_flowers102.json"
-  check_results(results, workdir, c, name="oxford_flowers102", num_train=24, num_test=12,
-                num_classes=4, source="tfds oxford_flowers102 (train+validation / test)")
+  check_results(
+    results,
+    workdir,
+    c,
+    name="oxford_flowers102",
+    num_train=24,
+    num_test=12,
+    num_classes=4,
+    source="tfds oxford_flowers102 (train+validation / test)",
+  )
   shot = results["rows"]["backbone"]["fewshot"]["3"]
   assert shot.get("skipped_classes") is None
   assert shot["pool"] == {"images": 24, "min_per_class": 6, "max_per_class": 6}
@@ -172,10 +209,16 @@ def test_evaluate_on_a_tfds_dataset_with_the_fast_protocol(workdir, monkeypatch,
 def test_run_fails_on_small_classes_before_features(workdir, folder, monkeypatch):
   c = shrink(eval_config_file("folder.py", folder))
   c.fewshot.shots = (2, 12)  # 12 training images per class: 12 shots would repeat every trial
-  monkeypatch.setattr(extract, "extract_feature_dict",
-                      lambda *a, **k: pytest.fail("features extracted before the check"))
-  with pytest.raises(ValueError, match=r"12-shot needs more than 12 pool images.*3 of the 3 "
-                     r"classes.*cat: 12"):
+  monkeypatch.setattr(
+    extract,
+    "extract_feature_dict",
+    lambda *a, **k: pytest.fail("features extracted before the check"),
+  )
+  with pytest.raises(
+    ValueError,
+    match=r"12-shot needs more than 12 pool images.*3 of the 3 "
+    r"classes.*cat: 12",
+  ):
     evaluate.run(workdir, c)
 
 
@@ -187,7 +230,11 @@ def test_eval_config_files():
   evaluate.validate_config(birds)
   d = birds.dataset.data
   assert (d.name, d.train_split, d.eval_split, d.eval_crop_fraction) == (
-      "caltech_birds2011", "train", "test", 0.875)
+    "caltech_birds2011",
+    "train",
+    "test",
+    0.875,
+  )
   assert birds.dataset.num_train == birds.dataset.num_test == 0
   assert birds.probe.protocol == "moco" and birds.probe.epochs == 100
   assert (birds.rotation.num_train, birds.rotation.num_test) == (0, 0)
@@ -206,25 +253,45 @@ def test_eval_config_files():
   assert folder.results_file == "evaluation_folder_my_images.json"
   assert folder.probe.protocol == "moco"
   assert set(folder.to_dict()) == set(evaluate.default_config().to_dict())  # same layout
-  for arg, message in ((None, "takes a tfds dataset name"), ("folder", "configs/eval/folder.py"),
-                       ("imagenet2012_corrupted/fog_3", "tfds.py:imagenet100")):
+  for arg, message in (
+    (None, "takes a tfds dataset name"),
+    ("folder", "configs/eval/folder.py"),
+    ("imagenet2012_corrupted/fog_3", "tfds.py:imagenet100"),
+  ):
     with pytest.raises(ValueError, match=message):
       eval_config_file("tfds.py", arg)
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("dataset.data.name", "caltech_bird2011",
-     "eval_config.dataset.data.name: unknown dataset 'caltech_bird2011'.*did you mean "
-     "'caltech_birds2011'"),
-    ("dataset.data.eval_crop_fraction", 1.5,
-     r"eval_config.dataset.data.eval_crop_fraction must be a number in \(0, 1\]"),
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
+    (
+      "dataset.data.name",
+      "caltech_bird2011",
+      "eval_config.dataset.data.name: unknown dataset 'caltech_bird2011'.*did you mean "
+      "'caltech_birds2011'",
+    ),
+    (
+      "dataset.data.eval_crop_fraction",
+      1.5,
+      r"eval_config.dataset.data.eval_crop_fraction must be a number in \(0, 1\]",
+    ),
     ("dataset.data.eval_split", "train", "eval_config.dataset.data.eval_split must differ"),
     ("dataset.data.resize_method", "nearest", "eval_config.dataset.data.resize_method must be"),
-    ("dataset.num_train", 1, r"eval_config.dataset.num_train must be 0 \(the whole split\) or an "
-     "integer >= 2"),
-    ("dataset.num_test", -1, r"eval_config.dataset.num_test must be 0 \(the whole split\) or an integer >= 2, got -1"),
+    (
+      "dataset.num_train",
+      1,
+      r"eval_config.dataset.num_train must be 0 \(the whole split\) or an "
+      "integer >= 2",
+    ),
+    (
+      "dataset.num_test",
+      -1,
+      r"eval_config.dataset.num_test must be 0 \(the whole split\) or an integer >= 2, got -1",
+    ),
     ("fewshot.small_classes", "drop", "eval_config.fewshot.small_classes must be one of"),
-])
+  ],
+)
 def test_eval_config_errors_name_the_field(field, value, message):
   c = eval_config_file("tfds.py", "caltech_birds2011")
   set_field(c, field, value)
@@ -233,17 +300,24 @@ def test_eval_config_errors_name_the_field(field, value, message):
 
 
 def test_unreadable_data_fails_before_the_model_loads(folder, tmp_path, monkeypatch):
-  monkeypatch.setattr(pretrained, "load_pretrained",
-                      lambda *a, **k: pytest.fail("model loaded before the data check"))
+  monkeypatch.setattr(
+    pretrained, "load_pretrained", lambda *a, **k: pytest.fail("model loaded before the data check")
+  )
   c = eval_config_file("folder.py", folder)
   c.dataset.data.eval_split = "validation"
-  with pytest.raises(DataError, match=r"split .*validation does not exist "
-                     r"\(eval_config.dataset.data.eval_split='validation'"):
+  with pytest.raises(
+    DataError,
+    match=r"split .*validation does not exist "
+    r"\(eval_config.dataset.data.eval_split='validation'",
+  ):
     evaluate.run(str(tmp_path), c)
   c = eval_config_file("tfds.py", "oxford_flowers102")
   c.dataset.data.data_dir = str(tmp_path / "tfds")
-  with pytest.raises(DataError, match=r"(?s)not prepared.*tfds build oxford_flowers102 "
-                     r"--data_dir=.*point eval_config.dataset.data.data_dir"):
+  with pytest.raises(
+    DataError,
+    match=r"(?s)not prepared.*tfds build oxford_flowers102 "
+    r"--data_dir=.*point eval_config.dataset.data.data_dir",
+  ):
     evaluate.run(str(tmp_path), c)
   assert not os.path.exists(tmp_path / "tfds" / "downloads")
 
@@ -251,13 +325,24 @@ def test_unreadable_data_fails_before_the_model_loads(folder, tmp_path, monkeypa
 def test_cli_rejects_a_bad_eval_config_field(workdir):
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
   run = subprocess.run(
-      [sys.executable, "-m", "leave_one_out.evaluate", f"--workdir={workdir}",
-       "--config=configs/eval/tfds.py:caltech_birds2011",
-       "--config.dataset.data.eval_crop_fraction=1.5"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    [
+      sys.executable,
+      "-m",
+      "leave_one_out.evaluate",
+      f"--workdir={workdir}",
+      "--config=configs/eval/tfds.py:caltech_birds2011",
+      "--config.dataset.data.eval_crop_fraction=1.5",
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
   assert run.returncode != 0
-  assert "eval_config.dataset.data.eval_crop_fraction must be a number in (0, 1], got 1.5" in run.stderr, \
-      run.stderr[-3000:]
+  assert (
+    "eval_config.dataset.data.eval_crop_fraction must be a number in (0, 1], got 1.5" in run.stderr
+  ), run.stderr[-3000:]
 
 
 @pytest.mark.slow
@@ -265,16 +350,31 @@ def test_cli_runs_the_moco_protocol_on_a_folder(workdir, folder):
   """The issue's command, with the other protocols shrunk to keep it short."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
   run = subprocess.run(
-      [sys.executable, "-m", "leave_one_out.evaluate", f"--workdir={workdir}",
-       f"--config=configs/eval/folder.py:{folder}", "--config.probe.protocol=moco",
-       "--config.probe.epochs=2", "--config.results_file=evaluation_cli.json",
-       "--config.corruption.names=('contrast',)", "--config.corruption.severities=(1,)",
-       "--config.sensitivity.num_images=8", "--config.fewshot.trials=2",
-       "--config.fewshot.steps=10"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    [
+      sys.executable,
+      "-m",
+      "leave_one_out.evaluate",
+      f"--workdir={workdir}",
+      f"--config=configs/eval/folder.py:{folder}",
+      "--config.probe.protocol=moco",
+      "--config.probe.epochs=2",
+      "--config.results_file=evaluation_cli.json",
+      "--config.corruption.names=('contrast',)",
+      "--config.corruption.severities=(1,)",
+      "--config.sensitivity.num_images=8",
+      "--config.fewshot.trials=2",
+      "--config.fewshot.steps=10",
+    ],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert run.returncode == 0, run.stderr[-3000:]
-  assert "linear probe: moco (SGD lr 30, momentum 0.9, weight decay 0, batch 256, 2 epochs" in \
-      run.stdout, run.stdout
+  assert (
+    "linear probe: moco (SGD lr 30, momentum 0.9, weight decay 0, batch 256, 2 epochs" in run.stdout
+  ), run.stdout
   assert re.search(r"\| backbone\s+\| 32\s+\|", run.stdout), run.stdout
   with open(os.path.join(workdir, "evaluation_cli.json")) as f:
     saved = json.load(f)

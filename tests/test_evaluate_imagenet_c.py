@@ -14,9 +14,9 @@ import tensorflow_datasets as tfds
 
 from leave_one_out import config as config_lib
 from leave_one_out import evaluate
-from leave_one_out.data.pipeline import classes as class_lists
 from leave_one_out.data import DataError
-from leave_one_out.data import tfds as tfds_source
+from leave_one_out.data.pipeline import classes as class_lists
+from leave_one_out.data.pipeline import tfds_reader
 from leave_one_out.evaluate import imagenet_c
 from tests.helpers import tiny_config
 from tests.helpers import write_checkpoint
@@ -34,8 +34,9 @@ CONFIGS = {("gaussian_noise", 1): 12, ("gaussian_noise", 5): 12, ("frost", 3): 8
 
 def _images(n, seed):
   rng = np.random.default_rng(seed)
-  return [tf.io.encode_jpeg(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).numpy()
-          for _ in range(n)]
+  return [
+    tf.io.encode_jpeg(rng.integers(0, 256, (24, 30, 3), dtype=np.uint8)).numpy() for _ in range(n)
+  ]
 
 
 def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
@@ -52,9 +53,13 @@ def as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False
     rng = np.random.default_rng(n + int(severity))
     labels = rng.permutation(np.resize(KEPT_INDEX, n)).tolist() + [OTHER] * 3
     seed = 10 + int(severity)
-  return tf.data.Dataset.from_tensor_slices({
-      "image": _images(len(labels), seed), "label": np.asarray(labels, np.int64),
-      "file_name": [f"{i}.JPEG" for i in range(len(labels))]})
+  return tf.data.Dataset.from_tensor_slices(
+    {
+      "image": _images(len(labels), seed),
+      "label": np.asarray(labels, np.int64),
+      "file_name": [f"{i}.JPEG" for i in range(len(labels))],
+    }
+  )
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +81,7 @@ def in100_config():
 
 
 def test_imagenet_c_on_mock_data(workdir, monkeypatch):
-  monkeypatch.setattr(tfds_source, "_is_prepared", lambda builder: True)
+  monkeypatch.setattr(tfds_reader, "_is_prepared", lambda builder: True)
   c = in100_config()
   c.imagenet_c.severities = (1, 5)
   c.imagenet_c.corruptions = ("gaussian_noise",)
@@ -100,14 +105,16 @@ def test_imagenet_c_on_mock_data(workdir, monkeypatch):
     assert same["mce"] == pytest.approx(1.0) and same["ce"] == {"gaussian_noise": 1.0}
   table = evaluate.format_table(against)
   assert "| IN-C err | mCE" in table and "mCE %: corruption errors relative to" in table
-  assert "IN-C err: ImageNet-C (tfds imagenet2012_corrupted) top-1 error %, mean over 1 " \
-         "corruptions x 2 severities, 12-12 images each" in table, table
+  assert (
+    "IN-C err: ImageNet-C (tfds imagenet2012_corrupted) top-1 error %, mean over 1 "
+    "corruptions x 2 severities, 12-12 images each" in table
+  ), table
   with open(os.path.join(workdir, c.results_file)) as f:
     assert evaluate.format_table(json.load(f)) == table
 
 
 def test_labels_are_read_per_config(workdir, monkeypatch):
-  monkeypatch.setattr(tfds_source, "_is_prepared", lambda builder: True)
+  monkeypatch.setattr(tfds_reader, "_is_prepared", lambda builder: True)
   c = in100_config()
   c.imagenet_c.corruptions, c.imagenet_c.severities = ("gaussian_noise", "frost"), (3,)
   monkeypatch.setitem(CONFIGS, ("gaussian_noise", 3), 4)
@@ -119,12 +126,15 @@ def test_labels_are_read_per_config(workdir, monkeypatch):
 
 
 def test_unprepared_imagenet_c_fails_before_the_model_loads(tmp_path, monkeypatch):
-  monkeypatch.setattr(tfds_source, "_is_prepared", lambda builder: builder.name == "imagenet2012")
+  monkeypatch.setattr(tfds_reader, "_is_prepared", lambda builder: builder.name == "imagenet2012")
   c = in100_config()
   c.imagenet_c.data_dir = str(tmp_path / "tfds")
-  with pytest.raises(DataError, match=r"(?s)ImageNet-C \(tfds imagenet2012_corrupted\) "
-                     r"is not prepared in .*tfds: 6 of 6 configs are missing, e.g. "
-                     r"gaussian_noise_1.*never downloads.*imagenet_c.enabled=False"):
+  with pytest.raises(
+    DataError,
+    match=r"(?s)ImageNet-C \(tfds imagenet2012_corrupted\) "
+    r"is not prepared in .*tfds: 6 of 6 configs are missing, e.g. "
+    r"gaussian_noise_1.*never downloads.*imagenet_c.enabled=False",
+  ):
     evaluate.run(str(tmp_path / "no_model_here"), c)
   assert not os.path.exists(tmp_path / "tfds" / "downloads")
 

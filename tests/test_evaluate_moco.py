@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from leave_one_out import extract
-from leave_one_out.evaluate.lib import classifiers
 from leave_one_out.data.synthetic import scenes
-from leave_one_out.evaluate.lib import moco_linear
 from leave_one_out.evaluate import probe
+from leave_one_out.evaluate.lib import classifiers
+from leave_one_out.evaluate.lib import moco_linear
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_evaluate_moco")
@@ -17,6 +17,7 @@ pytestmark = pytest.mark.xdist_group("test_evaluate_moco")
 
 class PooledPixels(nn.Module):
   """A parameter-free encoder: the image mean-pooled to 4 x 4 x 3, as every feature kind."""
+
   num_spaces: int = 1
   looc_plus_plus: bool = False
 
@@ -45,8 +46,9 @@ def test_heads_learn_labels_and_rotation_from_random_crops(data):
   train, test = data
   model, kinds = PooledPixels(), ("backbone",)
   p = section(sgd_lr=3.0)
-  trained = moco_linear.train_heads(model, {}, train["image"], {"color": train["color"]},
-                                    {"color": 6}, kinds, p, image_size=16)
+  trained = moco_linear.train_heads(
+    model, {}, train["image"], {"color": train["color"]}, {"color": 6}, kinds, p, image_size=16
+  )
   assert trained["steps_per_epoch"] == 3 and trained["num_examples"] == 96
   assert len(trained["epoch_seconds"]) == 6 and not trained["diverged"]
   loss = trained["loss"]["backbone/color"]
@@ -57,8 +59,9 @@ def test_heads_learn_labels_and_rotation_from_random_crops(data):
   acc = classifiers.topk_accuracy(moco_linear.logits(head, f_test), test["color"])
   assert acc > 0.6, acc  # chance 1/6: colour survives crops and flips; centre views at test
 
-  rotated = moco_linear.train_heads(model, {}, train["image"], {}, {}, kinds, p,
-                                    image_size=16, rotate=True)
+  rotated = moco_linear.train_heads(
+    model, {}, train["image"], {}, {}, kinds, p, image_size=16, rotate=True
+  )
   assert rotated["num_examples"] == 4 * 96 and rotated["steps_per_epoch"] == 12
   turns = np.concatenate([np.rot90(test["image"], k, axes=(1, 2)) for k in range(4)])
   f_turns = extract.extract_features(model, {}, turns, "backbone")
@@ -71,9 +74,16 @@ def test_heads_learn_labels_and_rotation_from_random_crops(data):
 def test_an_unstable_learning_rate_is_reported(data):
   train, _ = data
   p = section(sgd_lr=1e9, epochs=2)
-  trained = moco_linear.train_heads(PooledPixels(), {}, train["image"],
-                                    {"label": train["shape"]}, {"label": 6}, ("backbone",), p,
-                                    image_size=16)
+  trained = moco_linear.train_heads(
+    PooledPixels(),
+    {},
+    train["image"],
+    {"label": train["shape"]},
+    {"label": 6},
+    ("backbone",),
+    p,
+    image_size=16,
+  )
   loss = trained["loss"]["backbone/label"]
   assert trained["diverged"] and loss[-1] > loss[0] > 1e6, loss
 
@@ -82,7 +92,8 @@ def test_step_decays():
   p = section(epochs=10, sgd_lr=30.0, decay_epochs=(6, 8, 12), decay_factor=0.1)
   lr = moco_linear.learning_rate(p, steps_per_epoch=5)
   assert [float(lr(s)) for s in (0, 29, 30, 39, 40, 49)] == pytest.approx(
-      [30.0, 30.0, 3.0, 3.0, 0.3, 0.3])  # epoch 12 is past the end: ignored
+    [30.0, 30.0, 3.0, 3.0, 0.3, 0.3]
+  )  # epoch 12 is past the end: ignored
 
 
 def test_every_example_once_per_epoch_last_batch_masked():
@@ -105,7 +116,8 @@ def test_every_example_once_per_epoch_last_batch_masked():
 def test_settings_are_recorded_and_described():
   s = probe.settings(section(protocol="moco"))
   assert (s["name"], s["lr"], s["momentum"], s["decay_epochs"]) == ("moco", 30.0, 0.9, [4])
-  assert probe.describe(s).startswith("moco (SGD lr 30, momentum 0.9, weight decay 0, batch "
-                                      "32, 6 epochs, x0.1 at 4;")
+  assert probe.describe(s).startswith(
+    "moco (SGD lr 30, momentum 0.9, weight decay 0, batch 32, 6 epochs, x0.1 at 4;"
+  )
   fast = probe.settings(section(protocol="fast"))
   assert fast["name"] == "fast" and fast["steps"] == 300

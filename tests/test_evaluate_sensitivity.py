@@ -21,6 +21,7 @@ class KnownInvariances(nn.Module):
   and vertical flips (a horizontal flip before a 90-degree turn is a vertical one after it),
   but a quarter turn swaps it for the column profile.
   """
+
   num_spaces: int = 3
   looc_plus_plus: bool = False
 
@@ -29,9 +30,11 @@ class KnownInvariances(nn.Module):
     del train
     hi, lo = x.max(-1), x.min(-1)  # [B, S, S]
     moments = lambda v: jnp.stack([((v - 0.5) ** p).mean((1, 2)) for p in (1, 2, 3)], -1)
-    z = [jnp.concatenate([moments(hi), moments(lo)], -1),
-         jnp.concatenate([moments(x[..., c]) for c in range(3)], -1),
-         (hi.mean(axis=2) + hi.mean(axis=2)[:, ::-1]) / 2 - 0.5]
+    z = [
+      jnp.concatenate([moments(hi), moments(lo)], -1),
+      jnp.concatenate([moments(x[..., c]) for c in range(3)], -1),
+      (hi.mean(axis=2) + hi.mean(axis=2)[:, ::-1]) / 2 - 0.5,
+    ]
     dim = max(v.shape[-1] for v in z)
     z = jnp.stack([jnp.pad(v, ((0, 0), (0, dim - v.shape[-1]))) for v in z], axis=1)
     z = z / jnp.linalg.norm(z, axis=-1, keepdims=True)

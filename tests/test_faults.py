@@ -15,28 +15,42 @@ import pytest
 
 from leave_one_out.run import checkpoints
 from leave_one_out.run import logs
-from leave_one_out import train
 from leave_one_out.run import loop
 from tests import helpers
 from tests.helpers import final_state as _final_params
 from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLI_TINY = ["--config.log_every_steps=1", "--config.async_checkpoints=False",
-            *helpers.CLI_TINY]
+CLI_TINY = ["--config.log_every_steps=1", "--config.async_checkpoints=False", *helpers.CLI_TINY]
 # The length of every CLI run below (the train step depends on it: one compile serves them
 # all). A signal once step 5 (SIGTERM) or 25 (kill -9) is logged lands with 45 or 25 to go.
 RUN_STEPS = 50
 
 
 def _start(workdir, steps, every, *extra):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "")
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+  )
   return subprocess.Popen(
-      [sys.executable, "-m", "leave_one_out.main", "--config=configs/demo.py",
-       f"--workdir={workdir}", f"--config.train.num_steps={steps}",
-       f"--config.checkpoint_every_steps={every}", *CLI_TINY, *extra],
-      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    [
+      sys.executable,
+      "-m",
+      "leave_one_out.main",
+      "--config=configs/demo.py",
+      f"--workdir={workdir}",
+      f"--config.train.num_steps={steps}",
+      f"--config.checkpoint_every_steps={every}",
+      *CLI_TINY,
+      *extra,
+    ],
+    cwd=ROOT,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def _wait_for_step(workdir, step, proc, timeout=240):
@@ -111,8 +125,7 @@ def test_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path):
     for name in files:
       with open(os.path.join(dirpath, name), "r+b") as f:
         f.truncate(max(0, os.path.getsize(os.path.join(dirpath, name)) // 3))
-  summary = loop.pretrain(tiny_config(steps=6), str(tmp_path),
-                                     workdir_mode="resume")
+  summary = loop.pretrain(tiny_config(steps=6), str(tmp_path), workdir_mode="resume")
   assert summary["step"] == 6
   kept = os.listdir(tmp_path / "checkpoints")
   assert any(name.startswith("corrupt-4-") for name in kept)  # moved aside, not deleted

@@ -37,9 +37,13 @@ print("finished", flush=True)
 
 
 def _dry(script, *args, **env):
-  return subprocess.run(["bash", os.path.join(ROOT, "launch", script), *args],
-                        env=dict(os.environ, DRY_RUN="1", **env), capture_output=True,
-                        text=True, timeout=30)
+  return subprocess.run(
+    ["bash", os.path.join(ROOT, "launch", script), *args],
+    env=dict(os.environ, DRY_RUN="1", **env),
+    capture_output=True,
+    text=True,
+    timeout=30,
+  )
 
 
 def _executable(path, text):
@@ -53,21 +57,35 @@ def stand_ins(tmp_path):
   """bin/ with fake gcloud, srun and scontrol; a fake venv whose python is FAKE_TRAINER."""
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
-  _executable(bin_dir / "gcloud", '#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$FAKE_DIR/gcloud"\n'
-              'for a in "$@"; do case "$a" in --command=*) exec bash -c "${a#--command=}";; '
-              'esac; done\n')
-  _executable(bin_dir / "srun", '#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\n'
-              'exec "$@"\n')
-  _executable(bin_dir / "scontrol", '#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> '
-              '"$FAKE_DIR/scontrol"\n')
+  _executable(
+    bin_dir / "gcloud",
+    '#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$FAKE_DIR/gcloud"\n'
+    'for a in "$@"; do case "$a" in --command=*) exec bash -c "${a#--command=}";; '
+    "esac; done\n",
+  )
+  _executable(
+    bin_dir / "srun", '#!/usr/bin/env bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n'
+  )
+  _executable(
+    bin_dir / "scontrol", '#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$FAKE_DIR/scontrol"\n'
+  )
   trainer = tmp_path / "trainer.py"
   trainer.write_text(FAKE_TRAINER)
   venv = tmp_path / "venv"
   (venv / "bin").mkdir(parents=True)
-  _executable(venv / "bin" / "python", f'#!/usr/bin/env bash\nexec {sys.executable} {trainer} "$@"\n')
-  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", FAKE_DIR=str(tmp_path),
-             VENV=str(venv), REMOTE_DIR=str(tmp_path), LOG=str(tmp_path / "train.log"),
-             PIDFILE=str(tmp_path / "train.pid"), WORKDIR=str(tmp_path / "workdir"))
+  _executable(
+    venv / "bin" / "python", f'#!/usr/bin/env bash\nexec {sys.executable} {trainer} "$@"\n'
+  )
+  env = dict(
+    os.environ,
+    PATH=f"{bin_dir}:{os.environ['PATH']}",
+    FAKE_DIR=str(tmp_path),
+    VENV=str(venv),
+    REMOTE_DIR=str(tmp_path),
+    LOG=str(tmp_path / "train.log"),
+    PIDFILE=str(tmp_path / "train.pid"),
+    WORKDIR=str(tmp_path / "workdir"),
+  )
   return tmp_path, env
 
 
@@ -79,42 +97,76 @@ def _wait_for(path, timeout=30):
 
 
 def _tpu(env, *args, **more):
-  return subprocess.run(["bash", os.path.join(ROOT, "launch", "tpu.sh"), *args],
-                        env=dict(env, **more), capture_output=True, text=True, timeout=60)
+  return subprocess.run(
+    ["bash", os.path.join(ROOT, "launch", "tpu.sh"), *args],
+    env=dict(env, **more),
+    capture_output=True,
+    text=True,
+    timeout=60,
+  )
 
 
 # ---------------------------------------------------------------------------------- tpu.sh
 
 
 def test_tpu_train_runs_the_same_command_on_all_workers():
-  out = _dry("tpu.sh", "train", "--config.train.num_epochs=2", WORKDIR="gs://b/run",
-             TPU_NAME="pod", ACCELERATOR="v4-32", TFDS_DATA_DIR="gs://b/tfds")
+  out = _dry(
+    "tpu.sh",
+    "train",
+    "--config.train.num_epochs=2",
+    WORKDIR="gs://b/run",
+    TPU_NAME="pod",
+    ACCELERATOR="v4-32",
+    TFDS_DATA_DIR="gs://b/tfds",
+  )
   assert out.returncode == 0, out.stderr
   cmd = out.stdout.replace("\\", "")
   assert "tpu-vm ssh pod" in cmd and "--worker=all" in cmd
-  for part in ["~/looc-venv/bin/python -m leave_one_out.main", "--distributed",
-               "--workdir=gs://b/run", "--compilation_cache_dir=gs://b/run/jax_cache",
-               "TFDS_DATA_DIR=gs://b/tfds", "--config.train.num_epochs=2",
-               "configs/looc_in100_r50.py", "echo $! > ~/looc.pid"]:
+  for part in [
+    "~/looc-venv/bin/python -m leave_one_out.main",
+    "--distributed",
+    "--workdir=gs://b/run",
+    "--compilation_cache_dir=gs://b/run/jax_cache",
+    "TFDS_DATA_DIR=gs://b/tfds",
+    "--config.train.num_epochs=2",
+    "configs/looc_in100_r50.py",
+    "echo $! > ~/looc.pid",
+  ]:
     assert part in cmd, part
 
 
-@pytest.mark.parametrize("command,env,expected", [
-    ("create", {}, "tpu-vm create looc --zone=us-central2-b --accelerator-type=v4-32 "
-                   "--version=tpu-ubuntu2204-base"),
-    ("create", {"ACCELERATOR": "v6e-16", "SPOT": "1"},
-     "queued-resources create looc-qr --node-id=looc --zone=us-central2-b "
-     "--accelerator-type=v6e-16 --runtime-version=v2-alpha-tpuv6e --spot"),
-    ("create", {"ACCELERATOR": "v5litepod-8", "QUEUED": "0"},
-     "tpu-vm create looc --zone=us-central2-b --accelerator-type=v5litepod-8 "
-     "--version=v2-alpha-tpuv5-lite"),
+@pytest.mark.parametrize(
+  "command,env,expected",
+  [
+    (
+      "create",
+      {},
+      "tpu-vm create looc --zone=us-central2-b --accelerator-type=v4-32 "
+      "--version=tpu-ubuntu2204-base",
+    ),
+    (
+      "create",
+      {"ACCELERATOR": "v6e-16", "SPOT": "1"},
+      "queued-resources create looc-qr --node-id=looc --zone=us-central2-b "
+      "--accelerator-type=v6e-16 --runtime-version=v2-alpha-tpuv6e --spot",
+    ),
+    (
+      "create",
+      {"ACCELERATOR": "v5litepod-8", "QUEUED": "0"},
+      "tpu-vm create looc --zone=us-central2-b --accelerator-type=v5litepod-8 "
+      "--version=v2-alpha-tpuv5-lite",
+    ),
     ("wait", {"ACCELERATOR": "v5litepod-8"}, "queued-resources describe looc-qr"),
     ("setup", {}, "launch/worker_setup.sh --venv ~/looc-venv --extra tpu --python 3.11"),
     ("delete", {"FORCE": "1"}, "tpu-vm delete looc --zone=us-central2-b --quiet"),
-    ("delete", {"FORCE": "1", "ACCELERATOR": "v6e-8"},
-     "queued-resources delete looc-qr --zone=us-central2-b --force --quiet"),
+    (
+      "delete",
+      {"FORCE": "1", "ACCELERATOR": "v6e-8"},
+      "queued-resources delete looc-qr --zone=us-central2-b --force --quiet",
+    ),
     ("logs", {}, "--worker=0"),
-])
+  ],
+)
 def test_tpu_lifecycle_commands(command, env, expected):
   out = _dry("tpu.sh", command, **env)
   assert out.returncode == 0, out.stderr
@@ -123,8 +175,12 @@ def test_tpu_lifecycle_commands(command, env, expected):
 
 def test_tpu_train_needs_a_workdir_and_unknown_commands_fail():
   env = {k: v for k, v in os.environ.items() if k != "WORKDIR"}
-  out = subprocess.run(["bash", os.path.join(ROOT, "launch", "tpu.sh"), "train"],
-                       env=dict(env, DRY_RUN="1"), capture_output=True, text=True)
+  out = subprocess.run(
+    ["bash", os.path.join(ROOT, "launch", "tpu.sh"), "train"],
+    env=dict(env, DRY_RUN="1"),
+    capture_output=True,
+    text=True,
+  )
   assert out.returncode == 2 and "WORKDIR is required" in out.stderr
   assert _dry("tpu.sh", "explode").returncode == 2
 
@@ -166,11 +222,15 @@ def test_tpu_delete_with_force_does_not_ask_the_workers(stand_ins):
 
 
 def test_gpu_multinode_passes_the_coordinator():
-  out = _dry("gpu.sh", "node", "1", COORDINATOR="node0:1234", NODES="2",
-             HEARTBEAT_TIMEOUT="30")
+  out = _dry("gpu.sh", "node", "1", COORDINATOR="node0:1234", NODES="2", HEARTBEAT_TIMEOUT="30")
   assert out.returncode == 0, out.stderr
-  for part in ["--distributed", "--coordinator_address=node0:1234", "--num_processes=2",
-               "--process_id=1", "--heartbeat_timeout_s=30"]:
+  for part in [
+    "--distributed",
+    "--coordinator_address=node0:1234",
+    "--num_processes=2",
+    "--process_id=1",
+    "--heartbeat_timeout_s=30",
+  ]:
     assert part in out.stdout
   assert _dry("gpu.sh", "node", "1").returncode == 2  # no COORDINATOR
   single = _dry("gpu.sh", "train", "--config.train.num_steps=5")
@@ -190,23 +250,48 @@ def test_gpu_debug_uses_its_own_workdir_and_setup_uses_worker_setup():
 
 
 def test_slurm_script_one_process_per_gpu_and_per_node():
-  per_gpu = _dry("slurm.sh", "script", "--config.train.num_epochs=2", WORKDIR="/shared/run",
-                 NODES="4", GPUS_PER_NODE="8", PARTITION="gpu", SIGNAL_SECONDS="120")
+  per_gpu = _dry(
+    "slurm.sh",
+    "script",
+    "--config.train.num_epochs=2",
+    WORKDIR="/shared/run",
+    NODES="4",
+    GPUS_PER_NODE="8",
+    PARTITION="gpu",
+    SIGNAL_SECONDS="120",
+  )
   assert per_gpu.returncode == 0, per_gpu.stderr
   text = per_gpu.stdout
-  for line in ["#SBATCH --nodes=4", "#SBATCH --ntasks-per-node=8", "#SBATCH --gres=gpu:8",
-               "#SBATCH --signal=B:TERM@120", "#SBATCH --requeue", "#SBATCH --partition=gpu",
-               "#SBATCH --output=/shared/run/slurm/%x-%j.out"]:
+  for line in [
+    "#SBATCH --nodes=4",
+    "#SBATCH --ntasks-per-node=8",
+    "#SBATCH --gres=gpu:8",
+    "#SBATCH --signal=B:TERM@120",
+    "#SBATCH --requeue",
+    "#SBATCH --partition=gpu",
+    "#SBATCH --output=/shared/run/slurm/%x-%j.out",
+  ]:
     assert line in text.splitlines(), line
   srun = next(l for l in text.splitlines() if l.startswith("srun "))
-  for part in ["-m leave_one_out.main --distributed", "--workdir=/shared/run",
-               "--config.train.num_epochs=2", "--heartbeat_timeout_s=100"]:
+  for part in [
+    "-m leave_one_out.main --distributed",
+    "--workdir=/shared/run",
+    "--config.train.num_epochs=2",
+    "--heartbeat_timeout_s=100",
+  ]:
     assert part in srun, part
   assert "--local_device_ids" not in srun  # JAX gives each process its SLURM_LOCALID GPU
   assert "--coordinator_address" not in srun  # jax.distributed reads SLURM's environment
 
-  per_node = _dry("slurm.sh", "script", WORKDIR="/shared/run", NODES="2", GPUS_PER_NODE="4",
-                  PROCESS_PER="node", CPUS_PER_GPU="6").stdout
+  per_node = _dry(
+    "slurm.sh",
+    "script",
+    WORKDIR="/shared/run",
+    NODES="2",
+    GPUS_PER_NODE="4",
+    PROCESS_PER="node",
+    CPUS_PER_GPU="6",
+  ).stdout
   assert "#SBATCH --ntasks-per-node=1" in per_node and "#SBATCH --cpus-per-task=24" in per_node
   assert "--local_device_ids=0\\,1\\,2\\,3" in per_node
 
@@ -214,20 +299,33 @@ def test_slurm_script_one_process_per_gpu_and_per_node():
   assert submit.stdout.startswith("#!/usr/bin/env bash")
   assert "+ sbatch /shared/run/slurm/looc.sbatch" in submit.stdout
   no_workdir = {k: v for k, v in os.environ.items() if k != "WORKDIR"}
-  out = subprocess.run(["bash", os.path.join(ROOT, "launch", "slurm.sh"), "script"],
-                       env=no_workdir, capture_output=True, text=True)
+  out = subprocess.run(
+    ["bash", os.path.join(ROOT, "launch", "slurm.sh"), "script"],
+    env=no_workdir,
+    capture_output=True,
+    text=True,
+  )
   assert out.returncode == 2 and "WORKDIR is required" in out.stderr
   assert _dry("slurm.sh", "script", WORKDIR="/x", PROCESS_PER="socket").returncode == 2
 
 
 def _sbatch_job(env, tmp):
   script = tmp / "job.sbatch"
-  made = subprocess.run(["bash", os.path.join(ROOT, "launch", "slurm.sh"), "script"],
-                        env=dict(env, PYTHON=str(tmp / "venv" / "bin" / "python")),
-                        capture_output=True, text=True, check=True)
+  made = subprocess.run(
+    ["bash", os.path.join(ROOT, "launch", "slurm.sh"), "script"],
+    env=dict(env, PYTHON=str(tmp / "venv" / "bin" / "python")),
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   script.write_text(made.stdout)
-  return subprocess.Popen(["bash", str(script)], env=dict(env, SLURM_JOB_ID="42"),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  return subprocess.Popen(
+    ["bash", str(script)],
+    env=dict(env, SLURM_JOB_ID="42"),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.STDOUT,
+    text=True,
+  )
 
 
 def test_slurm_job_forwards_sigterm_and_requeues_itself(stand_ins):
@@ -255,8 +353,13 @@ def test_slurm_job_that_finishes_is_not_requeued(stand_ins):
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_help_prints_the_usage_only(script):
   # By a relative path, from the launch directory: the scripts cd to the repository root.
-  out = subprocess.run(["bash", f"./{script}", "help"], capture_output=True, text=True,
-                       timeout=30, cwd=os.path.join(ROOT, "launch"))
+  out = subprocess.run(
+    ["bash", f"./{script}", "help"],
+    capture_output=True,
+    text=True,
+    timeout=30,
+    cwd=os.path.join(ROOT, "launch"),
+  )
   assert out.returncode == 0, out.stderr
   with open(os.path.join(ROOT, "launch", script)) as f:
     header = []
@@ -285,15 +388,30 @@ def test_worker_setup_makes_a_fresh_venv_that_trains(tmp_path):
   if shutil.which("uv"):
     env["UV"] = shutil.which("uv")
   t0 = time.time()
-  out = subprocess.run(["bash", os.path.join(ROOT, "launch", "worker_setup.sh"), "--venv",
-                        str(tmp_path / "venv"), "--extra", "test", "--check"],
-                       env=env, capture_output=True, text=True, timeout=900)
+  out = subprocess.run(
+    [
+      "bash",
+      os.path.join(ROOT, "launch", "worker_setup.sh"),
+      "--venv",
+      str(tmp_path / "venv"),
+      "--extra",
+      "test",
+      "--check",
+    ],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=900,
+  )
   print(f"worker_setup.sh --extra test --check: {time.time() - t0:.0f} s")
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
   assert "python 3.1" in out.stdout and "jax 0.10.2" in out.stdout
   assert "LooC pretraining: step 3/3" in out.stdout
   assert f"ready: {tmp_path / 'venv'}/bin/python" in out.stdout
-  version = subprocess.run([str(tmp_path / "venv" / "bin" / "python"), "-c",
-                            "import sys; print(sys.version_info[:2])"],
-                           capture_output=True, text=True, check=True).stdout
+  version = subprocess.run(
+    [str(tmp_path / "venv" / "bin" / "python"), "-c", "import sys; print(sys.version_info[:2])"],
+    capture_output=True,
+    text=True,
+    check=True,
+  ).stdout
   assert version.strip() in ("(3, 11)", "(3, 12)", "(3, 13)")

@@ -10,8 +10,21 @@ MAX_LINES = 500  # "about 500": one concept per module
 MAX_FUNCTION_LEVEL_IMPORTS = 8  # imports that must wait: after flags, lazy attributes, torch
 # The top level holds the method and the entry points; everything else lives in a folder.
 TOP_LEVEL = {
-    "__init__", "augment", "render", "models", "losses", "optimizer", "train", "sharding",
-    "config", "fields", "extract", "pretrained", "main", "visualize",
+  "__init__",
+  "augment",
+  "render",
+  "models",
+  "losses",
+  "optimizer",
+  "train",
+  "sharding",
+  "config",
+  "fields",
+  "extract",
+  "pretrained",
+  "main",
+  "visualize",
+  "resnet",
 }
 FOLDERS = {"data", "evaluate", "run", "benchmarks", "experiments"}
 
@@ -53,8 +66,9 @@ def _function_level_import_statements(path) -> list[int]:
   for node in ast.walk(tree):
     if id(node) in top or not isinstance(node, (ast.Import, ast.ImportFrom)):
       continue
-    names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [
-        a.name for a in node.names]
+    names = (
+      [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+    )
     if any(n == "leave_one_out" or n.startswith("leave_one_out.") for n in names):
       lines.append(node.lineno)
   return lines
@@ -63,8 +77,8 @@ def _function_level_import_statements(path) -> list[int]:
 def test_no_import_cycles_counting_imports_inside_functions():
   modules = _modules()
   graph = {
-      m: _imports(p, modules, function_level=False) | _imports(p, modules, function_level=True)
-      for m, p in modules.items()
+    m: _imports(p, modules, function_level=False) | _imports(p, modules, function_level=True)
+    for m, p in modules.items()
   }
   # A module importing its own package's __init__ is not a cycle unless __init__ imports back.
   state, cycles = {}, []
@@ -86,9 +100,9 @@ def test_no_import_cycles_counting_imports_inside_functions():
 
 def test_imports_of_the_package_inside_functions_are_few():
   found = {
-      os.path.relpath(p, ROOT): lines
-      for p in _modules().values()
-      if (lines := _function_level_import_statements(p))
+    os.path.relpath(p, ROOT): lines
+    for p in _modules().values()
+    if (lines := _function_level_import_statements(p))
   }
   count = sum(len(lines) for lines in found.values())
   assert count <= MAX_FUNCTION_LEVEL_IMPORTS, f"{count} function-level imports: {found}"

@@ -29,8 +29,10 @@ def test_scalars_and_hparams_round_trip(tmp_path):
   for step in (10, 20):
     writer.write_scalars(step, {"loss": step / 10, "top1/invariant": 0.5})
   writer.close()
-  assert _scalars(tmp_path) == {"loss": [(10, 1.0), (20, 2.0)],
-                                "top1/invariant": [(10, 0.5), (20, 0.5)]}
+  assert _scalars(tmp_path) == {
+    "loss": [(10, 1.0), (20, 2.0)],
+    "top1/invariant": [(10, 0.5), (20, 0.5)],
+  }
   silent = logs.SummaryWriter(str(tmp_path / "other"), enabled=False)
   silent.write_scalars(1, {"loss": 1.0})
   silent.close()
@@ -62,8 +64,7 @@ def test_segments_roll_over_and_read_back_in_step_order(tmp_path):
     writer.write(step, {"loss": 1.0 / step})
   writer.flush()
   names = sorted(os.listdir(tmp_path))
-  assert names == ["metrics-000000001.jsonl", "metrics-000000004.jsonl",
-                   "metrics-000000007.jsonl"]
+  assert names == ["metrics-000000001.jsonl", "metrics-000000004.jsonl", "metrics-000000007.jsonl"]
   records = logs.read_metrics(tmp_path)
   assert [r["step"] for r in records] == list(range(1, 8))
   assert records[3]["loss"] == pytest.approx(0.25)
@@ -84,8 +85,13 @@ def test_object_store_mode_rewrites_only_the_current_segment(tmp_path, monkeypat
   monkeypatch.setattr(path_type, "write_text", write_text)
   monkeypatch.setattr(path_type, "read_text", lambda *a, **k: pytest.fail("read back"))
   real_open = path_type.open
-  monkeypatch.setattr(path_type, "open", lambda path, mode="r", *a, **k: (
-      pytest.fail("appended") if "a" in mode else real_open(path, mode, *a, **k)))
+  monkeypatch.setattr(
+    path_type,
+    "open",
+    lambda path, mode="r", *a, **k: (
+      pytest.fail("appended") if "a" in mode else real_open(path, mode, *a, **k)
+    ),
+  )
   for step in range(1, 6):
     writer.write(step, {"loss": float(step)})
   monkeypatch.undo()
@@ -97,8 +103,10 @@ def test_writes_happen_off_the_calling_thread(tmp_path):
   writer = logs.JsonlWriter(tmp_path)
   threads = []
   original = writer._write  # pylint: disable=protected-access
-  writer._write = lambda record: (threads.append(threading.current_thread()),  # pylint: disable=protected-access
-                                  original(record))
+  writer._write = lambda record: (
+    threads.append(threading.current_thread()),  # pylint: disable=protected-access
+    original(record),
+  )
   writer.write(1, {"loss": 1.0})
   writer.flush()
   assert threads and threads[0] is not threading.main_thread()
@@ -157,5 +165,8 @@ def test_run_log_writes_each_step_once_to_both_and_not_again_after_a_resume(tmp_
   resumed.write(3, {"loss": 1.0})
   resumed.close()
   assert [(r["step"], r["loss"]) for r in logs.read_metrics(tmp_path)] == [
-      (1, 2.0), (2, 1.5), (3, 1.0)]
+    (1, 2.0),
+    (2, 1.5),
+    (3, 1.0),
+  ]
   assert _scalars(tmp_path)["loss"] == [(1, 2.0), (2, 1.5), (3, 1.0)]

@@ -6,7 +6,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import losses
 
@@ -20,8 +22,9 @@ def _normalised(rng, shape):
 
 
 # The reference loss, jitted: one program per shape and options instead of its ops one by one.
-_looc_loss = jax.jit(losses.looc_loss,
-                     static_argnames=("temperature", "z0_positives", "space_reduction"))
+_looc_loss = jax.jit(
+  losses.looc_loss, static_argnames=("temperature", "z0_positives", "space_reduction")
+)
 
 
 def _embeddings(seed=0, batch=8, n=2, dim=16):
@@ -112,11 +115,22 @@ def test_perfect_embeddings_give_full_accuracy_and_low_loss():
   batch, n, dim = 4, 2, 64
   eye = jnp.eye(dim)
   # Each (image, view) pair gets its own orthogonal direction; in space i, k_i equals q.
-  q = jnp.stack([jnp.stack([eye[b * 8 + (h if h else 0)] for h in range(n + 1)])
-                 for b in range(batch)])
-  k = jnp.stack([jnp.stack([jnp.stack([eye[b * 8 + (l if l == h else 7 - l)] if h else eye[b * 8]
-                                       for h in range(n + 1)]) for b in range(batch)])
-                 for l in range(n + 1)])
+  q = jnp.stack(
+    [jnp.stack([eye[b * 8 + (h if h else 0)] for h in range(n + 1)]) for b in range(batch)]
+  )
+  k = jnp.stack(
+    [
+      jnp.stack(
+        [
+          jnp.stack(
+            [eye[b * 8 + (l if l == h else 7 - l)] if h else eye[b * 8] for h in range(n + 1)]
+          )
+          for b in range(batch)
+        ]
+      )
+      for l in range(n + 1)
+    ]
+  )
   loss, metrics = _looc_loss(q, k, temperature=0.05)
   np.testing.assert_allclose(metrics["top1_per_space"], 1.0)
   np.testing.assert_allclose(metrics["own_top1_per_space"], 1.0)
@@ -149,8 +163,11 @@ def test_sharded_matches_reference_on_8_devices(use_queue):
   want, want_m = _looc_loss(q, k, temperature=TAU, queue=queue)
   q_s = jax.device_put(q, NamedSharding(mesh, P("data")))
   k_s = jax.device_put(k, NamedSharding(mesh, P(None, "data")))
-  fn = jax.jit(lambda q, k, queue: losses.sharded_looc_loss(
-      q, k, mesh=mesh, axis="data", temperature=TAU, queue=queue))
+  fn = jax.jit(
+    lambda q, k, queue: losses.sharded_looc_loss(
+      q, k, mesh=mesh, axis="data", temperature=TAU, queue=queue
+    )
+  )
   got, got_m = fn(q_s, k_s, queue)
   np.testing.assert_allclose(got, want, rtol=1e-5)
   np.testing.assert_allclose(got_m["loss_per_space"], want_m["loss_per_space"], rtol=1e-5)
@@ -158,8 +175,13 @@ def test_sharded_matches_reference_on_8_devices(use_queue):
   np.testing.assert_allclose(got_m["own_top1_per_space"], want_m["own_top1_per_space"])
   # Gradients with respect to the queries agree too.
   g_want = jax.grad(lambda q: _looc_loss(q, k, temperature=TAU, queue=queue)[0])(q)
-  g_got = jax.jit(jax.grad(lambda q: losses.sharded_looc_loss(
-      q, k_s, mesh=mesh, axis="data", temperature=TAU, queue=queue)[0]))(q_s)
+  g_got = jax.jit(
+    jax.grad(
+      lambda q: losses.sharded_looc_loss(
+        q, k_s, mesh=mesh, axis="data", temperature=TAU, queue=queue
+      )[0]
+    )
+  )(q_s)
   np.testing.assert_allclose(g_got, g_want, rtol=1e-4, atol=1e-7)
 
 
@@ -184,8 +206,9 @@ def test_invalid_images_are_masked_out_as_if_absent():
   keep = np.flatnonzero(valid)
   want, want_m = _looc_loss(q[keep], k[:, keep], temperature=TAU)
   got, got_m = _looc_loss(q, k, temperature=TAU, valid=jnp.asarray(valid))
-  sharded = jax.jit(lambda q, k, v: losses.sharded_looc_loss(
-      q, k, mesh=mesh, axis="data", temperature=TAU, valid=v))
+  sharded = jax.jit(
+    lambda q, k, v: losses.sharded_looc_loss(q, k, mesh=mesh, axis="data", temperature=TAU, valid=v)
+  )
   put = lambda x, spec: jax.device_put(x, NamedSharding(mesh, spec))
   got_s, got_sm = sharded(put(q, P("data")), put(k, P(None, "data")), put(valid, P("data")))
   for loss, metrics in ((got, got_m), (got_s, got_sm)):
@@ -193,7 +216,6 @@ def test_invalid_images_are_masked_out_as_if_absent():
     for name in ("loss_per_space", "top1_per_space", "own_top1_per_space"):
       np.testing.assert_allclose(metrics[name], want_m[name], rtol=1e-5)
   g_want = jax.grad(lambda x: _looc_loss(x, k[:, keep], temperature=TAU)[0])(q[keep])
-  g_got = jax.grad(lambda x: _looc_loss(x, k, temperature=TAU,
-                                              valid=jnp.asarray(valid))[0])(q)
+  g_got = jax.grad(lambda x: _looc_loss(x, k, temperature=TAU, valid=jnp.asarray(valid))[0])(q)
   np.testing.assert_allclose(g_got[keep], g_want, rtol=1e-4, atol=1e-7)
   assert not np.asarray(g_got[~valid]).any()  # an empty slot gets no gradient

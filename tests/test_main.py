@@ -11,17 +11,36 @@ from leave_one_out.run import logs
 from tests.helpers import CLI_TINY
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--config.train.num_steps=4", "--config.log_every_steps=2",
-        "--config.checkpoint_every_steps=2", *CLI_TINY]
+TINY = [
+  "--config.train.num_steps=4",
+  "--config.log_every_steps=2",
+  "--config.checkpoint_every_steps=2",
+  *CLI_TINY,
+]
 
 
 def _main(workdir, *extra):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
-             JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "")
+  env = dict(
+    os.environ,
+    XLA_FLAGS="--xla_force_host_platform_device_count=2",
+    JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+  )
   return subprocess.run(
-      [sys.executable, "-m", "leave_one_out.main", "--config=configs/demo.py",
-       f"--workdir={workdir}", *TINY, *extra],
-      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    [
+      sys.executable,
+      "-m",
+      "leave_one_out.main",
+      "--config=configs/demo.py",
+      f"--workdir={workdir}",
+      *TINY,
+      *extra,
+    ],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 @pytest.mark.slow
@@ -45,12 +64,15 @@ def test_cli_trains_logs_checkpoints_and_resumes(tmp_path):
   assert "loss.temperature: 0.2 -> 0.5" in other.stderr
 
 
-@pytest.mark.parametrize("flag,message", [
+@pytest.mark.parametrize(
+  "flag,message",
+  [
     ("--config.train.batchsize=8", "batchsize"),
     ("--config.loss.temperature=-1", "config.loss.temperature must be a number > 0"),
     ("--config.augment.spaces=('colour',)", "colour"),
     ("--config.train.optimizer=adam", "config.train.optimizer must be one of"),
-])
+  ],
+)
 def test_bad_config_is_an_error_naming_the_field(tmp_path, flag, message):
   run = _main(tmp_path, flag)
   assert run.returncode != 0

@@ -7,14 +7,14 @@ import re
 import pytest
 
 from leave_one_out import config as config_lib
+from leave_one_out import data as data_config
 from leave_one_out import pretrained
 from leave_one_out.run import checkpoints
-from leave_one_out.run import workdir as workdir_lib
-from leave_one_out import data as data_config
 from leave_one_out.run import monitor
+from leave_one_out.run import workdir as workdir_lib
 from tests.helpers import tiny_config
-from tests.test_data_folder import make_folder
 from tests.helpers import write_checkpoint
+from tests.test_data_folder import make_folder
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_monitor")
@@ -47,11 +47,14 @@ def test_a_held_out_slice_of_the_training_folder(trained, tmp_path):
     monitor.monitor(model, variables, cfg)
 
 
-@pytest.mark.parametrize("field,value,message", [
+@pytest.mark.parametrize(
+  "field,value,message",
+  [
     ("num_train", 1, "config.online.num_train must be an integer >= 2, got 1"),
     ("eval_split", None, "config.online.eval_split must be a string, got None"),
     ("num_test", 0, "config.online.num_test must be an integer >= 1, got 0"),
-])
+  ],
+)
 def test_bad_fields_are_named(field, value, message):
   c = config_lib.default_config()
   c.online[field] = value

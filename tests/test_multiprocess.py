@@ -26,7 +26,8 @@ import pytest
 
 from leave_one_out.run import checkpoints
 from leave_one_out.run import logs
-from tests.helpers import CLI_TINY, final_state
+from tests.helpers import CLI_TINY
+from tests.helpers import final_state
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("test_multiprocess")]
@@ -35,20 +36,33 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NUM_STEPS = 16  # signals land at step 6 or later and stop the runs by step 10 (measured: 9)
 SAVE_EVERY = 4
 HEARTBEAT_S = 10  # --heartbeat_timeout_s: a lost worker is noticed within this (JAX: 100)
-RUN = [f"--config.train.num_steps={NUM_STEPS}", "--config.log_every_steps=1",
-       f"--config.checkpoint_every_steps={SAVE_EVERY}", "--config.keep_checkpoints=10",
-       "--config.async_checkpoints=False"]
+RUN = [
+  f"--config.train.num_steps={NUM_STEPS}",
+  "--config.log_every_steps=1",
+  f"--config.checkpoint_every_steps={SAVE_EVERY}",
+  "--config.keep_checkpoints=10",
+  "--config.async_checkpoints=False",
+]
 # The end-of-run evaluation (and online kNN at the last step), every protocol on few images.
 EVALUATION = [
-    f"--config.eval_every_steps={NUM_STEPS}", "--evaluate",
-    "--eval_config=configs/eval/synthetic.py", "--eval_config.dataset.num_train=120",
-    "--eval_config.dataset.num_test=60", "--eval_config.probe.steps=20",
-    "--eval_config.rotation.num_train=20", "--eval_config.rotation.num_test=10",
-    "--eval_config.fewshot.shots=(2,)", "--eval_config.fewshot.trials=1",
-    "--eval_config.fewshot.steps=10", "--eval_config.corruption.names=('gaussian_noise',)",
-    "--eval_config.corruption.severities=(1,)", "--eval_config.corruption.num_images=20",
-    "--eval_config.sensitivity.num_images=8", "--config.online.num_train=60",
-    "--config.online.num_test=30"]
+  f"--config.eval_every_steps={NUM_STEPS}",
+  "--evaluate",
+  "--eval_config=configs/eval/synthetic.py",
+  "--eval_config.dataset.num_train=120",
+  "--eval_config.dataset.num_test=60",
+  "--eval_config.probe.steps=20",
+  "--eval_config.rotation.num_train=20",
+  "--eval_config.rotation.num_test=10",
+  "--eval_config.fewshot.shots=(2,)",
+  "--eval_config.fewshot.trials=1",
+  "--eval_config.fewshot.steps=10",
+  "--eval_config.corruption.names=('gaussian_noise',)",
+  "--eval_config.corruption.severities=(1,)",
+  "--eval_config.corruption.num_images=20",
+  "--eval_config.sensitivity.num_images=8",
+  "--config.online.num_train=60",
+  "--config.online.num_test=30",
+]
 
 
 _STARTED = []  # every Worker, so that none outlives a failed test
@@ -69,15 +83,31 @@ class Worker:
 
   def __init__(self, workdir, log, *, devices, args):
     _STARTED.append(self)
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "")
+    env = dict(
+      os.environ,
+      XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+      JAX_COMPILATION_CACHE_DIR=jax.config.jax_compilation_cache_dir or "",
+    )
     self.log_path = log
     with open(log, "w") as out:
       self.proc = subprocess.Popen(
-          [sys.executable, "-m", "tests.cache_every_process", "leave_one_out.main",
-           "--config=configs/demo.py",
-           f"--workdir={workdir}", *CLI_TINY, *RUN, *args],
-          cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+        [
+          sys.executable,
+          "-m",
+          "tests.cache_every_process",
+          "leave_one_out.main",
+          "--config=configs/demo.py",
+          f"--workdir={workdir}",
+          *CLI_TINY,
+          *RUN,
+          *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
 
   def wait(self, timeout=300) -> int:
     return self.proc.wait(timeout=timeout)
@@ -95,10 +125,23 @@ def _free_port():
 
 def _start_pair(workdir, tag, *args):
   port = _free_port()
-  return [Worker(workdir, f"{workdir}-{tag}-{i}.log", devices=1, args=[
-      "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2",
-      f"--process_id={i}", f"--heartbeat_timeout_s={HEARTBEAT_S}",
-      "--shutdown_timeout_s=30", *args]) for i in range(2)]
+  return [
+    Worker(
+      workdir,
+      f"{workdir}-{tag}-{i}.log",
+      devices=1,
+      args=[
+        "--distributed",
+        f"--coordinator_address=localhost:{port}",
+        "--num_processes=2",
+        f"--process_id={i}",
+        f"--heartbeat_timeout_s={HEARTBEAT_S}",
+        "--shutdown_timeout_s=30",
+        *args,
+      ],
+    )
+    for i in range(2)
+  ]
 
 
 def _finish(workers, timeout=300):
@@ -108,8 +151,9 @@ def _finish(workers, timeout=300):
 
 def _from_reference(reference, workdir):
   """A workdir holding the reference's checkpoint at step SAVE_EVERY."""
-  shutil.copytree(reference[0] / "checkpoints" / str(SAVE_EVERY),
-                  workdir / "checkpoints" / str(SAVE_EVERY))
+  shutil.copytree(
+    reference[0] / "checkpoints" / str(SAVE_EVERY), workdir / "checkpoints" / str(SAVE_EVERY)
+  )
   return workdir
 
 
@@ -215,14 +259,17 @@ def test_sigterm_to_both_workers_2s_apart_stops_both_at_one_step(reference, tmp_
   workers = _start_pair(workdir, "run", "--noevaluate")
   _wait_for_step(workdir, SAVE_EVERY + 2, workers)
   stop, exits = _preempt(workers, [(0, 0.0), (1, 2.0)])
-  print(f"SIGTERM to worker 0, 2 s later to worker 1: both stopped at step {stop}; seconds "
-        f"from the first signal to each worker's exit: {exits}")
+  print(
+    f"SIGTERM to worker 0, 2 s later to worker 1: both stopped at step {stop}; seconds "
+    f"from the first signal to each worker's exit: {exits}"
+  )
   assert SAVE_EVERY + 2 <= stop < NUM_STEPS and _latest_checkpoint(workdir) == stop
   _resume_to_the_end(reference, workdir, stop)
 
 
 def test_lost_worker_and_a_one_worker_preemption_both_resume_to_the_same_result(
-    reference, tmp_path):
+  reference, tmp_path
+):
   workdir = _from_reference(reference, tmp_path / "run")
   workers = _start_pair(workdir, "run", "--noevaluate")
   _wait_for_step(workdir, 2 * SAVE_EVERY + 2, workers)
@@ -230,12 +277,15 @@ def test_lost_worker_and_a_one_worker_preemption_both_resume_to_the_same_result(
   workers[1].proc.kill()
   survivor = workers[0].wait(timeout=HEARTBEAT_S + 60)
   detected = time.time() - t0
-  print(f"kill -9 of worker 1: worker 0 exited with {survivor} after {detected:.1f} s "
-        f"(--heartbeat_timeout_s={HEARTBEAT_S})")
+  print(
+    f"kill -9 of worker 1: worker 0 exited with {survivor} after {detected:.1f} s "
+    f"(--heartbeat_timeout_s={HEARTBEAT_S})"
+  )
   assert survivor != 0 and detected < HEARTBEAT_S + 15
   log = workers[0].log()  # JAX names the lost process (heartbeats, or the shutdown barrier)
-  assert re.search(r"stopped sending heartbeats\):\s*1\b|Task 1 heartbeat timeout", log), \
-      log[-3000:]
+  assert re.search(r"stopped sending heartbeats\):\s*1\b|Task 1 heartbeat timeout", log), log[
+    -3000:
+  ]
   last_good = _latest_checkpoint(workdir)
   assert last_good is not None and last_good % SAVE_EVERY == 0 and last_good >= 2 * SAVE_EVERY
 
@@ -244,11 +294,14 @@ def test_lost_worker_and_a_one_worker_preemption_both_resume_to_the_same_result(
   workers = _start_pair(workdir, "restarted", "--noevaluate")
   deadline = time.time() + 240
   while not all(f"Resumed from step {last_good} " in w.log() for w in workers):
-    assert time.time() < deadline and all(w.proc.poll() is None for w in workers), \
-        workers[0].log()[-3000:]
+    assert time.time() < deadline and all(w.proc.poll() is None for w in workers), workers[0].log()[
+      -3000:
+    ]
     time.sleep(0.05)
   stop, exits = _preempt(workers, [(1, 0.0)])
-  print(f"SIGTERM to worker 1 only (while compiling): both stopped at step {stop}; seconds "
-        f"from the signal to each worker's exit: {exits}")
+  print(
+    f"SIGTERM to worker 1 only (while compiling): both stopped at step {stop}; seconds "
+    f"from the signal to each worker's exit: {exits}"
+  )
   assert last_good < stop < NUM_STEPS and _latest_checkpoint(workdir) == stop
   _resume_to_the_end(reference, workdir, stop)

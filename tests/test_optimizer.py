@@ -34,29 +34,43 @@ def _optax_reference(cfg):
     main = optax.cosine_decay_schedule(lr, max(steps - warmup, 1))
   elif t.schedule == "step":
     main = optax.piecewise_constant_schedule(
-        lr, {int(e * STEPS_PER_EPOCH) - warmup: t.step_decay for e in t.step_epochs})
+      lr, {int(e * STEPS_PER_EPOCH) - warmup: t.step_decay for e in t.step_epochs}
+    )
   else:
     main = optax.constant_schedule(lr)
-  schedule = main if warmup == 0 else optax.join_schedules(
-      [optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+  schedule = (
+    main
+    if warmup == 0
+    else optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), main], [warmup])
+  )
   matrices = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   if t.optimizer == "lars":
-    tx = optax.lars(schedule, weight_decay=t.weight_decay, weight_decay_mask=matrices,
-                    trust_ratio_mask=matrices, momentum=t.momentum)
+    tx = optax.lars(
+      schedule,
+      weight_decay=t.weight_decay,
+      weight_decay_mask=matrices,
+      trust_ratio_mask=matrices,
+      momentum=t.momentum,
+    )
   else:
-    tx = optax.chain(optax.add_decayed_weights(t.weight_decay, mask=matrices),
-                     optax.sgd(schedule, momentum=t.momentum))
+    tx = optax.chain(
+      optax.add_decayed_weights(t.weight_decay, mask=matrices),
+      optax.sgd(schedule, momentum=t.momentum),
+    )
   return tx, schedule
 
 
-@pytest.mark.parametrize("schedule,warmup_epochs", [
-    ("cosine", 0.0), ("cosine", 1.5), ("step", 0.0), ("step", 1.0), ("constant", 2.0)])
+@pytest.mark.parametrize(
+  "schedule,warmup_epochs",
+  [("cosine", 0.0), ("cosine", 1.5), ("step", 0.0), ("step", 1.0), ("constant", 2.0)],
+)
 def test_schedules_match_optax_at_every_step(schedule, warmup_epochs):
   cfg = _config(schedule, warmup_epochs)
   hp = optimizer.hyperparams(cfg, STEPS_PER_EPOCH)
   counts = jnp.arange(70)  # past the end of the run too
   ours = jax.jit(jax.vmap(lambda c, h: optimizer.schedule(cfg, h)(c), in_axes=(0, None)))(
-      counts, hp)
+    counts, hp
+  )
   _, reference = _optax_reference(cfg)
   expected = jax.jit(jax.vmap(reference))(counts)
   np.testing.assert_allclose(ours, expected, rtol=2e-6, atol=1e-9)
@@ -80,13 +94,15 @@ def test_updates_match_optax_with_traced_numbers(name):
     return params
 
   ours = jax.jit(lambda p, h: run(optimizer.create(cfg, h)[0], p))(
-      params, optimizer.hyperparams(cfg, STEPS_PER_EPOCH))
+    params, optimizer.hyperparams(cfg, STEPS_PER_EPOCH)
+  )
   expected = jax.jit(lambda p: run(_optax_reference(cfg)[0], p))(params)
   for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(expected)):
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
   placeholder, _ = optimizer.create(cfg)  # structure only: what the initial state is built with
   assert jax.tree.structure(placeholder.init(params)) == jax.tree.structure(
-      _optax_reference(cfg)[0].init(params))
+    _optax_reference(cfg)[0].init(params)
+  )
 
 
 def test_hyperparams_are_the_configs_numbers():

@@ -88,12 +88,15 @@ def test_a_patch_shows_its_region_of_the_photograph(images):
   assert closer_than_mirrored >= 35  # upright, not flipped (a few patches are symmetric)
 
 
-@pytest.mark.parametrize("call, argument", [
+@pytest.mark.parametrize(
+  "call, argument",
+  [
     (lambda: photos.generate(0), "num_examples"),
     (lambda: photos.generate(4, image_size=8), "image_size"),
     (lambda: photos.generate(4, seed=-1), "seed"),
     (lambda: photos.generate(2.5), "num_examples"),
-])
+  ],
+)
 def test_bad_arguments_raise_value_error_naming_the_argument(call, argument):
   with pytest.raises(ValueError, match=argument):
     call()
@@ -113,6 +116,7 @@ def test_missing_scikit_image_says_how_to_install_it(monkeypatch):
 
 def _photos_data_section(**fields):
   from leave_one_out import data as data_config
+
   d = data_config.default_config()
   d.name, d.image_size, d.eval_split = "photos", 32, "test"
   for k, v in fields.items():
@@ -125,6 +129,7 @@ def test_registered_source_gives_labelled_splits_split_over_hosts():
   every host gets its contiguous share of the same fixed split."""
   from leave_one_out import data
   from leave_one_out import data as data_config
+
   d = _photos_data_section()
   data_config.validate(d)
   assert "scikit-image" in data.describe(d)
@@ -133,8 +138,10 @@ def test_registered_source_gives_labelled_splits_split_over_hosts():
   np.testing.assert_array_equal(whole["label"], whole["photo"])
   expected = photos.load("test", num_examples=40, image_size=32, seed=0)
   np.testing.assert_array_equal(whole["image"], expected["image"])
-  halves = [data.load_eval_arrays(d, image_size=32, num_examples=40, process_index=i,
-                                  process_count=2) for i in range(2)]
+  halves = [
+    data.load_eval_arrays(d, image_size=32, num_examples=40, process_index=i, process_count=2)
+    for i in range(2)
+  ]
   np.testing.assert_array_equal(np.concatenate([h["image"] for h in halves]), whole["image"])
   with pytest.raises(ValueError, match="config.data.eval_split must be one of"):
     data_config.validate(_photos_data_section(eval_split="val"))
@@ -144,10 +151,13 @@ def test_registered_source_gives_labelled_splits_split_over_hosts():
 
 def test_missing_scikit_image_is_a_data_error_naming_the_extra(monkeypatch):
   import importlib.util
+
   from leave_one_out import data
   from leave_one_out.data import DataError
+
   real = importlib.util.find_spec
-  monkeypatch.setattr(importlib.util, "find_spec",
-                      lambda name, *a: None if name == "skimage" else real(name, *a))
+  monkeypatch.setattr(
+    importlib.util, "find_spec", lambda name, *a: None if name == "skimage" else real(name, *a)
+  )
   with pytest.raises(DataError, match=r"pip install -e '\.\[photos\]'"):
     data.check_ready(_photos_data_section())

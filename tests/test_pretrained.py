@@ -13,16 +13,13 @@ import numpy as np
 import pytest
 
 import leave_one_out
-from leave_one_out.run import checkpoints
-from leave_one_out import models
-from leave_one_out import optimizer
 from leave_one_out import extract
+from leave_one_out import models
 from leave_one_out import pretrained
 from leave_one_out.data.synthetic import scenes
-from leave_one_out import sharding
-from leave_one_out import train
 from tests import helpers
-from tests.helpers import tiny_config, write_checkpoint
+from tests.helpers import tiny_config
+from tests.helpers import write_checkpoint
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
 pytestmark = pytest.mark.xdist_group("test_pretrained")
@@ -50,8 +47,9 @@ def _all_kinds(model):
 def test_fresh_process_gives_identical_features(workdir, images, tmp_path):
   model, variables, config = pretrained.load_pretrained(workdir)
   kinds = _all_kinds(model)
-  here = extract.extract_feature_dict(model, variables, images, kinds,
-                                         image_size=config.augment.image_size)
+  here = extract.extract_feature_dict(
+    model, variables, images, kinds, image_size=config.augment.image_size
+  )
   np.save(tmp_path / "images.npy", images)
   script = textwrap.dedent(f"""
       import sys, numpy as np
@@ -61,9 +59,14 @@ def test_fresh_process_gives_identical_features(workdir, images, tmp_path):
                                          image_size=config.augment.image_size)
       np.savez(sys.argv[2], *[out[k] for k in {kinds!r}])
       """)
-  subprocess.run([sys.executable, "-c", script, str(tmp_path / "images.npy"),
-                  str(tmp_path / "out.npz")], cwd=REPO, env=dict(os.environ), check=True,
-                 timeout=300, capture_output=True)
+  subprocess.run(
+    [sys.executable, "-c", script, str(tmp_path / "images.npy"), str(tmp_path / "out.npz")],
+    cwd=REPO,
+    env=dict(os.environ),
+    check=True,
+    timeout=300,
+    capture_output=True,
+  )
   there = np.load(tmp_path / "out.npz")
   for i, kind in enumerate(kinds):
     np.testing.assert_array_equal(here[kind], there[f"arr_{i}"], err_msg=kind)
@@ -77,18 +80,18 @@ def test_features_match_the_model_and_the_saved_state(workdir, images):
   x = extract.preprocess(images, cfg.augment.image_size)
   assert x.shape == (13, 16, 16, 3) and x.dtype == np.float32
   direct = jax.jit(lambda v, x: model.apply(v, x, train=False))(jax.device_get(variables), x)
-  feats = extract.extract_feature_dict(model, variables, images, _all_kinds(model),
-                                          image_size=16, batch_size=8)  # 2 batches, padded
+  feats = extract.extract_feature_dict(
+    model, variables, images, _all_kinds(model), image_size=16, batch_size=8
+  )  # 2 batches, padded
   np.testing.assert_allclose(feats["backbone"], direct["feature"], rtol=1e-5, atol=1e-6)
   for h in range(3):
-    np.testing.assert_allclose(feats[f"embedding:{h}"], direct["embeddings"][:, h], rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+      feats[f"embedding:{h}"], direct["embeddings"][:, h], rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_array_equal(feats[f"space:{h}"], feats["backbone"])  # LooC: all V
-    np.testing.assert_allclose(np.linalg.norm(feats[f"embedding:{h}"], axis=1), 1.0,
-                               rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(feats[f"embedding:{h}"], axis=1), 1.0, rtol=1e-5)
   assert feats["backbone"].shape == (13, model.feature_dim)
-  assert extract.feature_kinds(model) == ["backbone", "embedding:0", "embedding:1",
-                                             "embedding:2"]
+  assert extract.feature_kinds(model) == ["backbone", "embedding:0", "embedding:1", "embedding:2"]
 
 
 def test_kinds_are_checked(workdir, images):
@@ -107,13 +110,13 @@ def test_looc_plus_plus_kinds(images):
   cfg.model.looc_plus_plus = True
   model = models.build_model(cfg)
   init = lambda x: model.init(jax.random.key(0, impl="rbg"), x, train=False)  # fast to compile
-  variables = jax.jit(init)(
-      np.zeros((1, 16, 16, 3), np.float32))
+  variables = jax.jit(init)(np.zeros((1, 16, 16, 3), np.float32))
   kinds = extract.feature_kinds(model)
   assert kinds[:2] == ["backbone", "looc++"] and "space:2" in kinds
   f = extract.extract_feature_dict(model, variables, images, kinds, image_size=16)
   np.testing.assert_allclose(
-      f["looc++"], np.concatenate([f[f"space:{h}"] for h in range(3)], axis=1), rtol=1e-6)
+    f["looc++"], np.concatenate([f[f"space:{h}"] for h in range(3)], axis=1), rtol=1e-6
+  )
   assert f["backbone"].shape == (13, model.feature_dim // 2)  # the shared res4, pooled
   assert not np.allclose(f["space:0"], f["space:1"])  # each space owns its res5
 
@@ -130,12 +133,15 @@ def test_load_paths_and_encoders(workdir, images):
   np.testing.assert_allclose(e, a + 0.01, rtol=1e-6)
 
 
-@pytest.mark.skipif(not hasattr(leave_one_out, "load_pretrained"),
-                    reason="leave_one_out/__init__.py does not export load_pretrained yet")
+@pytest.mark.skipif(
+  not hasattr(leave_one_out, "load_pretrained"),
+  reason="leave_one_out/__init__.py does not export load_pretrained yet",
+)
 def test_three_line_example(workdir, images):
   model, variables, config = leave_one_out.load_pretrained(workdir)
-  features = leave_one_out.extract_features(model, variables, images, kind="backbone",
-                                            image_size=config.augment.image_size)
+  features = leave_one_out.extract_features(
+    model, variables, images, kind="backbone", image_size=config.augment.image_size
+  )
   assert features.shape == (13, model.feature_dim)
 
 
@@ -176,12 +182,18 @@ def test_non_finite_values_are_refused_naming_their_leaves(tmp_path):
     params["head1/fc1/kernel"] = params["head1/fc1/kernel"].at[0, 0].set(np.nan)
     stats = flax.traverse_util.flatten_dict(state.batch_stats, sep="/")
     stats["backbone/stem_bn/mean"] = stats["backbone/stem_bn/mean"].at[1].set(np.inf)
-    return state.replace(params=flax.traverse_util.unflatten_dict(params, sep="/"),
-                         batch_stats=flax.traverse_util.unflatten_dict(stats, sep="/"))
+    return state.replace(
+      params=flax.traverse_util.unflatten_dict(params, sep="/"),
+      batch_stats=flax.traverse_util.unflatten_dict(stats, sep="/"),
+    )
+
   path = str(tmp_path / "run")
   write_checkpoint(path, tiny_config(), edit=poison)
-  with pytest.raises(pretrained.CheckpointError, match=r"non-finite values in "
-                     r"\['batch_stats/backbone/stem_bn/mean', 'params/head1/fc1/kernel'\]"):
+  with pytest.raises(
+    pretrained.CheckpointError,
+    match=r"non-finite values in "
+    r"\['batch_stats/backbone/stem_bn/mean', 'params/head1/fc1/kernel'\]",
+  ):
     pretrained.load_pretrained(path)
   pretrained.load_pretrained(path, encoder="ema")  # the momentum encoder's values are finite
 
@@ -194,8 +206,10 @@ def test_mismatched_checkpoint(workdir, tmp_path):
   meta["config"]["model"]["width"] = 8
   with open(path, "w") as f:
     json.dump(meta, f)
-  with pytest.raises(pretrained.CheckpointError,
-                     match="does not match the model.*width=8.*stored \\(4,\\), model \\(8,\\)"):
+  with pytest.raises(
+    pretrained.CheckpointError,
+    match="does not match the model.*width=8.*stored \\(4,\\), model \\(8,\\)",
+  ):
     pretrained.load_pretrained(wrong)
 
 

@@ -51,8 +51,9 @@ def test_held_out_split_is_drawn_by_group():
 def test_knn_votes_by_hand():
   bank = np.array([[1, 0], [0.9, 0.1], [0, 1], [-1, 0]], np.float32)
   labels = np.array([0, 1, 1, 2])
-  scores = classifiers.knn_scores(bank, labels, np.array([[1, 0.05]], np.float32), 3, k=2,
-                             temperature=0.5)
+  scores = classifiers.knn_scores(
+    bank, labels, np.array([[1, 0.05]], np.float32), 3, k=2, temperature=0.5
+  )
   unit = lambda v: v / np.linalg.norm(v)
   q = unit(np.array([1, 0.05]))
   expected = [np.exp(q @ unit(bank[0]) / 0.5), np.exp(q @ unit(bank[1]) / 0.5), 0.0]

@@ -11,7 +11,8 @@ from leave_one_out import sharding
 
 def _weight_gradient(x, dy):
   conv = lambda w: jax.lax.conv_general_dilated(
-      x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
   return jax.vjp(conv, jnp.zeros((3, 3, x.shape[-1], dy.shape[-1])))[1](dy)[0]
 
 
@@ -37,8 +38,9 @@ def test_cpu_train_step_runs_its_convolutions_outside_ynnpack_with_the_same_resu
   assert _convolutions_in_library_fusions(ours.as_text()) == 0
   default = jax.jit(_weight_gradient).lower(x, dy).compile()
   want = np.asarray(default(x, dy))
-  np.testing.assert_allclose(np.asarray(ours(x, dy)), want, rtol=1e-4,
-                             atol=1e-4 * np.abs(want).max())
+  np.testing.assert_allclose(
+    np.asarray(ours(x, dy)), want, rtol=1e-4, atol=1e-4 * np.abs(want).max()
+  )
 
 
 def test_options_xla_does_not_know_fall_back_to_its_defaults():
@@ -46,21 +48,24 @@ def test_options_xla_does_not_know_fall_back_to_its_defaults():
   assert sharding.accepted(sharding.CPU_TRAIN_STEP, device)
   assert not sharding.accepted({"xla_cpu_no_such_option": True}, device)
   assert not sharding.accepted(
-      {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE"}, device)
+    {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_NO_SUCH_TYPE"}, device
+  )
 
 
 def test_each_question_compiles_once_per_process(monkeypatch):
   """Every run's train step and initial state ask; only the first question of a kind compiles."""
   monkeypatch.setattr(sharding, "_ACCEPTED", {})
   asked, compiles = [], sharding._compiles_with  # pylint: disable=protected-access
-  monkeypatch.setattr(sharding, "_compiles_with",
-                      lambda options, device: asked.append(options) or compiles(options, device))
+  monkeypatch.setattr(
+    sharding,
+    "_compiles_with",
+    lambda options, device: asked.append(options) or compiles(options, device),
+  )
   for device in jax.devices()[:3]:  # every CPU device is of one kind
     assert sharding.accepted(dict(sharding.CPU_TRAIN_STEP), device)
     assert sharding.accepted(sharding.CPU_INIT, device)
     assert not sharding.accepted({"xla_cpu_no_such_option": True}, device)
-  assert asked == [sharding.CPU_TRAIN_STEP, sharding.CPU_INIT,
-                   {"xla_cpu_no_such_option": True}]
+  assert asked == [sharding.CPU_TRAIN_STEP, sharding.CPU_INIT, {"xla_cpu_no_such_option": True}]
 
 
 def test_cpu_initial_state_compiles_unoptimised_with_the_same_values_to_rounding():
@@ -74,7 +79,11 @@ def test_cpu_initial_state_compiles_unoptimised_with_the_same_values_to_rounding
   key = jax.random.PRNGKey(0)
   ours = jax.jit(init).lower(key).compile(sharding.CPU_INIT)
   # XLA's optimisations on, whatever the suite's JAX_DISABLE_MOST_OPTIMIZATIONS says.
-  optimised = jax.jit(init).lower(key).compile(
-      {"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False})
-  np.testing.assert_allclose(np.asarray(ours(key)), np.asarray(optimised(key)),
-                             rtol=1e-6, atol=1e-6)
+  optimised = (
+    jax.jit(init)
+    .lower(key)
+    .compile({"xla_backend_optimization_level": 3, "xla_llvm_disable_expensive_passes": False})
+  )
+  np.testing.assert_allclose(
+    np.asarray(ours(key)), np.asarray(optimised(key)), rtol=1e-6, atol=1e-6
+  )

@@ -36,6 +36,7 @@ def test_the_t_test_is_paired_not_two_sample():
   a, b = seed_effect + 0.02 + np.array([0, 1, -1, 1, -1]) * 1e-3, seed_effect
   assert stats.paired_t_test(a, b)["p"] < 1e-4
   from scipy import stats as scipy_stats
+
   assert scipy_stats.ttest_ind(a, b).pvalue > 0.5
 
 
@@ -49,11 +50,14 @@ def test_symmetry_and_degenerate_differences():
   assert shifted["t"] == math.inf and shifted["p"] == 0.0
 
 
-@pytest.mark.parametrize("a, b, message", [
+@pytest.mark.parametrize(
+  "a, b, message",
+  [
     ([0.1], [0.2], "at least 2 seeds"),
     ([0.1, 0.2], [0.2], "one value per seed"),
     ([0.1, float("nan")], [0.2, 0.3], "finite"),
-])
+  ],
+)
 def test_bad_samples_raise(a, b, message):
   with pytest.raises(ValueError, match=message):
     stats.paired_t_test(a, b)
@@ -76,20 +80,22 @@ def test_bootstrap_ci_brackets_the_mean_gap_and_is_reproducible():
     stats.bootstrap_ci(a, b, confidence=1.0)
 
 
-@pytest.mark.parametrize("gap, p, direction, expected", [
+@pytest.mark.parametrize(
+  "gap, p, direction, expected",
+  [
     (0.05, 0.01, "greater", "confirmed"),
     (-0.05, 0.01, "greater", "contradicted"),
     (0.05, 0.2, "greater", "not shown"),
     (-0.05, 0.01, "less", "confirmed"),
     (0.05, 0.05, "greater", "not shown"),  # the threshold is strict: p < alpha
-])
+  ],
+)
 def test_verdict(gap, p, direction, expected):
   assert stats.verdict(gap, p, direction, 0.05) == expected
 
 
 def test_compare_collects_everything_and_rejects_unknown_directions():
-  r = stats.compare([0.9, 0.8, 0.85, 0.95, 0.9], [0.7, 0.75, 0.6, 0.8, 0.72],
-                    direction="greater")
+  r = stats.compare([0.9, 0.8, 0.85, 0.95, 0.9], [0.7, 0.75, 0.6, 0.8, 0.72], direction="greater")
   assert r["verdict"] == "confirmed" and r["direction"] == "greater" and r["alpha"] == 0.05
   assert r["ci"][0] > 0 and r["p"] < 0.05
   with pytest.raises(ValueError, match="direction"):

@@ -362,8 +362,9 @@ def test_hue_jitter_spreads_hues_and_changes_nothing_else():
   assert counts.min() > 0.7 * 3000 / 24 and counts.max() < 1.3 * 3000 / 24
   np.testing.assert_array_equal(fine // 4, b["color"])
   # With the default jitter (10 degrees) only the 2 middle bins of each class occur.
-  assert set(np.unique(scenes.hue_bins(a["hue"], 24))) == {4 * c + i for c in range(6)
-                                                               for i in (1, 2)}
+  assert set(np.unique(scenes.hue_bins(a["hue"], 24))) == {
+    4 * c + i for c in range(6) for i in (1, 2)
+  }
 
 
 def test_hue_bins_nest_in_the_colour_classes():

@@ -6,17 +6,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import config as config_lib
 from leave_one_out import data as data_lib
-from leave_one_out.run import logs
 from leave_one_out import models
 from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
+from leave_one_out.run import logs
 from leave_one_out.run import loop
-from tests.helpers import set_field, tiny_config
+from tests.helpers import set_field
+from tests.helpers import tiny_config
 
 
 def _setup(cfg, devices):
@@ -26,7 +28,8 @@ def _setup(cfg, devices):
   state, step = compiled.new_state(cfg.seed), compiled.step
   batch_sharding = NamedSharding(mesh, P(sharding.DATA_AXIS))
   batch = lambda i: jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(batch_sharding, x), source.batch(i))
+    lambda x: jax.make_array_from_process_local_data(batch_sharding, x), source.batch(i)
+  )
   return state, step, batch
 
 
@@ -61,11 +64,14 @@ def test_step_updates_params_ema_and_queue():
   assert int(state1.step) == 1 and bool(metrics["finite"])
   assert metrics["loss_per_space"].shape == (2,)
   m = cfg.train.ema_momentum
-  for p0, p1, e1 in zip(*(jax.tree.leaves(t) for t in
-                          (host0.params, state1.params, state1.ema_params))):
+  for p0, p1, e1 in zip(
+    *(jax.tree.leaves(t) for t in (host0.params, state1.params, state1.ema_params))
+  ):
     np.testing.assert_allclose(e1, m * p0 + (1 - m) * p1, rtol=1e-5, atol=1e-6)
-  assert any(not np.allclose(a, b) for a, b in
-             zip(jax.tree.leaves(host0.params), jax.tree.leaves(state1.params)))
+  assert any(
+    not np.allclose(a, b)
+    for a, b in zip(jax.tree.leaves(host0.params), jax.tree.leaves(state1.params))
+  )
   # The newest batch's k_0 embeddings are at the front of every space's queue.
   assert state1.queue.shape == (2, 32, 8)
   np.testing.assert_allclose(state1.queue[:, 16:], host0.queue[:, :16])
@@ -181,8 +187,11 @@ def test_batch_norm_groups_of_query_and_keys():
 
 
 def _opt_count(opt_state):
-  counts = [leaf for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]
-            if "count" in jax.tree_util.keystr(path)]
+  counts = [
+    leaf
+    for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]
+    if "count" in jax.tree_util.keystr(path)
+  ]
   assert counts
   return {int(c) for c in counts}
 
@@ -215,8 +224,9 @@ def test_skipped_step_leaves_schedule_and_ema_ramp_on_the_applied_count():
   np.testing.assert_allclose(metrics[0]["lr"], schedule(0), rtol=1e-6)
   assert float(metrics[1]["lr"]) == 0.0  # nothing was applied
   np.testing.assert_allclose(metrics[2]["lr"], schedule(1), rtol=1e-6)
-  np.testing.assert_allclose(metrics[2]["ema_momentum"], optimizer.ema_momentum(cfg, hp, 1),
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    metrics[2]["ema_momentum"], optimizer.ema_momentum(cfg, hp, 1), rtol=1e-6
+  )
 
 
 def test_one_compiled_step_runs_each_configs_numbers():
@@ -230,9 +240,11 @@ def test_one_compiled_step_runs_each_configs_numbers():
     p = train.programs(cfg, mesh, 4)
     state = p.init(jax.random.PRNGKey(0))
     batch = jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(
-            NamedSharding(mesh, P(sharding.DATA_AXIS)), x),
-        data_lib.create_train_source(cfg).batch(0))
+      lambda x: jax.make_array_from_process_local_data(
+        NamedSharding(mesh, P(sharding.DATA_AXIS)), x
+      ),
+      data_lib.create_train_source(cfg).batch(0),
+    )
     out.append(jax.device_get(p.step(state, batch)[1]))
     np.testing.assert_allclose(out[-1]["lr"], p.schedule(0), rtol=1e-6)
   assert p.train_step._cache_size() == 1  # pylint: disable=protected-access
@@ -271,9 +283,11 @@ def test_weight_decay_mask():
 
 def test_new_fields_are_validated_by_name():
 
-  cases = [("model", "key_bn", "sync", "model.key_bn"),
-           ("model", "bn_groups", -1, "model.bn_groups"),
-           ("train", "weight_decay_mask", "bn", "train.weight_decay_mask")]
+  cases = [
+    ("model", "key_bn", "sync", "model.key_bn"),
+    ("model", "bn_groups", -1, "model.bn_groups"),
+    ("train", "weight_decay_mask", "bn", "train.weight_decay_mask"),
+  ]
   for section, field, value, name in cases:
     cfg = tiny_config()
     cfg[section][field] = value
@@ -316,15 +330,18 @@ def test_configs_differing_only_in_seed_run_fields_or_hyperparameters_share_thei
   numbers.train.step_epochs = (1, 2, 3)
   numbers.loss.temperature = 0.5
   shared = train.programs(seed0, mesh, 4)
-  same = lambda p: (p.model, p.init, p.train_step) == (shared.model, shared.init,
-                                                       shared.train_step)
+  same = lambda p: (p.model, p.init, p.train_step) == (shared.model, shared.init, shared.train_step)
   for cfg in (seed1, run_fields, numbers):
     assert same(train.programs(cfg, mesh, 4))
   assert same(train.programs(seed0, mesh, 8))  # steps_per_epoch reaches the schedule only
   assert train.programs(numbers, mesh, 4).num_steps == numbers.train.num_steps != 4
-  for field, value in (("augment.crop.scale", (0.5, 1.0)), ("model.width", 8),
-                       ("loss.queue_size", 32), ("train.schedule", "constant"),
-                       ("train.batch_size", 32)):
+  for field, value in (
+    ("augment.crop.scale", (0.5, 1.0)),
+    ("model.width", 8),
+    ("loss.queue_size", 32),
+    ("train.schedule", "constant"),
+    ("train.batch_size", 32),
+  ):
     other = tiny_config()
     set_field(other, field, value)
     assert same(train.programs(seed0, mesh, 4))  # still cached (the cache holds 4)
@@ -338,5 +355,7 @@ def test_configs_differing_only_in_seed_run_fields_or_hyperparameters_share_thei
   for a, b in zip(jax.tree.leaves(state1), jax.tree.leaves(direct)):
     np.testing.assert_array_equal(a, b)
   state0 = jax.device_get(shared.init(jax.random.PRNGKey(seed0.seed)))
-  assert not np.array_equal(state0.params["backbone"]["stem_conv"]["kernel"],
-                            state1.params["backbone"]["stem_conv"]["kernel"])
+  assert not np.array_equal(
+    state0.params["backbone"]["stem_conv"]["kernel"],
+    state1.params["backbone"]["stem_conv"]["kernel"],
+  )

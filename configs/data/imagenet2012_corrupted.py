@@ -22,8 +22,13 @@ def get_config(arg=None):
   """``arg``: "<corruption>_<severity>", e.g. "gaussian_noise_3" (the default)."""
   arg = arg or "gaussian_noise_3"
   name, _, severity = arg.rpartition("_")
-  if name not in imagenet_c.CORRUPTIONS + imagenet_c.EXTRA or severity not in "12345" or len(
-      severity) != 1:
-    raise ValueError(f"configs/data/imagenet2012_corrupted.py takes <corruption>_<1..5> with a "
-                     f"corruption in {imagenet_c.CORRUPTIONS + imagenet_c.EXTRA}, got {arg!r}")
+  if (
+    name not in imagenet_c.CORRUPTIONS + imagenet_c.EXTRA
+    or severity not in "12345"
+    or len(severity) != 1
+  ):
+    raise ValueError(
+      f"configs/data/imagenet2012_corrupted.py takes <corruption>_<1..5> with a "
+      f"corruption in {imagenet_c.CORRUPTIONS + imagenet_c.EXTRA}, got {arg!r}"
+    )
   return imagenet_c.data_section(name, int(severity), classes="imagenet100")

@@ -42,16 +42,26 @@ import os
 import re
 
 from leave_one_out import config as config_lib
-from leave_one_out import evaluate
 from leave_one_out import data as data_lib
+from leave_one_out import evaluate
 
 DATA_CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data")
 # tfds datasets evaluated on "validation" (no labelled test split); any other name: "test".
-VALIDATION_ONLY = ("imagenet2012", "imagenet2012_subset", "imagenet_resized", "imagenette",
-                   "food101", "i_naturalist2017", "i_naturalist2021", "places365_small")
+VALIDATION_ONLY = (
+  "imagenet2012",
+  "imagenet2012_subset",
+  "imagenet_resized",
+  "imagenette",
+  "food101",
+  "i_naturalist2017",
+  "i_naturalist2021",
+  "places365_small",
+)
 IMAGENET_CLASSES = ("imagenet100", "imagenet2012")  # ImageNet-C is their corruption protocol
-USAGE = ("configs/eval/tfds.py takes a tfds dataset name, e.g. "
-         "--config=configs/eval/tfds.py:caltech_birds2011")
+USAGE = (
+  "configs/eval/tfds.py takes a tfds dataset name, e.g. "
+  "--config=configs/eval/tfds.py:caltech_birds2011"
+)
 
 
 def data_config(name: str, arg=None):
@@ -86,8 +96,10 @@ def get_config(arg=None):
   if base == "synthetic":
     raise ValueError("the embedded dataset is configs/eval/synthetic.py")
   if base == "imagenet2012_corrupted":
-    raise ValueError("ImageNet-C is the corruption protocol of ImageNet-100 (eval_config."
-                     "imagenet_c, on there): --config=configs/eval/tfds.py:imagenet100")
+    raise ValueError(
+      "ImageNet-C is the corruption protocol of ImageNet-100 (eval_config."
+      "imagenet_c, on there): --config=configs/eval/tfds.py:imagenet100"
+    )
   data = data_config(base)
   if data is None:
     data = data_lib.default_config()

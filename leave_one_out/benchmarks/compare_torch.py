@@ -30,12 +30,12 @@ import time
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import augment
 from leave_one_out import config as config_lib
-from leave_one_out import models
-from leave_one_out import optimizer
+from leave_one_out import resnet
 from leave_one_out import sharding
 from leave_one_out import train
 from leave_one_out.benchmarks import timing
@@ -67,9 +67,13 @@ def _jax_step(cfg, mesh, options):
   state = compiled.new_state(cfg.seed)
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(sharding.DATA_AXIS))
   step = functools.partial(train.train_step, cfg=cfg, model=compiled.model, mesh=mesh)
-  jitted = jax.jit(step, in_shardings=(replicated, data, replicated),
-                   out_shardings=(replicated, replicated), donate_argnums=0,
-                   compiler_options=options)
+  jitted = jax.jit(
+    step,
+    in_shardings=(replicated, data, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+    compiler_options=options,
+  )
   return jitted, state, jax.device_put(compiled.hyperparams, replicated)
 
 
@@ -78,8 +82,10 @@ def _check(variants, num_spaces):
   if unknown:
     raise ValueError(f"unknown variants {unknown}; choose from {VARIANTS}")
   if not 0 <= num_spaces <= len(SPACES):
-    raise ValueError(f"the PyTorch step renders the spaces {SPACES}: num_spaces must be 0 to "
-                     f"{len(SPACES)}, got {num_spaces}")
+    raise ValueError(
+      f"the PyTorch step renders the spaces {SPACES}: num_spaces must be 0 to "
+      f"{len(SPACES)}, got {num_spaces}"
+    )
 
 
 def measure(variants, model, width, size, batch, num_spaces, repeats, seed=0) -> list[dict]:
@@ -96,13 +102,19 @@ def measure(variants, model, width, size, batch, num_spaces, repeats, seed=0) ->
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (batch, source, source, 3), dtype=np.uint8)
   batch_sharding = NamedSharding(mesh, P(sharding.DATA_AXIS))
-  data = jax.device_put({"image": images, "aspect": np.ones((batch,), np.float32)},
-                        batch_sharding)
+  data = jax.device_put({"image": images, "aspect": np.ones((batch,), np.float32)}, batch_sharding)
   runners, results = {}, {}
   for variant in variants:
     precision = "bfloat16" if variant.endswith("bf16") else "float32"
-    results[variant] = {"variant": variant, "precision": precision, "compile_s": None,
-                        "end_to_end": [], "views": [], "step": [], "loss": None}
+    results[variant] = {
+      "variant": variant,
+      "precision": precision,
+      "compile_s": None,
+      "end_to_end": [],
+      "views": [],
+      "step": [],
+      "loss": None,
+    }
     if variant.startswith("jax"):
       cfg = jax_config(model, width, size, batch, precision, num_spaces)
       options = None if variant == "jax-xla-defaults" else sharding.train_step_options(mesh)
@@ -110,18 +122,26 @@ def measure(variants, model, width, size, batch, num_spaces, repeats, seed=0) ->
       start = time.perf_counter()
       compiled = jitted.lower(state, data, hp).compile()
       results[variant]["compile_s"] = time.perf_counter() - start
-      runners[variant] = _jax_runner(lambda s, d, c=compiled, h=hp: c(s, d, h), state, data,
-                                     cfg, results[variant])
+      runners[variant] = _jax_runner(
+        lambda s, d, c=compiled, h=hp: c(s, d, h), state, data, cfg, results[variant]
+      )
     else:
       ref = torch_reference.LooCStep(
-          model, width, num_spaces + 1, lr=0.03 * batch / 256, precision=precision,
-          channels_last=variant != "torch-nchw", seed=seed)
-      runners[variant] = _torch_runner(ref, images, size, SPACES[:num_spaces], rng,
-                                       torch_reference, results[variant])
+        model,
+        width,
+        num_spaces + 1,
+        lr=0.03 * batch / 256,
+        precision=precision,
+        channels_last=variant != "torch-nchw",
+        seed=seed,
+      )
+      runners[variant] = _torch_runner(
+        ref, images, size, SPACES[:num_spaces], rng, torch_reference, results[variant]
+      )
   for run in runners.values():  # warm-up: compiled programs, oneDNN primitives, caches
     run(record=False)
   for r in range(repeats):
-    order = list(variants[r % len(variants):]) + list(variants[:r % len(variants)])
+    order = list(variants[r % len(variants) :]) + list(variants[: r % len(variants)])
     for variant in order:
       runners[variant](record=True)
   out = []
@@ -129,9 +149,17 @@ def measure(variants, model, width, size, batch, num_spaces, repeats, seed=0) ->
     res = results[variant]
     e2e, views = statistics.median(res["end_to_end"]), statistics.median(res["views"])
     step = statistics.median(res["step"]) if res["step"] else e2e - views
-    out.append({"variant": variant, "precision": res["precision"],
-                "compile_s": res["compile_s"], "end_to_end_s": e2e, "views_s": views,
-                "step_s": step, "loss": res["loss"]})
+    out.append(
+      {
+        "variant": variant,
+        "precision": res["precision"],
+        "compile_s": res["compile_s"],
+        "end_to_end_s": e2e,
+        "views_s": views,
+        "step_s": step,
+        "loss": res["loss"],
+      }
+    )
   return out
 
 
@@ -147,23 +175,23 @@ def _jax_runner(compiled, state, data, cfg, res):
     jax.block_until_ready(metrics)
     e2e = time.perf_counter() - start
     start = time.perf_counter()
-    jax.block_until_ready(make(jax.random.fold_in(key, holder["i"]), data["image"],
-                               data["aspect"]))
+    jax.block_until_ready(make(jax.random.fold_in(key, holder["i"]), data["image"], data["aspect"]))
     views = time.perf_counter() - start
     holder["i"] += 1
     res["loss"] = float(metrics["loss"])
     if record:
       res["end_to_end"].append(e2e)
       res["views"].append(views)
+
   return run
 
 
 def _torch_runner(ref, images, size, spaces, rng, torch_reference, res):
   """One repeat: host views, then the step on them (end to end = their sum)."""
+
   def run(record: bool):
     start = time.perf_counter()
-    views = torch_reference.make_views(rng, images, size, spaces,
-                                       channels_last=ref.channels_last)
+    views = torch_reference.make_views(rng, images, size, spaces, channels_last=ref.channels_last)
     middle = time.perf_counter()
     res["loss"] = ref.step(views)
     end = time.perf_counter()
@@ -171,6 +199,7 @@ def _torch_runner(ref, images, size, spaces, rng, torch_reference, res):
       res["views"].append(middle - start)
       res["step"].append(end - middle)
       res["end_to_end"].append(end - start)
+
   return run
 
 
@@ -179,30 +208,37 @@ def format_table(measured: list[dict], model, width, size, batch, num_spaces) ->
   torch_threads = ""
   if any(m["variant"].startswith("torch") for m in measured):
     import torch  # pylint: disable=import-outside-toplevel
+
     torch_threads = f", torch {torch.__version__} with {torch.get_num_threads()} threads"
   reference = {m["variant"]: m["end_to_end_s"] for m in measured}.get("torch")
-  rows = [f"LooC {model} (width {width}, small stem) at {size} px, batch {batch}, "
-          f"n = {num_spaces} ({num_spaces + 2} views per image), {os.cpu_count()} CPU "
-          f"cores{torch_threads}", "",
-          "| variant | precision | compile s | end to end ms | img/s end to end | x torch | "
-          "step ms | views ms (share) | loss |",
-          "|---|---|---|---|---|---|---|---|---|"]
+  rows = [
+    f"LooC {model} (width {width}, small stem) at {size} px, batch {batch}, "
+    f"n = {num_spaces} ({num_spaces + 2} views per image), {os.cpu_count()} CPU "
+    f"cores{torch_threads}",
+    "",
+    "| variant | precision | compile s | end to end ms | img/s end to end | x torch | "
+    "step ms | views ms (share) | loss |",
+    "|---|---|---|---|---|---|---|---|---|",
+  ]
   for m in measured:
     e2e = m["end_to_end_s"]
     compile_s = f"{m['compile_s']:.0f}" if m["compile_s"] is not None else "-"
     ratio = f"{reference / e2e:.2f}" if reference else "-"
     rows.append(
-        f"| {m['variant']} | {m['precision']} | {compile_s} | {1e3 * e2e:,.0f} | "
-        f"{batch / e2e:.2f} | {ratio} | {1e3 * m['step_s']:,.0f} | "
-        f"{1e3 * m['views_s']:,.0f} ({100 * m['views_s'] / e2e:.0f}%) | {m['loss']:.3f} |")
+      f"| {m['variant']} | {m['precision']} | {compile_s} | {1e3 * e2e:,.0f} | "
+      f"{batch / e2e:.2f} | {ratio} | {1e3 * m['step_s']:,.0f} | "
+      f"{1e3 * m['views_s']:,.0f} ({100 * m['views_s'] / e2e:.0f}%) | {m['loss']:.3f} |"
+    )
   return "\n".join(rows)
 
 
 def bench_torch(variants, model, width, size, batch, num_spaces, repeats) -> str:
   """The side-by-side table (the machine's load average after the run on its last line)."""
   measured = measure(variants, model, width, size, batch, num_spaces, repeats)
-  return (format_table(measured, model, width, size, batch, num_spaces)
-          + f"\n\nAfter the run: {timing.machine_description()}")
+  return (
+    format_table(measured, model, width, size, batch, num_spaces)
+    + f"\n\nAfter the run: {timing.machine_description()}"
+  )
 
 
 # ------------------------------------------------------------- the convolutions of one step
@@ -214,7 +250,7 @@ CONV_BACKENDS = ("jax-xla-defaults", "jax", "torch")
 def resnet_convolutions(model: str, width: int, size: int) -> list[dict]:
   """The convolutions of a small-stem basic-block ResNet: one dict each with "cin", "cout",
   "kernel", "stride", "size" (input side) and "stem" (the first: no input gradient)."""
-  block, stages = models.ARCHITECTURES[model]
+  block, stages = resnet.ARCHITECTURES[model]
   if block != "basic":
     raise ValueError(f"the PyTorch step builds basic-block ResNets; {model!r} has {block} blocks")
   convs = [dict(cin=3, cout=width, kernel=3, stride=1, size=size, stem=True)]
@@ -225,8 +261,7 @@ def resnet_convolutions(model: str, width: int, size: int) -> list[dict]:
       stride = 2 if i > 0 and j == 0 else 1
       convs.append(dict(cin=cin, cout=features, kernel=3, stride=stride, size=side, stem=False))
       if stride != 1 or cin != features:
-        convs.append(dict(cin=cin, cout=features, kernel=1, stride=stride, size=side,
-                          stem=False))
+        convs.append(dict(cin=cin, cout=features, kernel=1, stride=stride, size=side, stem=False))
       side //= stride
       convs.append(dict(cin=features, cout=features, kernel=3, stride=1, size=side, stem=False))
       cin = features
@@ -243,17 +278,16 @@ def _jax_conv_calls(c: dict, batch: int, options):
   rng = np.random.default_rng(0)
   pad = c["kernel"] // 2
   x = jax.numpy.asarray(rng.normal(size=(batch, c["size"], c["size"], c["cin"])), "float32")
-  w = jax.numpy.asarray(rng.normal(size=(c["kernel"], c["kernel"], c["cin"], c["cout"])),
-                        "float32")
+  w = jax.numpy.asarray(rng.normal(size=(c["kernel"], c["kernel"], c["cin"], c["cout"])), "float32")
   conv = lambda x, w: jax.lax.conv_general_dilated(
-      x, w, (c["stride"],) * 2, ((pad, pad), (pad, pad)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x, w, (c["stride"],) * 2, ((pad, pad), (pad, pad)), dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
   dy = jax.numpy.ones(jax.eval_shape(conv, x, w).shape, "float32")
-  fns = {"forward": (conv, (x, w)),
-         "input gradient": (lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0],
-                            (x, w, dy)),
-         "weight gradient": (lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0],
-                             (x, w, dy))}
+  fns = {
+    "forward": (conv, (x, w)),
+    "input gradient": (lambda x, w, dy: jax.vjp(lambda x: conv(x, w), x)[1](dy)[0], (x, w, dy)),
+    "weight gradient": (lambda x, w, dy: jax.vjp(lambda w: conv(x, w), w)[1](dy)[0], (x, w, dy)),
+  }
   calls = {}
   for kind, (fn, args) in fns.items():
     compiled = jax.jit(fn, compiler_options=options).lower(*args).compile()
@@ -263,6 +297,7 @@ def _jax_conv_calls(c: dict, batch: int, options):
 
 def _torch_conv_calls(c: dict, batch: int):
   import torch  # pylint: disable=import-outside-toplevel
+
   last = torch.channels_last
   x = torch.randn(batch, c["cin"], c["size"], c["size"]).contiguous(memory_format=last)
   w = torch.randn(c["cout"], c["cin"], c["kernel"], c["kernel"]).contiguous(memory_format=last)
@@ -270,13 +305,18 @@ def _torch_conv_calls(c: dict, batch: int):
   dy = torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
   dy = torch.ones_like(dy).contiguous(memory_format=last)
   backward = lambda mask: torch.ops.aten.convolution_backward(
-      dy, x, w, None, stride, pad, [1, 1], False, [0, 0], 1, mask)
+    dy, x, w, None, stride, pad, [1, 1], False, [0, 0], 1, mask
+  )
 
   def forward():
     with torch.no_grad():
       return torch.nn.functional.conv2d(x, w, stride=stride, padding=pad)
-  return {"forward": forward, "input gradient": lambda: backward([True, False, False]),
-          "weight gradient": lambda: backward([False, True, False])}
+
+  return {
+    "forward": forward,
+    "input gradient": lambda: backward([True, False, False]),
+    "weight gradient": lambda: backward([False, True, False]),
+  }
 
 
 def measure_convolutions(model, width, size, batch, num_spaces, repeats) -> list[dict]:
@@ -294,10 +334,12 @@ def measure_convolutions(model, width, size, batch, num_spaces, repeats) -> list
       # Imported for its error, which names the install if torch is missing.
       # pylint: disable-next=import-outside-toplevel,unused-import
       from leave_one_out.benchmarks import torch_reference  # noqa: F401
+
       calls[backend] = [_torch_conv_calls(c, batch) for c in convs]
     else:
-      options = None if backend == "jax-xla-defaults" else sharding.train_step_options(
-          sharding.make_mesh())
+      options = (
+        None if backend == "jax-xla-defaults" else sharding.train_step_options(sharding.make_mesh())
+      )
       calls[backend] = [_jax_conv_calls(c, batch, options) for c in convs]
   times = {(b, i, k): [] for b in CONV_BACKENDS for i in range(len(convs)) for k in CONV_KINDS}
   for backend in CONV_BACKENDS:  # warm-up
@@ -305,7 +347,7 @@ def measure_convolutions(model, width, size, batch, num_spaces, repeats) -> list
       for call in per_conv.values():
         call()
   for r in range(repeats):
-    order = CONV_BACKENDS[r % 3:] + CONV_BACKENDS[:r % 3]
+    order = CONV_BACKENDS[r % 3 :] + CONV_BACKENDS[: r % 3]
     for backend in order:
       for i, per_conv in enumerate(calls[backend]):
         for kind, call in per_conv.items():
@@ -316,11 +358,14 @@ def measure_convolutions(model, width, size, batch, num_spaces, repeats) -> list
   out = []
   for kind in CONV_KINDS:
     used = [i for i, c in enumerate(convs) if not (kind == "input gradient" and c["stem"])]
-    row = {"kind": kind,
-           "flops": multiplier[kind] * sum(_conv_flops(convs[i], batch) for i in used)}
+    row = {
+      "kind": kind,
+      "flops": multiplier[kind] * sum(_conv_flops(convs[i], batch) for i in used),
+    }
     for backend in CONV_BACKENDS:
       row[backend] = multiplier[kind] * sum(
-          statistics.median(times[(backend, i, kind)]) for i in used)
+        statistics.median(times[(backend, i, kind)]) for i in used
+      )
     out.append(row)
   return out
 
@@ -330,14 +375,17 @@ def format_convolutions(rows: list[dict], model, width, size, batch, num_spaces)
   total = {"kind": "all", "flops": sum(r["flops"] for r in rows)}
   total.update({b: sum(r[b] for r in rows) for b in CONV_BACKENDS})
   head = " | ".join(f"{b} ms | GFLOP/s" for b in CONV_BACKENDS)
-  lines = [f"The convolutions of one step, each timed alone: {model} (width {width}, small stem)"
-           f" at {size} px, batch {batch}, n = {num_spaces}; float32, NHWC (torch: "
-           "channels-last); jax-xla-defaults: XLA's defaults (large convolutions on YNNPACK), "
-           "jax: the project's options (Eigen)", "",
-           f"| convolutions | GFLOP | {head} |", "|---|---|" + "---|---|" * len(CONV_BACKENDS)]
+  lines = [
+    f"The convolutions of one step, each timed alone: {model} (width {width}, small stem)"
+    f" at {size} px, batch {batch}, n = {num_spaces}; float32, NHWC (torch: "
+    "channels-last); jax-xla-defaults: XLA's defaults (large convolutions on YNNPACK), "
+    "jax: the project's options (Eigen)",
+    "",
+    f"| convolutions | GFLOP | {head} |",
+    "|---|---|" + "---|---|" * len(CONV_BACKENDS),
+  ]
   for r in rows + [total]:
-    cells = " | ".join(f"{1e3 * r[b]:,.0f} | {r['flops'] / r[b] / 1e9:.0f}"
-                       for b in CONV_BACKENDS)
+    cells = " | ".join(f"{1e3 * r[b]:,.0f} | {r['flops'] / r[b] / 1e9:.0f}" for b in CONV_BACKENDS)
     lines.append(f"| {r['kind']} | {r['flops'] / 1e9:,.1f} | {cells} |")
   return "\n".join(lines)
 
@@ -345,5 +393,7 @@ def format_convolutions(rows: list[dict], model, width, size, batch, num_spaces)
 def bench_convolutions(model, width, size, batch, num_spaces, repeats) -> str:
   """The convolutions of one step per kind and backend (what limits the CPU step)."""
   rows = measure_convolutions(model, width, size, batch, num_spaces, repeats)
-  return (format_convolutions(rows, model, width, size, batch, num_spaces)
-          + f"\n\nAfter the run: {timing.machine_description()}")
+  return (
+    format_convolutions(rows, model, width, size, batch, num_spaces)
+    + f"\n\nAfter the run: {timing.machine_description()}"
+  )

@@ -20,16 +20,15 @@ import time
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import config as config_lib
-from leave_one_out import models
-from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
 from leave_one_out.benchmarks import timing
-from leave_one_out.data.pipeline import tf_data as common_data
 from leave_one_out.data import folder
+from leave_one_out.data.pipeline import tf_data as common_data
 
 
 def write_jpegs(root: str, num_files: int, height: int, width: int, classes: int = 8) -> float:
@@ -60,18 +59,28 @@ def bench_decode(root: str, batch: int, batches: int) -> float:
   tf = common_data.tf()
   files = tf.io.gfile.glob(os.path.join(root, "train", "*", "*.jpg"))
   ds = tf.data.Dataset.from_tensor_slices(sorted(files)).repeat()
-  ds = ds.map(lambda p: tf.shape(tf.io.decode_jpeg(tf.io.read_file(p), channels=3))[0],
-              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.map(
+    lambda p: tf.shape(tf.io.decode_jpeg(tf.io.read_file(p), channels=3))[0],
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
+  )
   return _examples_per_s(iter(ds.batch(batch).prefetch(2)), batch, batches)
 
 
-def bench_pipeline(root: str, batch: int, image_size: int, batches: int, threads: int,
-                   antialias: str = "auto") -> float:
+def bench_pipeline(
+  root: str, batch: int, image_size: int, batches: int, threads: int, antialias: str = "auto"
+) -> float:
   """examples/s of the training source (FolderSource.iterate)."""
   listing = folder.list_image_folder(root, "train")
-  source = folder.FolderSource(listing.files, global_batch=batch, image_size=image_size, seed=0,
-                               decode_threads=threads, antialias=antialias,
-                               description="benchmark folder")
+  source = folder.FolderSource(
+    listing.files,
+    global_batch=batch,
+    image_size=image_size,
+    seed=0,
+    decode_threads=threads,
+    antialias=antialias,
+    description="benchmark folder",
+  )
   return _examples_per_s(source.iterate(0), batch, batches)
 
 
@@ -96,12 +105,17 @@ def bench_train_step(config_path: str, batch: int, image_size: int, steps: int) 
   data_sharding = NamedSharding(mesh, P(sharding.DATA_AXIS))
   rng = np.random.default_rng(0)
   local = batch // jax.process_count()
-  host = {"image": rng.integers(0, 256, (local, image_size, image_size, 3), dtype=np.uint8),
-          "aspect": np.full((local,), 4 / 3, np.float32)}
+  host = {
+    "image": rng.integers(0, 256, (local, image_size, image_size, 3), dtype=np.uint8),
+    "aspect": np.full((local,), 4 / 3, np.float32),
+  }
   batch_arrays = jax.tree.map(
-      lambda x: jax.make_array_from_process_local_data(data_sharding, x), host)
+    lambda x: jax.make_array_from_process_local_data(data_sharding, x), host
+  )
   seconds, _ = timing.time_steps(step, state, lambda i: (batch_arrays,), steps)
-  what = (f"{os.path.basename(config_path)}: {cfg.model.architecture}, "
-          f"{len(cfg.augment.spaces) + 2} views of {cfg.augment.image_size} px, "
-          f"{jax.device_count()} x {jax.devices()[0].device_kind}")
+  what = (
+    f"{os.path.basename(config_path)}: {cfg.model.architecture}, "
+    f"{len(cfg.augment.spaces) + 2} views of {cfg.augment.image_size} px, "
+    f"{jax.device_count()} x {jax.devices()[0].device_kind}"
+  )
   return batch / seconds, what

@@ -13,28 +13,36 @@ from __future__ import annotations
 
 import time
 
+import flax.linen as nn
 import jax
 import numpy as np
 
 from leave_one_out import augment
 from leave_one_out import config as config_lib
 from leave_one_out import models
-from leave_one_out import optimizer
 from leave_one_out import sharding
 from leave_one_out import train
 from leave_one_out.benchmarks import timing
 from leave_one_out.benchmarks import views
 
-
 SPACES = ("color", "rotation", "texture", "blur", "flip")
 # Dense bf16 peak TFLOP/s by device kind, for the utilisation column.
-PEAK_TFLOPS = {"NVIDIA H100 80GB HBM3": 989.0, "NVIDIA H100": 989.0, "NVIDIA H200": 989.0,
-               "NVIDIA A100-SXM4-80GB": 312.0, "NVIDIA A100-SXM4-40GB": 312.0,
-               "TPU v4": 275.0, "TPU v5 lite": 197.0, "TPU v5e": 197.0, "TPU v5p": 459.0}
+PEAK_TFLOPS = {
+  "NVIDIA H100 80GB HBM3": 989.0,
+  "NVIDIA H100": 989.0,
+  "NVIDIA H200": 989.0,
+  "NVIDIA A100-SXM4-80GB": 312.0,
+  "NVIDIA A100-SXM4-40GB": 312.0,
+  "TPU v4": 275.0,
+  "TPU v5 lite": 197.0,
+  "TPU v5e": 197.0,
+  "TPU v5p": 459.0,
+}
 
 
-def step_config(kind: str, model: str, width: int, size: int, batch: int, precision: str,
-                num_spaces: int):
+def step_config(
+  kind: str, model: str, width: int, size: int, batch: int, precision: str, num_spaces: int
+):
   """The training config a ``--what=step`` row times."""
   cfg = config_lib.default_config()
   cfg.data.image_size = int(round(size * 1.15))
@@ -49,29 +57,33 @@ def step_config(kind: str, model: str, width: int, size: int, batch: int, precis
   return cfg
 
 
-class _Supervised(models.nn.Module):
+class _Supervised(nn.Module):
   """The same backbone with a linear classifier: the cost baseline of one forward+backward."""
+
   backbone: models.LooCModel
   num_classes: int = 1000
 
-  @models.nn.compact
+  @nn.compact
   def __call__(self, x, train: bool = True):
     feature = self.backbone(x, train=train)["feature"]
     return train_dense(self.num_classes)(feature)
 
 
 def train_dense(n):
-  return models.nn.Dense(n, name="classifier")
+  return nn.Dense(n, name="classifier")
 
 
 def _supervised_step(cfg, mesh):
   """(jitted step, state, batch): one crop+flip view, cross-entropy, SGD."""
   import optax
-  from jax.sharding import NamedSharding, PartitionSpec as P
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+
   model = _Supervised(models.build_model(cfg))
   size = cfg.augment.image_size
-  variables = jax.jit(lambda: model.init(jax.random.key(0), jax.numpy.zeros((2, size, size, 3)),
-                                         train=False))()
+  variables = jax.jit(
+    lambda: model.init(jax.random.key(0), jax.numpy.zeros((2, size, size, 3)), train=False)
+  )()
   tx = optax.sgd(0.1, momentum=0.9)
   state = (variables["params"], variables["batch_stats"], tx.init(variables["params"]))
   view_cfg = cfg.augment.copy_and_resolve_references()
@@ -82,8 +94,9 @@ def _supervised_step(cfg, mesh):
     views, _ = augment.make_views(rng, batch["image"], view_cfg, batch["aspect"])
 
     def loss_fn(p):
-      logits, upd = model.apply({"params": p, "batch_stats": stats}, views[0], train=True,
-                                mutable=["batch_stats"])
+      logits, upd = model.apply(
+        {"params": p, "batch_stats": stats}, views[0], train=True, mutable=["batch_stats"]
+      )
       labels = batch["label"]
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), upd
 
@@ -92,24 +105,26 @@ def _supervised_step(cfg, mesh):
     return (optax.apply_updates(params, updates), upd["batch_stats"], opt), loss
 
   rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P(sharding.DATA_AXIS))
-  jitted = jax.jit(step, in_shardings=(rep, data, rep), out_shardings=(rep, rep),
-                   donate_argnums=0)
+  jitted = jax.jit(step, in_shardings=(rep, data, rep), out_shardings=(rep, rep), donate_argnums=0)
   return jitted, jax.device_put(state, rep)
 
 
 def _batch(cfg, mesh, with_label=False):
-  from jax.sharding import NamedSharding, PartitionSpec as P
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+
   b, s = cfg.train.batch_size, cfg.data.image_size
   rng = np.random.RandomState(0)
-  batch = {"image": rng.randint(0, 256, (b, s, s, 3)).astype(np.uint8),
-           "aspect": np.ones((b,), np.float32)}
+  batch = {
+    "image": rng.randint(0, 256, (b, s, s, 3)).astype(np.uint8),
+    "aspect": np.ones((b,), np.float32),
+  }
   if with_label:
     batch["label"] = rng.randint(0, 1000, (b,)).astype(np.int32)
   return jax.device_put(batch, NamedSharding(mesh, P(sharding.DATA_AXIS)))
 
 
-def measure_steps(kinds, model, width, size, batch, precision, num_spaces,
-                  repeats) -> list[dict]:
+def measure_steps(kinds, model, width, size, batch, precision, num_spaces, repeats) -> list[dict]:
   """Times the jitted train step of each kind (same backbone, same run).
 
   Returns one dict per kind: "kind", "views" (views per image), "compile_s", "step_s" (median
@@ -144,25 +159,37 @@ def measure_steps(kinds, model, width, size, batch, precision, num_spaces,
     del state
     view_cfg = cfg.augment
     make = jax.jit(lambda r, x, a, c=view_cfg: augment.make_views(r, x, c, a)[0])
-    view_s = timing.time_fn(lambda i: make(jax.random.fold_in(key, i), data["image"], data["aspect"]),
-                     max(2, repeats // 2))
-    measured.append({"kind": kind, "views": views, "compile_s": compile_s,
-                     "step_s": step_s, "flops": flops, "views_s": view_s,
-                     "peak_gib": timing.peak_memory_gib()})
+    view_s = timing.time_fn(
+      lambda i: make(jax.random.fold_in(key, i), data["image"], data["aspect"]),
+      max(2, repeats // 2),
+    )
+    measured.append(
+      {
+        "kind": kind,
+        "views": views,
+        "compile_s": compile_s,
+        "step_s": step_s,
+        "flops": flops,
+        "views_s": view_s,
+        "peak_gib": timing.peak_memory_gib(),
+      }
+    )
   return measured
 
 
-def format_steps(measured: list[dict], model, width, size, batch, precision,
-                 peak_tflops) -> str:
+def format_steps(measured: list[dict], model, width, size, batch, precision, peak_tflops) -> str:
   """``measure_steps``'s results as a Markdown table ("x supervised": step time ratio)."""
   num_devices = jax.device_count()
   kind0 = jax.devices()[0].device_kind
   peak = peak_tflops or PEAK_TFLOPS.get(kind0, 0.0)
-  rows = [f"{model} (width {width}) at {size} px, global batch {batch}, {precision}, "
-          f"{num_devices} x {kind0}", "",
-          "| step | views | compile s | step ms | img/s | img/s/device | x supervised | "
-          "TFLOP/step | TFLOP/s | of peak | views ms (share) | peak GiB |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  rows = [
+    f"{model} (width {width}) at {size} px, global batch {batch}, {precision}, "
+    f"{num_devices} x {kind0}",
+    "",
+    "| step | views | compile s | step ms | img/s | img/s/device | x supervised | "
+    "TFLOP/step | TFLOP/s | of peak | views ms (share) | peak GiB |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
   supervised = {m["kind"]: m["step_s"] for m in measured}.get("supervised")
   for m in measured:
     seconds = m["step_s"]
@@ -171,15 +198,17 @@ def format_steps(measured: list[dict], model, width, size, batch, precision,
     share = f"{1e3 * m['views_s']:.0f} ({100 * m['views_s'] / seconds:.0f}%)"
     memory = f"{m['peak_gib']:.1f}" if m["peak_gib"] else "n/a"
     rows.append(
-        f"| {m['kind']} | {m['views']} | {m['compile_s']:.1f} | {1e3 * seconds:.1f} | "
-        f"{batch / seconds:,.0f} | {batch / seconds / num_devices:,.0f} | {ratio} | "
-        f"{m['flops'] / 1e12:.3f} | {tflops:.2f} | "
-        f"{f'{100 * tflops / peak:.0f}%' if peak else 'n/a'} | {share} | {memory} |")
+      f"| {m['kind']} | {m['views']} | {m['compile_s']:.1f} | {1e3 * seconds:.1f} | "
+      f"{batch / seconds:,.0f} | {batch / seconds / num_devices:,.0f} | {ratio} | "
+      f"{m['flops'] / 1e12:.3f} | {tflops:.2f} | "
+      f"{f'{100 * tflops / peak:.0f}%' if peak else 'n/a'} | {share} | {memory} |"
+    )
   return "\n".join(rows)
 
 
-def bench_step(kinds, model, width, size, batch, precision, num_spaces, repeats,
-               peak_tflops) -> str:
+def bench_step(
+  kinds, model, width, size, batch, precision, num_spaces, repeats, peak_tflops
+) -> str:
   """The jitted train step: compile time, step time, img/s, TFLOP/s and peak memory.
 
   LooC's extra cost over a supervised step is n+1 key forwards plus one query forward+backward

@@ -32,10 +32,12 @@ def machine_description() -> str:
   kinds = sorted({d.device_kind for d in devices})
   load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
   tf = _version("tensorflow", "tensorflow-cpu")
-  return (f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-          f"jax {jax.__version__}{f', tensorflow {tf}' if tf else ''}, "
-          f"backend {jax.default_backend()}, {len(devices)} x {', '.join(kinds)}; "
-          f"load average {load} (1, 5, 15 min)")
+  return (
+    f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+    f"jax {jax.__version__}{f', tensorflow {tf}' if tf else ''}, "
+    f"backend {jax.default_backend()}, {len(devices)} x {', '.join(kinds)}; "
+    f"load average {load} (1, 5, 15 min)"
+  )
 
 
 def time_fn(fn: Callable[[int], object], repeats: int) -> float:

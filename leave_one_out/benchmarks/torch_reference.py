@@ -35,29 +35,35 @@ INSTALL = "pip install torch==2.13.0"
 
 try:
   import torch
-  from torch import nn
   import torch.nn.functional as F
+  from torch import nn
 except ImportError as error:  # pragma: no cover - depends on the environment
   raise ImportError(
-      "leave_one_out.benchmarks.torch_reference needs PyTorch, an optional dependency of the "
-      f"benchmarks: install the CPU wheel with `{INSTALL}` (or `pip install -e '.[torch]'`)."
+    "leave_one_out.benchmarks.torch_reference needs PyTorch, an optional dependency of the "
+    f"benchmarks: install the CPU wheel with `{INSTALL}` (or `pip install -e '.[torch]'`)."
   ) from error
 
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image  # noqa: E402  (after the torch check)
+from PIL import ImageEnhance  # noqa: E402  (after the torch check)
+from PIL import ImageFilter  # noqa: E402  (after the torch check)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SPACES = ("color", "rotation")
 # Quarter turns counter-clockwise, as np.rot90 (and the project's rotation k).
-_ROTATIONS = {1: Image.Transpose.ROTATE_90, 2: Image.Transpose.ROTATE_180,
-              3: Image.Transpose.ROTATE_270}
+_ROTATIONS = {
+  1: Image.Transpose.ROTATE_90,
+  2: Image.Transpose.ROTATE_180,
+  3: Image.Transpose.ROTATE_270,
+}
 
 
 # ------------------------------------------------------------------------------------- views
 
 
-def _crop_box(rng: np.random.Generator, width: int, height: int, scale=(0.2, 1.0),
-              ratio=(3 / 4, 4 / 3)):
+def _crop_box(
+  rng: np.random.Generator, width: int, height: int, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3)
+):
   """torchvision RandomResizedCrop's box (left, top, right, bottom) in whole pixels."""
   area = width * height
   log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
@@ -84,20 +90,21 @@ def _crop_box(rng: np.random.Generator, width: int, height: int, scale=(0.2, 1.0
 def sample_params(rng: np.random.Generator, width: int, height: int) -> dict:
   """One view's parameters, every augmentation drawn fresh (MoCo v2's values plus rotation)."""
   return {
-      "crop": _crop_box(rng, width, height),
-      "flip": bool(rng.random() < 0.5),
-      "color": {"apply": bool(rng.random() < 0.8),
-                "factors": rng.uniform(0.6, 1.4, 3).tolist(),  # brightness, contrast, saturation
-                "hue": float(rng.uniform(-0.1, 0.1)),
-                "order": rng.permutation(4).tolist(),
-                "gray": bool(rng.random() < 0.2)},
-      "blur": {"apply": bool(rng.random() < 0.5), "sigma": float(rng.uniform(0.1, 2.0))},
-      "rotation": int(rng.integers(0, 4)),
+    "crop": _crop_box(rng, width, height),
+    "flip": bool(rng.random() < 0.5),
+    "color": {
+      "apply": bool(rng.random() < 0.8),
+      "factors": rng.uniform(0.6, 1.4, 3).tolist(),  # brightness, contrast, saturation
+      "hue": float(rng.uniform(-0.1, 0.1)),
+      "order": rng.permutation(4).tolist(),
+      "gray": bool(rng.random() < 0.2),
+    },
+    "blur": {"apply": bool(rng.random() < 0.5), "sigma": float(rng.uniform(0.1, 2.0))},
+    "rotation": int(rng.integers(0, 4)),
   }
 
 
-def view_params(rng: np.random.Generator, width: int, height: int,
-                spaces=SPACES) -> list[dict]:
+def view_params(rng: np.random.Generator, width: int, height: int, spaces=SPACES) -> list[dict]:
   """Parameters of q, k_0, k_1..k_n for one image (n = len(spaces))."""
   q = sample_params(rng, width, height)
   views = [q]
@@ -143,8 +150,9 @@ def render(image: Image.Image, p: dict, size: int) -> np.ndarray:
   return np.asarray(x)
 
 
-def make_views(rng: np.random.Generator, images: np.ndarray, size: int,
-               spaces=SPACES, channels_last: bool = True) -> torch.Tensor:
+def make_views(
+  rng: np.random.Generator, images: np.ndarray, size: int, spaces=SPACES, channels_last: bool = True
+) -> torch.Tensor:
   """uint8 `[B, H0, W0, 3]` -> normalised float32 `[n+2, B, 3, size, size]` (q, k_0..k_n).
 
   ``channels_last``: the tensor's memory is NHWC (``torch.channels_last``), the layout oneDNN's
@@ -194,8 +202,9 @@ class LooCNet(nn.Module):
   ``forward(x [N, 3, S, S]) -> [N, H, embedding_dim]``, L2-normalised.
   """
 
-  def __init__(self, stage_sizes=(2, 2, 2, 2), width: int = 64, num_spaces: int = 3,
-               embedding_dim: int = 128):
+  def __init__(
+    self, stage_sizes=(2, 2, 2, 2), width: int = 64, num_spaces: int = 3, embedding_dim: int = 128
+  ):
     super().__init__()
     self.stem = nn.Sequential(_conv(3, width, 3), nn.BatchNorm2d(width), nn.ReLU())
     blocks, cin = [], width
@@ -206,8 +215,9 @@ class LooCNet(nn.Module):
         cin = cout
     self.blocks = nn.Sequential(*blocks)
     self.heads = nn.ModuleList(
-        nn.Sequential(nn.Linear(cin, cin), nn.ReLU(), nn.Linear(cin, embedding_dim))
-        for _ in range(num_spaces))
+      nn.Sequential(nn.Linear(cin, cin), nn.ReLU(), nn.Linear(cin, embedding_dim))
+      for _ in range(num_spaces)
+    )
 
   def forward(self, x):
     feature = self.blocks(self.stem(x)).mean(dim=(2, 3))
@@ -258,24 +268,35 @@ class LooCStep:
     channels_last: keep the model's weights and activations NHWC in memory.
   """
 
-  def __init__(self, architecture: str = "resnet18", width: int = 64, num_spaces: int = 3,
-               lr: float = 0.0075, momentum: float = 0.9, weight_decay: float = 1e-4,
-               ema_momentum: float = 0.999, temperature: float = 0.2,
-               precision: str = "float32", channels_last: bool = True, seed: int = 0):
+  def __init__(
+    self,
+    architecture: str = "resnet18",
+    width: int = 64,
+    num_spaces: int = 3,
+    lr: float = 0.0075,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    ema_momentum: float = 0.999,
+    temperature: float = 0.2,
+    precision: str = "float32",
+    channels_last: bool = True,
+    seed: int = 0,
+  ):
     if architecture not in ARCHITECTURES:
-      raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got "
-                       f"{architecture!r}")
+      raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, got {architecture!r}")
     if precision not in ("float32", "bfloat16"):
       raise ValueError(f"precision must be float32 or bfloat16, got {precision!r}")
     torch.manual_seed(seed)
     memory = torch.channels_last if channels_last else torch.contiguous_format
-    self.query = LooCNet(ARCHITECTURES[architecture], width, num_spaces).to(
-        memory_format=memory).train()
+    self.query = (
+      LooCNet(ARCHITECTURES[architecture], width, num_spaces).to(memory_format=memory).train()
+    )
     self.key = copy.deepcopy(self.query)
     for p in self.key.parameters():
       p.requires_grad_(False)
-    self.optimizer = torch.optim.SGD(self.query.parameters(), lr=lr, momentum=momentum,
-                                     weight_decay=weight_decay)
+    self.optimizer = torch.optim.SGD(
+      self.query.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
+    )
     self.ema_momentum = ema_momentum
     self.temperature = temperature
     self.precision = precision

@@ -58,10 +58,10 @@ class DataError(ValueError):
 
 
 SOURCES: dict[str, Any] = {  # config.data.name -> the source: a module path or an object
-    "synthetic": "leave_one_out.data.synthetic",
-    "folder": "leave_one_out.data.folder",
-    "imagenet100": "leave_one_out.data.imagenet100",
-    "photos": "leave_one_out.data.photos",
+  "synthetic": "leave_one_out.data.synthetic",
+  "folder": "leave_one_out.data.folder",
+  "imagenet100": "leave_one_out.data.imagenet100",
+  "photos": "leave_one_out.data.photos",
 }
 DEFAULT_SOURCE = "leave_one_out.data.tfds"  # every other name: a tensorflow-datasets dataset
 
@@ -148,8 +148,10 @@ def check_one_batch(count: int, batch_size: int, what: str) -> None:
   check of it, at start-up (``config.validate``: ``data.num_examples``) and wherever a source
   learns its size (the embedded datasets' ``data.num_train``, a folder's listing, tfds)."""
   if count < batch_size:
-    raise DataError(f"{what} ({count}) must hold at least one global batch "
-                    f"(config.train.batch_size = {batch_size}); lower the batch size or add data")
+    raise DataError(
+      f"{what} ({count}) must hold at least one global batch "
+      f"(config.train.batch_size = {batch_size}); lower the batch size or add data"
+    )
 
 
 def _source_checks(d) -> None:
@@ -179,9 +181,18 @@ def create_train_source(cfg):
   return train
 
 
-def create_eval_source(d, split: str | None = None, *, image_size: int, batch_size: int = 256,
-                       num_examples: int = 0, crop_fraction: float | None = None,
-                       process_index: int = 0, process_count: int = 1, seed: int = 0):
+def create_eval_source(
+  d,
+  split: str | None = None,
+  *,
+  image_size: int,
+  batch_size: int = 256,
+  num_examples: int = 0,
+  crop_fraction: float | None = None,
+  process_index: int = 0,
+  process_count: int = 1,
+  seed: int = 0,
+):
   """A labelled split (default ``d.eval_split``) in a fixed order.
 
   Args:
@@ -200,11 +211,19 @@ def create_eval_source(d, split: str | None = None, *, image_size: int, batch_si
   folder's evaluation split uses the training split's class list).
   """
   return source(d.name).eval_source(
-      d, split or d.eval_split, image_size=image_size, batch_size=batch_size,
-      num_examples=num_examples,
-      crop_fraction=d.eval_crop_fraction if crop_fraction is None else crop_fraction,
-      skip_corrupt=d.skip_corrupt, resize_method=d.resize_method, antialias=d.antialias,
-      process_index=process_index, process_count=process_count, seed=seed)
+    d,
+    split or d.eval_split,
+    image_size=image_size,
+    batch_size=batch_size,
+    num_examples=num_examples,
+    crop_fraction=d.eval_crop_fraction if crop_fraction is None else crop_fraction,
+    skip_corrupt=d.skip_corrupt,
+    resize_method=d.resize_method,
+    antialias=d.antialias,
+    process_index=process_index,
+    process_count=process_count,
+    seed=seed,
+  )
 
 
 def load_eval_arrays(d, split: str | None = None, **kwargs) -> dict:
@@ -213,4 +232,3 @@ def load_eval_arrays(d, split: str | None = None, **kwargs) -> dict:
   out = split_source.load()
   out.update(num_classes=split_source.num_classes, class_names=split_source.class_names)
   return out
-

@@ -22,11 +22,11 @@ import numpy as np
 from absl import logging
 
 from leave_one_out import fields
-from leave_one_out.data.pipeline import classes as class_lists
 from leave_one_out.data import DataError
-from leave_one_out.data.pipeline import tf_data
+from leave_one_out.data.pipeline import classes as class_lists
 from leave_one_out.data.pipeline import eval_split
 from leave_one_out.data.pipeline import host
+from leave_one_out.data.pipeline import tf_data
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
@@ -38,14 +38,16 @@ def _isdir(path: str) -> bool:
 @dataclasses.dataclass(frozen=True)
 class FolderListing:
   """The files of one split of an image folder: ``files[i]`` has label ``labels[i]``."""
+
   files: np.ndarray  # str [N], sorted by class, then file name
   labels: np.ndarray  # int32 [N], indices into class_names
   class_names: tuple[str, ...]  # sorted
   ignored: int  # files with other extensions
 
 
-def list_image_folder(root: str, split: str, classes=None,
-                      class_names: tuple[str, ...] | None = None) -> FolderListing:
+def list_image_folder(
+  root: str, split: str, classes=None, class_names: tuple[str, ...] | None = None
+) -> FolderListing:
   """Lists ``root/split/<class>/*.{jpg,jpeg,png}`` (case-insensitive; local or gs://).
 
   Args:
@@ -59,21 +61,30 @@ def list_image_folder(root: str, split: str, classes=None,
   """
   tf = tf_data.tf()
   if not root:
-    raise DataError("config.data.data_dir must name the image folder root "
-                    "(root/<split>/<class>/*.jpg) when config.data.name='folder'")
+    raise DataError(
+      "config.data.data_dir must name the image folder root "
+      "(root/<split>/<class>/*.jpg) when config.data.name='folder'"
+    )
   if not _isdir(root):
     raise DataError(f"image folder root {root} does not exist (config.data.data_dir)")
   split_dir = os.path.join(root, split)
   if not _isdir(split_dir):
-    found = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(root)
-                   if _isdir(os.path.join(root, d)))
-    raise DataError(f"image folder {root} has no split {split!r} (found: {found or 'nothing'}); "
-                    "expected root/<split>/<class>/*.jpg")
-  dirs = sorted(d.rstrip("/") for d in tf.io.gfile.listdir(split_dir)
-                if not d.startswith(".") and _isdir(os.path.join(split_dir, d)))
+    found = sorted(
+      d.rstrip("/") for d in tf.io.gfile.listdir(root) if _isdir(os.path.join(root, d))
+    )
+    raise DataError(
+      f"image folder {root} has no split {split!r} (found: {found or 'nothing'}); "
+      "expected root/<split>/<class>/*.jpg"
+    )
+  dirs = sorted(
+    d.rstrip("/")
+    for d in tf.io.gfile.listdir(split_dir)
+    if not d.startswith(".") and _isdir(os.path.join(split_dir, d))
+  )
   if not dirs:
-    raise DataError(f"{split_dir} holds no class subdirectories; expected "
-                    f"{split_dir}/<class>/*.jpg|png")
+    raise DataError(
+      f"{split_dir} holds no class subdirectories; expected {split_dir}/<class>/*.jpg|png"
+    )
   if classes is not None:
     missing = set(classes) - set(dirs)
     if missing:
@@ -83,7 +94,9 @@ def list_image_folder(root: str, split: str, classes=None,
   index = {n: i for i, n in enumerate(names)}
   unknown = [d for d in dirs if d not in index]
   if unknown:
-    raise class_lists.class_mismatch(f"the reference class list ({len(names)} classes)", unknown, names)
+    raise class_lists.class_mismatch(
+      f"the reference class list ({len(names)} classes)", unknown, names
+    )
   files, labels, ignored, empty = [], [], 0, []
   for d in dirs:
     entries = sorted(tf.io.gfile.listdir(os.path.join(split_dir, d)))
@@ -94,14 +107,21 @@ def list_image_folder(root: str, split: str, classes=None,
     files += [os.path.join(split_dir, d, e) for e in kept]
     labels += [index[d]] * len(kept)
   if not files:
-    raise DataError(f"{split_dir} holds no images ({'/'.join(IMAGE_EXTENSIONS)}) in its "
-                    f"{len(dirs)} class directories")
+    raise DataError(
+      f"{split_dir} holds no images ({'/'.join(IMAGE_EXTENSIONS)}) in its "
+      f"{len(dirs)} class directories"
+    )
   if empty:
-    logging.warning("%d class directories of %s hold no images, e.g. %s", len(empty), split_dir,
-                    ", ".join(empty[:5]))
+    logging.warning(
+      "%d class directories of %s hold no images, e.g. %s",
+      len(empty),
+      split_dir,
+      ", ".join(empty[:5]),
+    )
   if ignored:
-    logging.info("%s: ignored %d files without an image extension %s", split_dir, ignored,
-                 IMAGE_EXTENSIONS)
+    logging.info(
+      "%s: ignored %d files without an image extension %s", split_dir, ignored, IMAGE_EXTENSIONS
+    )
   return FolderListing(np.asarray(files), np.asarray(labels, np.int32), names, ignored)
 
 
@@ -118,8 +138,10 @@ class FolderSource(host.HostPipeline):
     self.files = np.asarray(files)
     super().__init__(num_examples=num_examples or len(self.files), **kwargs)
     if self.num_examples > len(self.files):
-      raise DataError(f"config.data.num_examples={self.num_examples} exceeds the "
-                      f"{len(self.files)} files of {self.description}")
+      raise DataError(
+        f"config.data.num_examples={self.num_examples} exceeds the "
+        f"{len(self.files)} files of {self.description}"
+      )
 
   def _file_index(self, pos):
     """tf: the file index of host-local position(s) ``pos`` (int64)."""
@@ -131,7 +153,8 @@ class FolderSource(host.HostPipeline):
     place = within * self.global_batch + self.process_index * b + k
     seed = tf.stack([tf.constant(self.seed, tf.int64), epoch], axis=-1)
     return tf.random.experimental.index_shuffle(
-        place, seed=seed, max_index=tf.constant(len(self.files) - 1, tf.int64))
+      place, seed=seed, max_index=tf.constant(len(self.files) - 1, tf.int64)
+    )
 
   def file_indices(self, step: int) -> np.ndarray:
     """File indices of this host's examples at ``step`` (for tests and tools)."""
@@ -182,8 +205,10 @@ class FolderSource(host.HostPipeline):
 def validate(d) -> None:
   """The fields an image folder needs (``leave_one_out.data`` calls it; nothing is read)."""
   fields.Section(d, "config.data").check(
-      d.data_dir.strip(), "data_dir", "must name the image folder root (root/<split>/<class>/"
-      "*.jpg) when config.data.name='folder'")
+    d.data_dir.strip(),
+    "data_dir",
+    "must name the image folder root (root/<split>/<class>/*.jpg) when config.data.name='folder'",
+  )
 
 
 def check_ready(d, splits: dict) -> None:
@@ -192,8 +217,9 @@ def check_ready(d, splits: dict) -> None:
     path = os.path.join(d.data_dir, split)
     if not _isdir(path):
       raise DataError(
-          f"image folder split {path} does not exist (config.data.{field}={split!r}, "
-          f"data_dir={d.data_dir!r}); expected <data_dir>/<split>/<class>/*.jpg")
+        f"image folder split {path} does not exist (config.data.{field}={split!r}, "
+        f"data_dir={d.data_dir!r}); expected <data_dir>/<split>/<class>/*.jpg"
+      )
 
 
 def describe(d) -> str:
@@ -204,13 +230,24 @@ def train_source(cfg) -> FolderSource:
   """This host's training batches from ``data_dir/train_split``."""
   d = cfg.data
   listing = list_image_folder(d.data_dir, d.train_split, class_lists.class_list(d.classes))
-  return FolderSource(listing.files, num_examples=d.num_examples,
-                      description=f"image folder {os.path.join(d.data_dir, d.train_split)}",
-                      **host.pipeline_kwargs(cfg))
+  return FolderSource(
+    listing.files,
+    num_examples=d.num_examples,
+    description=f"image folder {os.path.join(d.data_dir, d.train_split)}",
+    **host.pipeline_kwargs(cfg),
+  )
 
 
-def eval_source(d, split: str, *, num_examples: int, process_index: int, process_count: int,
-                seed: int, **common_kwargs) -> eval_split.EvalSource:
+def eval_source(
+  d,
+  split: str,
+  *,
+  num_examples: int,
+  process_index: int,
+  process_count: int,
+  seed: int,
+  **common_kwargs,
+) -> eval_split.EvalSource:
   """``split`` in a fixed pseudo-random order (``seed``), labelled like the training split."""
   tf = tf_data.tf()
   keep = class_lists.class_list(d.classes)
@@ -227,11 +264,15 @@ def eval_source(d, split: str, *, num_examples: int, process_index: int, process
   def records():
     ds = tf.data.Dataset.from_tensor_slices({"path": files, "label": labels})
     read = tf_data.tf_function(
-        lambda r: {"encoded": tf.io.read_file(r["path"]), "label": r["label"]})
+      lambda r: {"encoded": tf.io.read_file(r["path"]), "label": r["label"]}
+    )
     return ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-  return eval_split.EvalSource(records, num_examples=len(files),
-                               num_classes=len(listing.class_names),
-                               class_names=listing.class_names,
-                               description=f"image folder {os.path.join(d.data_dir, split)}",
-                               **common_kwargs)
+  return eval_split.EvalSource(
+    records,
+    num_examples=len(files),
+    num_classes=len(listing.class_names),
+    class_names=listing.class_names,
+    description=f"image folder {os.path.join(d.data_dir, split)}",
+    **common_kwargs,
+  )

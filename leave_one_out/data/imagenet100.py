@@ -11,16 +11,18 @@ image folder (``leave_one_out.data.tfds.export_image_folder``, about 14 GB) and 
 from __future__ import annotations
 
 from leave_one_out import fields
-from leave_one_out.data.pipeline import classes as class_lists
 from leave_one_out.data import tfds
+from leave_one_out.data.pipeline import classes as class_lists
 
 TFDS_NAME = "imagenet2012"
 
 
 def validate(d) -> None:
   fields.Section(d, "config.data").check(
-      d.classes in ("", "imagenet100"), "classes",
-      f"must be '' for data.name='imagenet100' (its classes are fixed), got {d.classes!r}")
+    d.classes in ("", "imagenet100"),
+    "classes",
+    f"must be '' for data.name='imagenet100' (its classes are fixed), got {d.classes!r}",
+  )
 
 
 def check_ready(d, splits: dict) -> None:
@@ -36,5 +38,4 @@ def train_source(cfg):
 
 
 def eval_source(d, split: str, **kwargs):
-  return tfds.eval_source(d, split, name=TFDS_NAME, classes=class_lists.IMAGENET100_WNIDS,
-                          **kwargs)
+  return tfds.eval_source(d, split, name=TFDS_NAME, classes=class_lists.IMAGENET100_WNIDS, **kwargs)

@@ -37,18 +37,34 @@ import math
 import jax
 import numpy as np
 
-from leave_one_out.data.pipeline import eval_split
-from leave_one_out.data.pipeline import memory
 from leave_one_out import data as data_lib
 from leave_one_out import fields
 from leave_one_out.data import DataError
+from leave_one_out.data.pipeline import eval_split
+from leave_one_out.data.pipeline import memory
 
 # skimage.data functions whose file ships in the scikit-image wheel (no pooch download), in
 # label order. Colour photographs first, then grey ones.
-COLOR_PHOTOS: tuple[str, ...] = ("astronaut", "coffee", "chelsea", "rocket",
-                                 "hubble_deep_field", "immunohistochemistry", "retina")
-GRAY_PHOTOS: tuple[str, ...] = ("camera", "brick", "grass", "gravel", "moon", "coins",
-                                "clock", "page", "text")
+COLOR_PHOTOS: tuple[str, ...] = (
+  "astronaut",
+  "coffee",
+  "chelsea",
+  "rocket",
+  "hubble_deep_field",
+  "immunohistochemistry",
+  "retina",
+)
+GRAY_PHOTOS: tuple[str, ...] = (
+  "camera",
+  "brick",
+  "grass",
+  "gravel",
+  "moon",
+  "coins",
+  "clock",
+  "page",
+  "text",
+)
 PHOTOS: tuple[str, ...] = COLOR_PHOTOS + GRAY_PHOTOS
 FACTORS: dict[str, tuple[str, ...]] = {"photo": PHOTOS}
 
@@ -66,8 +82,9 @@ def _skimage_data():
     import skimage.data  # pylint: disable=import-outside-toplevel
   except ImportError as e:
     raise ImportError(
-        "the photos dataset (leave_one_out.data.photos) needs scikit-image, which ships the sample photographs: "
-        "pip install scikit-image (or pip install -e '.[photos]')") from e
+      "the photos dataset (leave_one_out.data.photos) needs scikit-image, which ships the sample photographs: "
+      "pip install scikit-image (or pip install -e '.[photos]')"
+    ) from e
   return skimage.data
 
 
@@ -88,6 +105,7 @@ def photographs(image_size: int) -> list[np.ndarray]:
   """
   data = _skimage_data()
   from skimage import transform  # pylint: disable=import-outside-toplevel
+
   short = math.ceil(image_size / SCALE[0])
   out = []
   for name in PHOTOS:
@@ -104,8 +122,9 @@ def photographs(image_size: int) -> list[np.ndarray]:
   return out
 
 
-def _resample_matrices(start: np.ndarray, length: np.ndarray, size_in: int, size_out: int
-                       ) -> np.ndarray:
+def _resample_matrices(
+  start: np.ndarray, length: np.ndarray, size_in: int, size_out: int
+) -> np.ndarray:
   """float32 [n, size_out, size_in]: bilinear + box resampling of [start, start + length).
 
   start, length: [n], in input pixels, pixel i covering [i, i + 1). Each output pixel averages
@@ -125,8 +144,9 @@ def _resample_matrices(start: np.ndarray, length: np.ndarray, size_in: int, size
   return m.reshape(n, size_out, size_in).astype(np.float32)
 
 
-def sample_patches(num_examples: int, rng: np.random.Generator,
-                   shapes: list[tuple[int, int]]) -> dict[str, np.ndarray]:
+def sample_patches(
+  num_examples: int, rng: np.random.Generator, shapes: list[tuple[int, int]]
+) -> dict[str, np.ndarray]:
   """Draws every patch's photograph (uniform), scale (uniform in ``SCALE``) and centre.
 
   ``shapes`` are the (height, width) of the photographs. Returns photo int32 [N], scale float32
@@ -142,12 +162,14 @@ def sample_patches(num_examples: int, rng: np.random.Generator,
   cy = side / 2 + u[:, 1] * (hw[:, 0] - side)
   cx = side / 2 + u[:, 0] * (hw[:, 1] - side)
   position = np.stack([cx / hw[:, 1], cy / hw[:, 0]], axis=1)
-  return {"photo": photo, "scale": scale.astype(np.float32),
-          "position": position.astype(np.float32)}
+  return {
+    "photo": photo,
+    "scale": scale.astype(np.float32),
+    "position": position.astype(np.float32),
+  }
 
 
-def render(patches: dict[str, np.ndarray], images: list[np.ndarray], image_size: int
-           ) -> np.ndarray:
+def render(patches: dict[str, np.ndarray], images: list[np.ndarray], image_size: int) -> np.ndarray:
   """Cuts and resamples the patches (``sample_patches``' layout) to uint8 [N, S, S, 3].
 
   Per photograph and chunk of patches, two matrix products: rows (``[n * S, H] @ [H, W * 3]``)
@@ -161,7 +183,7 @@ def render(patches: dict[str, np.ndarray], images: list[np.ndarray], image_size:
     flat = x.reshape(h, w * 3)
     (idx_all,) = np.nonzero(photo == label)
     for start in range(0, idx_all.size, _CHUNK):
-      idx = idx_all[start:start + _CHUNK]
+      idx = idx_all[start : start + _CHUNK]
       n = idx.size
       side = np.asarray(patches["scale"], np.float64)[idx] * min(h, w)
       cx = np.asarray(patches["position"], np.float64)[idx, 0] * w
@@ -187,13 +209,13 @@ def generate(num_examples: int, *, image_size: int = 64, seed: int = 0) -> dict[
   image_size = _checked_int(image_size, "image_size", MIN_IMAGE_SIZE)
   seed = _checked_int(seed, "seed", 0)
   images = photographs(image_size)
-  patches = sample_patches(num_examples, np.random.default_rng(seed),
-                           [x.shape[:2] for x in images])
+  patches = sample_patches(num_examples, np.random.default_rng(seed), [x.shape[:2] for x in images])
   return {"image": render(patches, images, image_size), **patches}
 
 
-def load(split: str = "train", *, num_examples: int | None = None, image_size: int = 64,
-         seed: int = 0) -> dict[str, np.ndarray]:
+def load(
+  split: str = "train", *, num_examples: int | None = None, image_size: int = 64, seed: int = 0
+) -> dict[str, np.ndarray]:
   """A split (``generate``'s arrays): train draws with seed ``2 * seed``, test ``2 * seed + 1``.
 
   ``num_examples`` defaults to ``SPLITS[split]``.
@@ -215,16 +237,20 @@ SPLIT_NAMES = {"train": "train", "test": "test", "validation": "test"}  # config
 def validate(d) -> None:
   memory.validate_generated(d, SPLIT_NAMES, "photos")
   fields.Section(d, "config.data").check(
-      d.image_size >= MIN_IMAGE_SIZE, "image_size",
-      f"must be >= {MIN_IMAGE_SIZE} for the photos dataset, got {d.image_size}")
+    d.image_size >= MIN_IMAGE_SIZE,
+    "image_size",
+    f"must be >= {MIN_IMAGE_SIZE} for the photos dataset, got {d.image_size}",
+  )
 
 
 def check_ready(d, splits: dict) -> None:
   del d, splits
   if importlib.util.find_spec("skimage") is None:
-    raise DataError("config.data.name = 'photos' needs scikit-image, which ships the "
-                           "photographs: pip install -e '.[photos]' (or pip install "
-                           "scikit-image)")
+    raise DataError(
+      "config.data.name = 'photos' needs scikit-image, which ships the "
+      "photographs: pip install -e '.[photos]' (or pip install "
+      "scikit-image)"
+    )
 
 
 def describe(d) -> str:
@@ -236,22 +262,41 @@ def train_source(cfg) -> memory.InMemorySource:
   d = cfg.data
   data_lib.check_one_batch(d.num_train, cfg.train.batch_size, "config.data.num_train")
   check_ready(d, {})
-  images = load(SPLIT_NAMES[d.train_split], num_examples=d.num_train,
-                       image_size=d.image_size, seed=cfg.seed)["image"]
-  return memory.InMemorySource(images, cfg.train.batch_size, cfg.seed, jax.process_index(),
-                               jax.process_count())
+  images = load(
+    SPLIT_NAMES[d.train_split], num_examples=d.num_train, image_size=d.image_size, seed=cfg.seed
+  )["image"]
+  return memory.InMemorySource(
+    images, cfg.train.batch_size, cfg.seed, jax.process_index(), jax.process_count()
+  )
 
 
-def eval_source(d, split: str, *, image_size: int, batch_size: int, num_examples: int,
-                seed: int, process_index: int, process_count: int,
-                **unused) -> eval_split.ArrayEvalSource:
+def eval_source(
+  d,
+  split: str,
+  *,
+  image_size: int,
+  batch_size: int,
+  num_examples: int,
+  seed: int,
+  process_index: int,
+  process_count: int,
+  **unused,
+) -> eval_split.ArrayEvalSource:
   """``split`` cut at ``image_size`` from ``seed``; ``num_examples`` 0 = the default size."""
   del unused  # host decoding settings: nothing to decode
   check_ready(d, {})
-  data = load(SPLIT_NAMES[split], num_examples=num_examples or None, image_size=image_size,
-                     seed=seed)
-  arrays = memory.host_share({"image": data["image"], "label": data["photo"],
-                              "photo": data["photo"]}, process_index, process_count)
+  data = load(
+    SPLIT_NAMES[split], num_examples=num_examples or None, image_size=image_size, seed=seed
+  )
+  arrays = memory.host_share(
+    {"image": data["image"], "label": data["photo"], "photo": data["photo"]},
+    process_index,
+    process_count,
+  )
   return eval_split.ArrayEvalSource(
-      arrays, num_classes=len(PHOTOS), class_names=PHOTOS,
-      batch_size=batch_size, description=f"{describe(d)}, {split}")
+    arrays,
+    num_classes=len(PHOTOS),
+    class_names=PHOTOS,
+    batch_size=batch_size,
+    description=f"{describe(d)}, {split}",
+  )

@@ -61,13 +61,13 @@ from leave_one_out.evaluate import dataset
 from leave_one_out.evaluate import tables
 
 EVALUATORS: dict[str, Any] = {  # eval_config section -> the evaluator: a module path or object
-    "probe": "leave_one_out.evaluate.probe",
-    "rotation": "leave_one_out.evaluate.rotation",
-    "knn": "leave_one_out.evaluate.knn",
-    "fewshot": "leave_one_out.evaluate.fewshot",
-    "corruption": "leave_one_out.evaluate.corruption",
-    "imagenet_c": "leave_one_out.evaluate.imagenet_c",
-    "sensitivity": "leave_one_out.evaluate.sensitivity",
+  "probe": "leave_one_out.evaluate.probe",
+  "rotation": "leave_one_out.evaluate.rotation",
+  "knn": "leave_one_out.evaluate.knn",
+  "fewshot": "leave_one_out.evaluate.fewshot",
+  "corruption": "leave_one_out.evaluate.corruption",
+  "imagenet_c": "leave_one_out.evaluate.imagenet_c",
+  "sensitivity": "leave_one_out.evaluate.sensitivity",
 }
 RESULTS_FILE = "evaluation.json"
 HEATMAP_FILE = "sensitivity.png"
@@ -117,8 +117,11 @@ def validate_config(c: ml_collections.ConfigDict) -> None:
   dataset.validate(c)
   for name in EVALUATORS:
     if name not in c:
-      check.fail(name, f"is missing: the evaluator {name!r} is registered, so the config needs "
-                  "its section (start from leave_one_out.evaluate.default_config())")
+      check.fail(
+        name,
+        f"is missing: the evaluator {name!r} is registered, so the config needs "
+        "its section (start from leave_one_out.evaluate.default_config())",
+      )
     evaluator(name).validate(c)
 
 
@@ -129,8 +132,7 @@ def _timed(seconds: dict, name: str):
   seconds[name] = round(time.perf_counter() - t0, 2)
 
 
-def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
-        mesh=None) -> dict:
+def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *, mesh=None) -> dict:
   """Evaluates the pretrained encoder in ``workdir`` with every enabled evaluator.
 
   Args:
@@ -154,8 +156,9 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
   seconds, t_start = {}, time.perf_counter()
   with _timed(seconds, "load"):
     step = None if c.step < 0 else c.step
-    model, variables, cfg = pretrained.load_pretrained(workdir, step=step, encoder=c.encoder,
-                                                       mesh=mesh)
+    model, variables, cfg = pretrained.load_pretrained(
+      workdir, step=step, encoder=c.encoder, mesh=mesh
+    )
     kinds = tuple(c.kinds) or tuple(extract.feature_kinds(model))
     for kind in kinds:
       extract.parse_kind(kind, model)
@@ -182,18 +185,28 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
       per_run[name] = out
     chance.update(getattr(ev, "CHANCE", {}))
   seconds["features"] = round(ctx.feature_seconds, 2)
-  results = tables.jsonable({
+  results = tables.jsonable(
+    {
       "workdir": str(workdir) if "://" in str(workdir) else os.path.abspath(workdir),
       "step": pretrained.checkpoint_step(workdir, step),
-      "model": {"architecture": cfg.model.architecture, "width": cfg.model.width,
-                "looc_plus_plus": bool(cfg.model.looc_plus_plus),
-                "image_size": ctx.model_size, "spaces": ctx.spaces},
-      "dataset": {"name": ctx.data.name, "source": ctx.train.description,
-                  "from_run": c.dataset.data is None,
-                  "num_train": len(ctx.train), "num_test": len(ctx.test),
-                  "labels": list(ctx.labels), "primary_label": ctx.primary,
-                  "num_classes": {l: ctx.train.num_classes[l] for l in ctx.labels},
-                  "image_size": int(ctx.train.images.shape[1])},
+      "model": {
+        "architecture": cfg.model.architecture,
+        "width": cfg.model.width,
+        "looc_plus_plus": bool(cfg.model.looc_plus_plus),
+        "image_size": ctx.model_size,
+        "spaces": ctx.spaces,
+      },
+      "dataset": {
+        "name": ctx.data.name,
+        "source": ctx.train.description,
+        "from_run": c.dataset.data is None,
+        "num_train": len(ctx.train),
+        "num_test": len(ctx.test),
+        "labels": list(ctx.labels),
+        "primary_label": ctx.primary,
+        "num_classes": {l: ctx.train.num_classes[l] for l in ctx.labels},
+        "image_size": int(ctx.train.images.shape[1]),
+      },
       "chance": chance,
       "evaluators": names,
       "kinds": list(kinds),
@@ -202,7 +215,8 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *,
       **per_run,
       "eval_config": json.loads(c.to_json()),
       "timing_s": {**seconds, "total": round(time.perf_counter() - t_start, 2)},
-  })
+    }
+  )
   path = ctx.output_path(c.results_file)
   if path:
     epath.Path(path).write_text(json.dumps(results, indent=1))
@@ -229,16 +243,23 @@ def format_table(results: dict) -> str:
   primary = d["primary_label"]
   if len(d["labels"]) == 1:
     classes = d.get("num_classes", {}).get(primary)
-    described = (f"{d['source']}: {d['num_train']} train / {d['num_test']} test images"
-                 f"{f', {classes} classes' if classes else ''}, {m['image_size']} px; accuracy "
-                 f"%: linear probe top-1 / top-5, kNN, few-shot and corrupt on {primary!r}")
+    described = (
+      f"{d['source']}: {d['num_train']} train / {d['num_test']} test images"
+      f"{f', {classes} classes' if classes else ''}, {m['image_size']} px; accuracy "
+      f"%: linear probe top-1 / top-5, kNN, few-shot and corrupt on {primary!r}"
+    )
   else:
-    described = (f"{d['source']}: {d['num_train']} train / {d['num_test']} test images; "
-                 f"top-1 %; probe/kNN/few-shot on {primary!r} except the per-label columns")
-  lines = [f"LooC evaluation: {results['workdir']} (step {results.get('step')}, "
-           f"{m['architecture']} width {m['width']}, {m['image_size']} px"
-           f"{', LooC++' if m['looc_plus_plus'] else ''})",
-           described, tables.markdown(header, body)]
+    described = (
+      f"{d['source']}: {d['num_train']} train / {d['num_test']} test images; "
+      f"top-1 %; probe/kNN/few-shot on {primary!r} except the per-label columns"
+    )
+  lines = [
+    f"LooC evaluation: {results['workdir']} (step {results.get('step')}, "
+    f"{m['architecture']} width {m['width']}, {m['image_size']} px"
+    f"{', LooC++' if m['looc_plus_plus'] else ''})",
+    described,
+    tables.markdown(header, body),
+  ]
   chance = results.get("chance", {})
   lines.append("chance: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in chance.items()))
   for ev in evaluators:

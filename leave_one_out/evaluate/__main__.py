@@ -20,8 +20,11 @@ from leave_one_out import evaluate
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (or checkpoint directory).")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Eval config file (configs/eval/*.py); default: "
-    "leave_one_out.evaluate.default_config().", lock_config=True)
+  "config",
+  None,
+  "Eval config file (configs/eval/*.py); default: leave_one_out.evaluate.default_config().",
+  lock_config=True,
+)
 flags.mark_flags_as_required(["workdir"])
 
 

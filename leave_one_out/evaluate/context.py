@@ -9,8 +9,8 @@ import jax.numpy as jnp
 from etils import epath
 
 from leave_one_out import extract
-from leave_one_out.evaluate import tables
 from leave_one_out.evaluate import dataset
+from leave_one_out.evaluate import tables
 
 
 class Context:
@@ -43,8 +43,9 @@ class Context:
 
   def featurize(self, images) -> dict:
     """{kind: float32 [N, F]} of images at the model's input size (``extract_feature_dict``)."""
-    return extract.extract_feature_dict(self.model, self.variables, images, self.kinds,
-                                           batch_size=self.c.batch_size, mesh=self.mesh)
+    return extract.extract_feature_dict(
+      self.model, self.variables, images, self.kinds, batch_size=self.c.batch_size, mesh=self.mesh
+    )
 
   def features(self, which: str) -> dict:
     """{kind: float32 [N, F]} of the "train" or "test" split (centre crops), computed once."""
@@ -59,15 +60,18 @@ class Context:
     """{kind: F}, without running the model."""
     s = self.model_size
     shapes = jax.eval_shape(
-        lambda v, x: extract.batch_features(self.model, v, x, self.kinds), self.variables,
-        jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32))
+      lambda v, x: extract.batch_features(self.model, v, x, self.kinds),
+      self.variables,
+      jax.ShapeDtypeStruct((1, s, s, 3), jnp.float32),
+    )
     return {kind: int(shape.shape[1]) for kind, shape in shapes.items()}
 
   def crop_source(self):
     """The training split as stored squares for the MoCo protocol (``dataset.crop_source``)."""
     if self._crop_source is None:
-      self._crop_source = dataset.crop_source(self.c, self.cfg, self.train, self.labels,
-                                              image_size=self.c.probe.train_image_size)
+      self._crop_source = dataset.crop_source(
+        self.c, self.cfg, self.train, self.labels, image_size=self.c.probe.train_image_size
+      )
     return self._crop_source
 
   def output_path(self, name: str) -> str | None:

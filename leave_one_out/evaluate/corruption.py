@@ -16,11 +16,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from leave_one_out.evaluate.lib import common_corruptions
-from leave_one_out.evaluate.lib import classifiers
 from leave_one_out import fields
-from leave_one_out.evaluate import tables
 from leave_one_out.evaluate import probe
+from leave_one_out.evaluate import tables
+from leave_one_out.evaluate.lib import classifiers
+from leave_one_out.evaluate.lib import common_corruptions
 
 SOURCE = "synthetic"
 
@@ -42,11 +42,16 @@ def validate(c: ml_collections.ConfigDict) -> None:
     check.fail("corruption.names", "must name at least one corruption")
   for name in s.names:
     if name not in common_corruptions.CORRUPTIONS:
-      check.fail("corruption.names", f"has unknown corruption {name!r}; the synthetic ones "
-                  f"are {common_corruptions.CORRUPTIONS} (ImageNet-C itself: eval_config.imagenet_c)")
+      check.fail(
+        "corruption.names",
+        f"has unknown corruption {name!r}; the synthetic ones "
+        f"are {common_corruptions.CORRUPTIONS} (ImageNet-C itself: eval_config.imagenet_c)",
+      )
   if not s.severities or any(v not in common_corruptions.SEVERITIES for v in s.severities):
-    check.fail("corruption.severities", f"must be a non-empty subset of "
-                f"{common_corruptions.SEVERITIES}, got {tuple(s.severities)!r}")
+    check.fail(
+      "corruption.severities",
+      f"must be a non-empty subset of {common_corruptions.SEVERITIES}, got {tuple(s.severities)!r}",
+    )
   check.integer("corruption.num_images", 1)
 
 
@@ -61,8 +66,14 @@ def summarise(acc: dict, clean: float | None) -> dict:
     if values:
       by_family[family] = float(np.mean(values))
   mean = float(np.mean(list(acc.values())))
-  return {"mean": mean, "clean": clean, "relative": mean / clean if clean else None,
-          "by_family": by_family, "by_corruption": by_corruption, "source": SOURCE}
+  return {
+    "mean": mean,
+    "clean": clean,
+    "relative": mean / clean if clean else None,
+    "by_family": by_family,
+    "by_corruption": by_corruption,
+    "source": SOURCE,
+  }
 
 
 def evaluate(ctx) -> dict:
@@ -74,13 +85,17 @@ def evaluate(ctx) -> dict:
   clean_x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x
   corrupted = {}
   for i, name in enumerate(s.names):
-    images = [np.asarray(common_corruptions.corrupt_jit(  # rbg keys: fast on CPU
-        clean_x, name, severity, jax.random.key(ctx.c.seed * 1000 + i * 10 + severity,
-                                                impl="rbg")))
-              for severity in s.severities]
+    images = [
+      np.asarray(
+        common_corruptions.corrupt_jit(  # rbg keys: fast on CPU
+          clean_x, name, severity, jax.random.key(ctx.c.seed * 1000 + i * 10 + severity, impl="rbg")
+        )
+      )
+      for severity in s.severities
+    ]
     feats = ctx.featurize(np.concatenate(images))  # one call per corruption: fewer padded batches
     for j, severity in enumerate(s.severities):
-      corrupted[(name, severity)] = {k: f[j * n:(j + 1) * n] for k, f in feats.items()}
+      corrupted[(name, severity)] = {k: f[j * n : (j + 1) * n] for k, f in feats.items()}
   y = ctx.test.labels[ctx.primary][:n]
   clean = ctx.features("test")
   out = {}
@@ -101,8 +116,11 @@ def notes(results: dict) -> list[str]:
   if not first:
     return []
   labels = results.get("kind_labels", {})
-  clean = ", ".join(f"{labels.get(k, k)} {tables.pct(rows[k]['corruption'].get('clean'))}"
-                    for k in kinds)
-  return [f"corrupt: mean over {len(first['by_corruption'])} corruptions x severities "
-          f"({first['source']}: this project's on-device stand-ins, not ImageNet-C); clean "
-          f"accuracy on the same images: {clean}"]
+  clean = ", ".join(
+    f"{labels.get(k, k)} {tables.pct(rows[k]['corruption'].get('clean'))}" for k in kinds
+  )
+  return [
+    f"corrupt: mean over {len(first['by_corruption'])} corruptions x severities "
+    f"({first['source']}: this project's on-device stand-ins, not ImageNet-C); clean "
+    f"accuracy on the same images: {clean}"
+  ]

@@ -31,7 +31,6 @@ import numpy as np
 from leave_one_out import data as data_lib
 from leave_one_out import extract
 from leave_one_out import fields
-from leave_one_out.evaluate import tables
 
 SPLIT_FIELDS = {"train": "train_split", "test": "eval_split"}  # evaluation split -> data field
 
@@ -67,15 +66,22 @@ def validate(c: ml_collections.ConfigDict) -> None:
   check.integer("dataset.image_size", 0)
   check.integer("dataset.seed", -1)
   labels = s.labels
-  if not isinstance(labels, (tuple, list)) or not all(
-      isinstance(l, str) and l for l in labels) or len(set(labels)) != len(labels):
-    check.fail("dataset.labels", f"must be a tuple of distinct label names (() = every label "
-                f"of the source), got {labels!r}")
+  if (
+    not isinstance(labels, (tuple, list))
+    or not all(isinstance(l, str) and l for l in labels)
+    or len(set(labels)) != len(labels)
+  ):
+    check.fail(
+      "dataset.labels",
+      f"must be a tuple of distinct label names (() = every label of the source), got {labels!r}",
+    )
   if not isinstance(s.primary_label, str):
     check.fail("dataset.primary_label", f"must be a label name or '', got {s.primary_label!r}")
   if labels and s.primary_label and s.primary_label not in labels:
-    check.fail("dataset.primary_label", f"must be one of dataset.labels {tuple(labels)}, got "
-                f"{s.primary_label!r}")
+    check.fail(
+      "dataset.primary_label",
+      f"must be one of dataset.labels {tuple(labels)}, got {s.primary_label!r}",
+    )
   if s.data is not None:
     _validate_data(s.data)
 
@@ -83,18 +89,24 @@ def validate(c: ml_collections.ConfigDict) -> None:
 def _validate_data(d) -> None:
   check = fields.Section(d, "eval_config")  # (its own fields are data.validate's to check)
   if not isinstance(d, ml_collections.ConfigDict):
-    check.fail("dataset.data", "must be None (the pretraining run's data) or a data section "
-                "(the layout of leave_one_out.data.default_config(), e.g. "
-                f"configs/data/<name>.py's get_config()), got {type(d).__name__}")
+    check.fail(
+      "dataset.data",
+      "must be None (the pretraining run's data) or a data section "
+      "(the layout of leave_one_out.data.default_config(), e.g. "
+      f"configs/data/<name>.py's get_config()), got {type(d).__name__}",
+    )
   missing = sorted(set(data_lib.default_config()) - set(d))
   if missing:
     check.fail("dataset.data", f"lacks the fields {missing} of data.default_config()")
   with _field_names(True):
     data_lib.validate(d)
   if d.train_split.strip() == d.eval_split.strip():
-    check.fail("dataset.data.eval_split", f"must differ from dataset.data.train_split (both "
-                f"{d.eval_split!r}): probes would be tested on their own training images. Slice "
-                "one split instead, e.g. train_split='train[:80%]', eval_split='train[80%:]'")
+    check.fail(
+      "dataset.data.eval_split",
+      f"must differ from dataset.data.train_split (both "
+      f"{d.eval_split!r}): probes would be tested on their own training images. Slice "
+      "one split instead, e.g. train_split='train[:80%]', eval_split='train[80%:]'",
+    )
 
 
 @contextlib.contextmanager
@@ -107,8 +119,10 @@ def _field_names(explicit: bool):
     if explicit:
       message = re.sub(r"(?<![\w.])config\.data\.", "eval_config.dataset.data.", str(e))
     else:
-      message = (f"{e} [the pretraining run's data section (config.data of its checkpoint); set "
-                 "eval_config.dataset.data to evaluate on other data]")
+      message = (
+        f"{e} [the pretraining run's data section (config.data of its checkpoint); set "
+        "eval_config.dataset.data to evaluate on other data]"
+      )
     raise type(e)(message) from e
 
 
@@ -149,6 +163,7 @@ def to_model_input(images: np.ndarray, size: int) -> np.ndarray:
 @dataclasses.dataclass
 class Split:
   """One evaluation split: images as read, labels (every label the source yields)."""
+
   images: np.ndarray  # uint8 [N, S0, S0, 3] as read (S0 = read_size)
   labels: dict[str, np.ndarray]  # name -> int32 [N]
   num_classes: dict[str, int]
@@ -165,16 +180,23 @@ class Split:
     return to_model_input(self.images, self.model_size)
 
 
-def read(c, cfg, which: str, *, image_size: int, crop_fraction: float | None = None,
-         batch_size: int = 256) -> tuple[dict, object]:
+def read(
+  c, cfg, which: str, *, image_size: int, crop_fraction: float | None = None, batch_size: int = 256
+) -> tuple[dict, object]:
   """``(arrays, source)``: ``which`` ("train" or "test") of the evaluated data section."""
   d, explicit = data_section(c, cfg)
   seed = cfg.seed if c.dataset.seed < 0 else c.dataset.seed
   n = c.dataset.num_train if which == "train" else c.dataset.num_test
   with _field_names(explicit):
-    source = data_lib.create_eval_source(d, d[SPLIT_FIELDS[which]], image_size=image_size,
-                                         batch_size=batch_size, num_examples=n,
-                                         crop_fraction=crop_fraction, seed=seed)
+    source = data_lib.create_eval_source(
+      d,
+      d[SPLIT_FIELDS[which]],
+      image_size=image_size,
+      batch_size=batch_size,
+      num_examples=n,
+      crop_fraction=crop_fraction,
+      seed=seed,
+    )
     return source.load(), source
 
 
@@ -195,15 +217,24 @@ def load(c, cfg) -> tuple[Split, Split, tuple[str, ...], str]:
   train_images, train_labels, train_source = splits["train"]
   test_images, test_labels, _ = splits["test"]
   names = tuple(train_labels)
-  twin = next((n for n in names if n != "label" and "label" in names
-               and np.array_equal(train_labels[n], train_labels["label"])
-               and np.array_equal(test_labels[n], test_labels["label"])), None)
+  twin = next(
+    (
+      n
+      for n in names
+      if n != "label"
+      and "label" in names
+      and np.array_equal(train_labels[n], train_labels["label"])
+      and np.array_equal(test_labels[n], test_labels["label"])
+    ),
+    None,
+  )
   num_classes, class_names = {}, {}
   for name in names:
     if name in ("label", twin):
       num_classes[name] = int(train_source.num_classes)
-      class_names[name] = (None if train_source.class_names is None
-                           else tuple(train_source.class_names))
+      class_names[name] = (
+        None if train_source.class_names is None else tuple(train_source.class_names)
+      )
     else:  # the data interface gives the class count of "label" only
       num_classes[name] = int(max(train_labels[name].max(), test_labels[name].max())) + 1
       class_names[name] = None
@@ -220,8 +251,10 @@ def select_labels(c, available: tuple[str, ...], twin: str | None) -> tuple[tupl
   if wanted:
     missing = [l for l in wanted if l not in available]
     if missing:
-      check.fail("dataset.labels", f"has {missing}, which the evaluation dataset does not "
-                  f"provide; it has {list(available)}")
+      check.fail(
+        "dataset.labels",
+        f"has {missing}, which the evaluation dataset does not provide; it has {list(available)}",
+      )
     labels = wanted
   else:
     labels = tuple(l for l in available if not (l == "label" and twin))
@@ -229,8 +262,9 @@ def select_labels(c, available: tuple[str, ...], twin: str | None) -> tuple[tupl
   if not primary:
     primary = next((l for l in ("label", twin) if l in labels), labels[0])
   if primary not in labels:
-    check.fail("dataset.primary_label", f"{primary!r} is not among the evaluated labels "
-                f"{list(labels)}")
+    check.fail(
+      "dataset.primary_label", f"{primary!r} is not among the evaluated labels {list(labels)}"
+    )
   return labels, primary
 
 
@@ -244,17 +278,21 @@ def crop_source(c, cfg, train: Split, labels, *, image_size: int = 0) -> np.ndar
   """
   d, _ = data_section(c, cfg)
   if not image_size:
-    image_size = (read_size(d, train.model_size, c.dataset.image_size)
-                  if rendered(d)
-                  else round(train.model_size / d.eval_crop_fraction))
+    image_size = (
+      read_size(d, train.model_size, c.dataset.image_size)
+      if rendered(d)
+      else round(train.model_size / d.eval_crop_fraction)
+    )
   if image_size == train.images.shape[1] and rendered(d):
     return train.images
-  arrays, _ = read(c, cfg, "train", image_size=image_size, crop_fraction=1.0,
-                   batch_size=c.batch_size)
+  arrays, _ = read(
+    c, cfg, "train", image_size=image_size, crop_fraction=1.0, batch_size=c.batch_size
+  )
   for name in labels:
     if not np.array_equal(arrays.get(name), train.labels[name]):
       raise data_lib.DataError(
-          f"{train.description}: the training split read again at {image_size} px does not "
-          f"come in the same order (label {name!r} differs); the source's evaluation order "
-          "must be fixed")
+        f"{train.description}: the training split read again at {image_size} px does not "
+        f"come in the same order (label {name!r} differs); the source's evaluation order "
+        "must be fixed"
+      )
   return arrays["image"]

@@ -30,19 +30,19 @@ import numpy as np
 from etils import epath
 
 from leave_one_out import data as data_lib
-from leave_one_out.evaluate.lib import classifiers
+from leave_one_out import fields
 from leave_one_out.data.pipeline import classes as class_lists
 from leave_one_out.data.pipeline import tf_data
-from leave_one_out import fields
-from leave_one_out.evaluate import tables
 from leave_one_out.evaluate import probe
+from leave_one_out.evaluate import tables
+from leave_one_out.evaluate.lib import classifiers
 
 TFDS_NAME = "imagenet2012_corrupted"
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
-    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
-    "weather": ("snow", "frost", "fog", "brightness"),
-    "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
+  "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
+  "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
+  "weather": ("snow", "frost", "fog", "brightness"),
+  "digital": ("contrast", "elastic_transform", "pixelate", "jpeg_compression"),
 }
 CORRUPTIONS: tuple[str, ...] = tuple(n for names in FAMILIES.values() for n in names)
 EXTRA = ("gaussian_blur", "saturate", "spatter", "speckle_noise")  # tfds's held-out four
@@ -74,26 +74,33 @@ def validate(c: ml_collections.ConfigDict) -> None:
   if not isinstance(s.data_dir, str):
     check.fail("imagenet_c.data_dir", f"must be a string, got {s.data_dir!r}")
   names = tuple(s.corruptions)
-  if not names or len(set(names)) != len(names) or any(n not in CORRUPTIONS + EXTRA
-                                                        for n in names):
-    check.fail("imagenet_c.corruptions", f"must be distinct names from {CORRUPTIONS} (or the "
-                f"extra {EXTRA}), got {names!r}")
+  if not names or len(set(names)) != len(names) or any(n not in CORRUPTIONS + EXTRA for n in names):
+    check.fail(
+      "imagenet_c.corruptions",
+      f"must be distinct names from {CORRUPTIONS} (or the extra {EXTRA}), got {names!r}",
+    )
   if not s.severities or any(v not in SEVERITIES for v in s.severities):
-    check.fail("imagenet_c.severities", f"must be a non-empty subset of {SEVERITIES}, got "
-                f"{tuple(s.severities)!r}")
+    check.fail(
+      "imagenet_c.severities",
+      f"must be a non-empty subset of {SEVERITIES}, got {tuple(s.severities)!r}",
+    )
   check.integer("imagenet_c.num_images", 0)
   classes = tuple(s.imagenet_classes)
   if any(not fields.is_int(i) or not 0 <= i < 1000 for i in classes) or len(set(classes)) != len(
-      classes):
-    check.fail("imagenet_c.imagenet_classes", f"must be distinct ImageNet-1k indices in "
-                f"[0, 1000), got {classes!r}")
+    classes
+  ):
+    check.fail(
+      "imagenet_c.imagenet_classes",
+      f"must be distinct ImageNet-1k indices in [0, 1000), got {classes!r}",
+    )
   for field in ("baseline_results", "baseline_kind"):
     if not isinstance(s[field], str):
       check.fail(f"imagenet_c.{field}", f"must be a string, got {s[field]!r}")
 
 
-def data_section(corruption: str, severity: int, data_dir: str = "",
-                 classes: str = "") -> ml_collections.ConfigDict:
+def data_section(
+  corruption: str, severity: int, data_dir: str = "", classes: str = ""
+) -> ml_collections.ConfigDict:
   """The data section of one ImageNet-C config (its one split, "validation", 224-px crops)."""
   d = data_lib.default_config()
   d.name = f"{TFDS_NAME}/{corruption}_{severity}"
@@ -115,11 +122,15 @@ def _read_baseline(path: str) -> dict:
     results = json.loads(epath.Path(path).read_text())
     rows = results["rows"]
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"eval_config.imagenet_c.baseline_results: {path} is not a readable "
-                     f"evaluation results file ({type(e).__name__}: {e})") from e
+    raise ValueError(
+      f"eval_config.imagenet_c.baseline_results: {path} is not a readable "
+      f"evaluation results file ({type(e).__name__}: {e})"
+    ) from e
   if not any("imagenet_c" in row for row in rows.values()):
-    raise ValueError(f"eval_config.imagenet_c.baseline_results: {path} holds no ImageNet-C "
-                     "results (it was evaluated without eval_config.imagenet_c.enabled)")
+    raise ValueError(
+      f"eval_config.imagenet_c.baseline_results: {path} holds no ImageNet-C "
+      "results (it was evaluated without eval_config.imagenet_c.enabled)"
+    )
   return results
 
 
@@ -137,12 +148,13 @@ def check_ready(c) -> None:
   if missing:
     where = root.group(1) if root else (s.data_dir or "tfds' default data_dir")
     raise data_lib.DataError(
-        f"ImageNet-C (tfds {TFDS_NAME}) is not prepared in {where}: {len(missing)} of "
-        f"{len(_configs(s))} configs are missing, e.g. {', '.join(missing[:4])}. Evaluation "
-        f"never downloads; prepare each once with `tfds build {TFDS_NAME} "
-        "--config=<corruption>_<severity> --data_dir=<dir> --manual_dir=<dir with the ImageNet "
-        "validation tar>` and point eval_config.imagenet_c.data_dir at <dir>, or set "
-        "eval_config.imagenet_c.enabled=False.")
+      f"ImageNet-C (tfds {TFDS_NAME}) is not prepared in {where}: {len(missing)} of "
+      f"{len(_configs(s))} configs are missing, e.g. {', '.join(missing[:4])}. Evaluation "
+      f"never downloads; prepare each once with `tfds build {TFDS_NAME} "
+      "--config=<corruption>_<severity> --data_dir=<dir> --manual_dir=<dir with the ImageNet "
+      "validation tar>` and point eval_config.imagenet_c.data_dir at <dir>, or set "
+      "eval_config.imagenet_c.enabled=False."
+    )
   if s.baseline_results:
     _read_baseline(s.baseline_results)
 
@@ -151,17 +163,19 @@ def dataset_wnids(c, class_names) -> tuple[str, ...]:
   """The WordNet id of each class of the primary label, in label order."""
   s = c.imagenet_c
   if s.imagenet_classes:
-    wnids = tf_data.tfds().builder("imagenet2012", data_dir="/nonexistent").info.features[
-        "label"].names
+    wnids = (
+      tf_data.tfds().builder("imagenet2012", data_dir="/nonexistent").info.features["label"].names
+    )
     return tuple(wnids[int(i)] for i in s.imagenet_classes)
   names = tuple(class_names or ())
   if names and all(re.fullmatch(r"n\d{8}", str(n)) for n in names):
     return names
   raise ValueError(
-      "eval_config.imagenet_c.imagenet_classes must give the ImageNet-1k index of each class "
-      "of the evaluation dataset: its class names are not all ImageNet WordNet ids (e.g. "
-      f"{list(names)[:3]}). ImageNet-C needs an ImageNet-class dataset (ImageNet-100: "
-      "configs/eval/tfds.py:imagenet100); for others use eval_config.corruption (synthetic).")
+    "eval_config.imagenet_c.imagenet_classes must give the ImageNet-1k index of each class "
+    "of the evaluation dataset: its class names are not all ImageNet WordNet ids (e.g. "
+    f"{list(names)[:3]}). ImageNet-C needs an ImageNet-class dataset (ImageNet-100: "
+    "configs/eval/tfds.py:imagenet100); for others use eval_config.corruption (synthetic)."
+  )
 
 
 def check_data(ctx) -> None:
@@ -186,12 +200,20 @@ def summarise(errors: dict, clean_error: float) -> dict:
     by_corruption.setdefault(name, []).append(e)
   standard = [n for n in CORRUPTIONS if n in by_corruption]
   per = {n: float(np.mean(v)) for n, v in by_corruption.items()}
-  by_family = {f: float(np.mean([per[n] for n in names if n in per]))
-               for f, names in FAMILIES.items() if any(n in per for n in names)}
-  return {"source": TFDS_NAME, "errors": by_corruption,
-          "mean_error": float(np.mean([per[n] for n in standard])) if standard else None,
-          "num_corruptions": len(standard), "by_family": by_family,
-          "clean_error": clean_error, "clean": 1.0 - clean_error}
+  by_family = {
+    f: float(np.mean([per[n] for n in names if n in per]))
+    for f, names in FAMILIES.items()
+    if any(n in per for n in names)
+  }
+  return {
+    "source": TFDS_NAME,
+    "errors": by_corruption,
+    "mean_error": float(np.mean([per[n] for n in standard])) if standard else None,
+    "num_corruptions": len(standard),
+    "by_family": by_family,
+    "clean_error": clean_error,
+    "clean": 1.0 - clean_error,
+  }
 
 
 def corruption_errors(row: dict, base: dict) -> dict:
@@ -202,10 +224,15 @@ def corruption_errors(row: dict, base: dict) -> dict:
     if not e or not b or len(e) != len(b):
       continue
     ce[name] = float(np.sum(e) / max(np.sum(b), 1e-12))
-    rel[name] = float(np.sum(np.asarray(e) - row["clean_error"])
-                      / max(np.sum(np.asarray(b) - base["clean_error"]), 1e-12))
-  return {"ce": ce, "mce": float(np.mean(list(ce.values()))) if ce else None,
-          "relative_mce": float(np.mean(list(rel.values()))) if rel else None}
+    rel[name] = float(
+      np.sum(np.asarray(e) - row["clean_error"])
+      / max(np.sum(np.asarray(b) - base["clean_error"]), 1e-12)
+    )
+  return {
+    "ce": ce,
+    "mce": float(np.mean(list(ce.values()))) if ce else None,
+    "relative_mce": float(np.mean(list(rel.values()))) if rel else None,
+  }
 
 
 def evaluate(ctx) -> dict:
@@ -217,15 +244,20 @@ def evaluate(ctx) -> dict:
   errors, counts = {kind: {} for kind in ctx.kinds}, {}
   for name, severity in _configs(s):
     d = data_section(name, severity, s.data_dir, spec)
-    source = data_lib.create_eval_source(d, "validation", image_size=ctx.model_size,
-                                         batch_size=ctx.c.batch_size,
-                                         num_examples=s.num_images)
+    source = data_lib.create_eval_source(
+      d,
+      "validation",
+      image_size=ctx.model_size,
+      batch_size=ctx.c.batch_size,
+      num_examples=s.num_images,
+    )
     arrays = source.load()
     names = np.asarray(source.class_names)[arrays["label"]]  # this config's own labels
     keep = np.array([n in index for n in names])
     if not keep.any():
-      raise data_lib.DataError(f"tfds {d.name}: none of its images belong to the "
-                                  "evaluation dataset's classes")
+      raise data_lib.DataError(
+        f"tfds {d.name}: none of its images belong to the evaluation dataset's classes"
+      )
     y = np.array([index[n] for n in names[keep]], np.int32)
     feats = ctx.featurize(arrays["image"][keep])
     counts[f"{name}_{severity}"] = int(keep.sum())
@@ -237,18 +269,23 @@ def evaluate(ctx) -> dict:
   out = {}
   for kind in ctx.kinds:
     scores = classifiers.classify(fitted[kind], clean[kind])
-    row = summarise(errors[kind],
-                    1.0 - classifiers.topk_accuracy(scores, ctx.test.labels[ctx.primary]))
+    row = summarise(
+      errors[kind], 1.0 - classifiers.topk_accuracy(scores, ctx.test.labels[ctx.primary])
+    )
     row["num_images"] = counts
     if base is not None:
-      base_kind = s.baseline_kind or (kind if "imagenet_c" in base["rows"].get(kind, {})
-                                      else "backbone")
+      base_kind = s.baseline_kind or (
+        kind if "imagenet_c" in base["rows"].get(kind, {}) else "backbone"
+      )
       base_row = base["rows"].get(base_kind, {}).get("imagenet_c")
       if base_row is None:
-        raise ValueError(f"eval_config.imagenet_c.baseline_kind: {s.baseline_results} has no "
-                         f"ImageNet-C results for {base_kind!r}")
-      row.update(corruption_errors(row, base_row), baseline=s.baseline_results,
-                 baseline_kind=base_kind)
+        raise ValueError(
+          f"eval_config.imagenet_c.baseline_kind: {s.baseline_results} has no "
+          f"ImageNet-C results for {base_kind!r}"
+        )
+      row.update(
+        corruption_errors(row, base_row), baseline=s.baseline_results, baseline_kind=base_kind
+      )
     out[kind] = row
   return out
 
@@ -268,16 +305,22 @@ def notes(results: dict) -> list[str]:
     return []
   labels = results.get("kind_labels", {})
   counts = list(first["num_images"].values())
-  clean = ", ".join(f"{labels.get(k, k)} {tables.pct(rows[k]['imagenet_c']['clean_error'])}"
-                    for k in kinds)
-  lines = [f"IN-C err: ImageNet-C (tfds {TFDS_NAME}) top-1 error %, mean over "
-           f"{first['num_corruptions']} corruptions x {len(next(iter(first['errors'].values())))}"
-           f" severities, {min(counts)}-{max(counts)} images each; clean error on the test "
-           f"split: {clean}"]
+  clean = ", ".join(
+    f"{labels.get(k, k)} {tables.pct(rows[k]['imagenet_c']['clean_error'])}" for k in kinds
+  )
+  lines = [
+    f"IN-C err: ImageNet-C (tfds {TFDS_NAME}) top-1 error %, mean over "
+    f"{first['num_corruptions']} corruptions x {len(next(iter(first['errors'].values())))}"
+    f" severities, {min(counts)}-{max(counts)} images each; clean error on the test "
+    f"split: {clean}"
+  ]
   if first.get("mce") is not None:
-    relative = ", ".join(f"{labels.get(k, k)} "
-                         f"{tables.pct(rows[k]['imagenet_c']['relative_mce'])}" for k in kinds)
-    lines.append(f"mCE %: corruption errors relative to {first['baseline']} "
-                 f"({first['baseline_kind']}), summed over severities, mean over "
-                 f"{len(first['ce'])} corruptions; relative mCE: {relative}")
+    relative = ", ".join(
+      f"{labels.get(k, k)} {tables.pct(rows[k]['imagenet_c']['relative_mce'])}" for k in kinds
+    )
+    lines.append(
+      f"mCE %: corruption errors relative to {first['baseline']} "
+      f"({first['baseline_kind']}), summed over severities, mean over "
+      f"{len(first['ce'])} corruptions; relative mCE: {relative}"
+    )
   return lines

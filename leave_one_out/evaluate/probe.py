@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import ml_collections
 
-from leave_one_out.evaluate.lib import classifiers
 from leave_one_out import fields
 from leave_one_out.evaluate import tables
+from leave_one_out.evaluate.lib import classifiers
 from leave_one_out.evaluate.lib import moco_linear
 
 PROTOCOLS = ("fast", "moco")
@@ -82,29 +82,50 @@ def settings(p) -> dict:
   """The protocol and its settings, recorded with every number it produced."""
   if p.protocol == "moco":
     return moco_linear.settings(p)
-  return {"name": "fast", "optimizer": "adam (full batch)", "steps": int(p.steps),
-          "lr": float(p.lr), "l2_grid": list(p.l2_grid), "val_fraction": float(p.val_fraction),
-          "normalize": p.normalize, "train_views": "centre crop (cached features)",
-          "test_views": "centre crop"}
+  return {
+    "name": "fast",
+    "optimizer": "adam (full batch)",
+    "steps": int(p.steps),
+    "lr": float(p.lr),
+    "l2_grid": list(p.l2_grid),
+    "val_fraction": float(p.val_fraction),
+    "normalize": p.normalize,
+    "train_views": "centre crop (cached features)",
+    "test_views": "centre crop",
+  }
 
 
-def fast(p, train_x, train_y, test_x, test_y, num_classes: int, *, seed: int = 0,
-         groups=None) -> dict:
+def fast(
+  p, train_x, train_y, test_x, test_y, num_classes: int, *, seed: int = 0, groups=None
+) -> dict:
   """The fast protocol on features: ``classifiers.linear_probe`` with the section's settings."""
-  return classifiers.linear_probe(train_x, train_y, test_x, test_y, num_classes,
-                             l2_grid=tuple(p.l2_grid), val_fraction=p.val_fraction,
-                             steps=p.steps, lr=p.lr, normalize_mode=p.normalize, seed=seed,
-                             groups=groups)
+  return classifiers.linear_probe(
+    train_x,
+    train_y,
+    test_x,
+    test_y,
+    num_classes,
+    l2_grid=tuple(p.l2_grid),
+    val_fraction=p.val_fraction,
+    steps=p.steps,
+    lr=p.lr,
+    normalize_mode=p.normalize,
+    seed=seed,
+    groups=groups,
+  )
 
 
 def moco_result(head: dict, test_x, test_y, trained: dict, task: str, kind: str) -> dict:
   """Test accuracy of one layer trained by ``moco_linear.train_heads``, and its classifier."""
   scores = moco_linear.logits(head, test_x)
-  return {"top1": classifiers.topk_accuracy(scores, test_y, 1),
-          "top5": classifiers.topk_accuracy(scores, test_y, 5),
-          "train_loss": trained["loss"][f"{kind}/{task}"][-1],
-          "diverged": trained["diverged"], "epoch_seconds": trained["epoch_seconds"],
-          "classifier": {"norm": {"mode": "none"}, "w": head["w"], "b": head["b"]}}
+  return {
+    "top1": classifiers.topk_accuracy(scores, test_y, 1),
+    "top5": classifiers.topk_accuracy(scores, test_y, 5),
+    "train_loss": trained["loss"][f"{kind}/{task}"][-1],
+    "diverged": trained["diverged"],
+    "epoch_seconds": trained["epoch_seconds"],
+    "classifier": {"norm": {"mode": "none"}, "w": head["w"], "b": head["b"]},
+  }
 
 
 def fit(ctx, labels) -> dict:
@@ -115,18 +136,33 @@ def fit(ctx, labels) -> dict:
   if p.protocol == "fast":
     for kind in ctx.kinds:
       for label in labels:
-        out[kind][label] = fast(p, f_train[kind], ctx.train.labels[label], f_test[kind],
-                                ctx.test.labels[label], ctx.train.num_classes[label],
-                                seed=ctx.c.seed)
+        out[kind][label] = fast(
+          p,
+          f_train[kind],
+          ctx.train.labels[label],
+          f_test[kind],
+          ctx.test.labels[label],
+          ctx.train.num_classes[label],
+          seed=ctx.c.seed,
+        )
     return out
   trained = moco_linear.train_heads(
-      ctx.model, ctx.variables, ctx.crop_source(), {l: ctx.train.labels[l] for l in labels},
-      {l: ctx.train.num_classes[l] for l in labels}, ctx.kinds, p, image_size=ctx.model_size,
-      seed=ctx.c.seed, mesh=ctx.mesh)
+    ctx.model,
+    ctx.variables,
+    ctx.crop_source(),
+    {l: ctx.train.labels[l] for l in labels},
+    {l: ctx.train.num_classes[l] for l in labels},
+    ctx.kinds,
+    p,
+    image_size=ctx.model_size,
+    seed=ctx.c.seed,
+    mesh=ctx.mesh,
+  )
   for kind in ctx.kinds:
     for label in labels:
-      out[kind][label] = moco_result(trained["heads"][kind][label], f_test[kind],
-                                     ctx.test.labels[label], trained, label, kind)
+      out[kind][label] = moco_result(
+        trained["heads"][kind][label], f_test[kind], ctx.test.labels[label], trained, label, kind
+      )
   return out
 
 
@@ -141,10 +177,13 @@ def evaluate(ctx) -> dict:
   """{kind: {label: {"top1", "top5", "protocol", ...}}} for every evaluated label."""
   ctx.shared["probe"] = fit(ctx, ctx.labels)
   setting = settings(ctx.c.probe)
-  return {kind: {label: {**{k: v for k, v in r.items() if k != "classifier"},
-                         "protocol": setting}
-                 for label, r in per_label.items()}
-          for kind, per_label in ctx.shared["probe"].items()}
+  return {
+    kind: {
+      label: {**{k: v for k, v in r.items() if k != "classifier"}, "protocol": setting}
+      for label, r in per_label.items()
+    }
+    for kind, per_label in ctx.shared["probe"].items()
+  }
 
 
 def columns(results: dict) -> list:
@@ -154,10 +193,11 @@ def columns(results: dict) -> list:
   single = len(results["dataset"]["labels"]) == 1
   cols = []
   for label in labels:
-    for top in (("top1", "top5") if single else ("top1",)):
+    for top in ("top1", "top5") if single else ("top1",):
       title = f"{top[:3]}-{top[3]}" if single else label
-      cols.append((title, lambda r, l=label, t=top: tables.pct(
-          r.get("probe", {}).get(l, {}).get(t))))
+      cols.append(
+        (title, lambda r, l=label, t=top: tables.pct(r.get("probe", {}).get(l, {}).get(t)))
+      )
   return cols
 
 
@@ -165,14 +205,18 @@ def describe(setting: dict) -> str:
   """One line for the table."""
   if setting["name"] == "moco":
     decays = [e for e in setting["decay_epochs"] if e < setting["epochs"]]
-    return (f"moco (SGD lr {setting['lr']:g}, momentum {setting['momentum']:g}, weight decay "
-            f"{setting['weight_decay']:g}, batch {setting['batch_size']}, {setting['epochs']} "
-            f"epochs{', x' + format(setting['decay_factor'], 'g') + ' at ' if decays else ''}"
-            f"{', '.join(map(str, decays))}; random-resized crop + flip on device, frozen "
-            "encoder, centre crop at test)")
-  return (f"fast (full-batch Adam, {setting['steps']} steps, lr {setting['lr']:g}, L2 from "
-          f"{len(setting['l2_grid'])} values on {100 * setting['val_fraction']:g}% held out; "
-          f"{setting['normalize']} centre-crop features)")
+    return (
+      f"moco (SGD lr {setting['lr']:g}, momentum {setting['momentum']:g}, weight decay "
+      f"{setting['weight_decay']:g}, batch {setting['batch_size']}, {setting['epochs']} "
+      f"epochs{', x' + format(setting['decay_factor'], 'g') + ' at ' if decays else ''}"
+      f"{', '.join(map(str, decays))}; random-resized crop + flip on device, frozen "
+      "encoder, centre crop at test)"
+    )
+  return (
+    f"fast (full-batch Adam, {setting['steps']} steps, lr {setting['lr']:g}, L2 from "
+    f"{len(setting['l2_grid'])} values on {100 * setting['val_fraction']:g}% held out; "
+    f"{setting['normalize']} centre-crop features)"
+  )
 
 
 def notes(results: dict) -> list[str]:
@@ -181,9 +225,11 @@ def notes(results: dict) -> list[str]:
   if not r:
     return []
   lines = [f"linear probe: {describe(r['protocol'])}"]
-  if any(v.get("diverged") for row in results["rows"].values()
-         for v in row.get("probe", {}).values()):
-    lines.append("linear probe: DIVERGED for some rows (the training loss went up or is "
-                 "non-finite); lower probe.sgd_lr")
+  if any(
+    v.get("diverged") for row in results["rows"].values() for v in row.get("probe", {}).values()
+  ):
+    lines.append(
+      "linear probe: DIVERGED for some rows (the training loss went up or is "
+      "non-finite); lower probe.sgd_lr"
+    )
   return lines
-

@@ -19,9 +19,9 @@ import ml_collections
 import numpy as np
 
 from leave_one_out import fields
+from leave_one_out.evaluate import probe
 from leave_one_out.evaluate import tables
 from leave_one_out.evaluate.lib import moco_linear
-from leave_one_out.evaluate import probe
 
 CHANCE = {"rotation": 0.25}
 
@@ -46,14 +46,14 @@ def rotations(images: np.ndarray, k: int) -> np.ndarray:
   return np.rot90(images, k, axes=(1, 2))
 
 
-def rotated_features(featurize, images: np.ndarray, unrotated=None
-                     ) -> tuple[dict, np.ndarray, np.ndarray]:
+def rotated_features(
+  featurize, images: np.ndarray, unrotated=None
+) -> tuple[dict, np.ndarray, np.ndarray]:
   """Features of every image at k = 0..3: ({kind: [4N, F]}, k [4N], source image [4N]).
 
   ``unrotated``: the features of ``images`` as they are, when already computed.
   """
-  parts = [unrotated or featurize(images)] + [featurize(rotations(images, k))
-                                              for k in range(1, 4)]
+  parts = [unrotated or featurize(images)] + [featurize(rotations(images, k)) for k in range(1, 4)]
   feats = {kind: np.concatenate([p[kind] for p in parts]) for kind in parts[0]}
   n = len(images)
   return feats, np.repeat(np.arange(4, dtype=np.int32), n), np.tile(np.arange(n), 4)
@@ -69,28 +69,49 @@ def evaluate(ctx) -> dict:
   n_train = _take(ctx.c.rotation.num_train, len(ctx.train))
   n_test = _take(ctx.c.rotation.num_test, len(ctx.test))
   whole = lambda which, n, split: ctx.features(which) if n == len(split) else None
-  f_test, y_test, _ = rotated_features(ctx.featurize, ctx.test.model_input[:n_test],
-                                       whole("test", n_test, ctx.test))
+  f_test, y_test, _ = rotated_features(
+    ctx.featurize, ctx.test.model_input[:n_test], whole("test", n_test, ctx.test)
+  )
   sizes = {"num_train": 4 * n_train, "num_test": 4 * n_test}
   setting = probe.settings(p)
   out = {}
   if p.protocol == "fast":
-    f_train, y_train, groups = rotated_features(ctx.featurize, ctx.train.model_input[:n_train],
-                                                whole("train", n_train, ctx.train))
+    f_train, y_train, groups = rotated_features(
+      ctx.featurize, ctx.train.model_input[:n_train], whole("train", n_train, ctx.train)
+    )
     for kind in ctx.kinds:
-      r = probe.fast(p, f_train[kind], y_train, f_test[kind], y_test, 4, seed=ctx.c.seed,
-                     groups=groups)
-      out[kind] = {**{k: v for k, v in r.items() if k != "classifier"}, **sizes,
-                   "protocol": setting}
+      r = probe.fast(
+        p, f_train[kind], y_train, f_test[kind], y_test, 4, seed=ctx.c.seed, groups=groups
+      )
+      out[kind] = {
+        **{k: v for k, v in r.items() if k != "classifier"},
+        **sizes,
+        "protocol": setting,
+      }
     return out
-  trained = moco_linear.train_heads(ctx.model, ctx.variables, ctx.crop_source()[:n_train], {},
-                                    {}, ctx.kinds, p, image_size=ctx.model_size, rotate=True,
-                                    seed=ctx.c.seed, mesh=ctx.mesh)
+  trained = moco_linear.train_heads(
+    ctx.model,
+    ctx.variables,
+    ctx.crop_source()[:n_train],
+    {},
+    {},
+    ctx.kinds,
+    p,
+    image_size=ctx.model_size,
+    rotate=True,
+    seed=ctx.c.seed,
+    mesh=ctx.mesh,
+  )
   for kind in ctx.kinds:
-    r = probe.moco_result(trained["heads"][kind][moco_linear.ROTATION], f_test[kind], y_test,
-                          trained, moco_linear.ROTATION, kind)
-    out[kind] = {**{k: v for k, v in r.items() if k != "classifier"}, **sizes,
-                 "protocol": setting}
+    r = probe.moco_result(
+      trained["heads"][kind][moco_linear.ROTATION],
+      f_test[kind],
+      y_test,
+      trained,
+      moco_linear.ROTATION,
+      kind,
+    )
+    out[kind] = {**{k: v for k, v in r.items() if k != "classifier"}, **sizes, "protocol": setting}
   return out
 
 
@@ -102,5 +123,7 @@ def notes(results: dict) -> list[str]:
   r = results["rows"][results["kinds"][0]].get("rotation") if results["kinds"] else None
   if not r or "num_train" not in r:
     return []
-  return [f"rotation: {r['num_train'] // 4} train / {r['num_test'] // 4} test images, each at "
-          "0/90/180/270 degrees; the linear probe's protocol"]
+  return [
+    f"rotation: {r['num_train'] // 4} train / {r['num_test'] // 4} test images, each at "
+    "0/90/180/270 degrees; the linear probe's protocol"
+  ]

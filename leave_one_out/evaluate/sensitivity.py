@@ -23,9 +23,9 @@ import numpy as np
 from etils import epath
 
 from leave_one_out import augment
-from leave_one_out import render
 from leave_one_out import extract
 from leave_one_out import fields
+from leave_one_out import render
 from leave_one_out.evaluate import tables
 
 PER_KIND = False  # one matrix for the run, stored under results["sensitivity"]
@@ -46,8 +46,10 @@ def validate(c: ml_collections.ConfigDict) -> None:
   check.integer("sensitivity.num_images", 2)
   for name in s.augmentations:
     if name not in augment.AUGMENTATIONS:
-      check.fail("sensitivity.augmentations", f"has unknown augmentation {name!r}; "
-                  f"available: {augment.AUGMENTATIONS}")
+      check.fail(
+        "sensitivity.augmentations",
+        f"has unknown augmentation {name!r}; available: {augment.AUGMENTATIONS}",
+      )
 
 
 def _redrawn_group(name: str, base: dict, rng, batch: int, forced_cfg) -> dict:
@@ -60,8 +62,18 @@ def _redrawn_group(name: str, base: dict, rng, batch: int, forced_cfg) -> dict:
   return augment.sample_params(rng, batch, forced_cfg)[name]
 
 
-def augmentation_sensitivity(model, variables, images, aug_cfg, *, kinds, augmentations=(),
-                             seed: int = 0, batch_size: int = 256, mesh=None) -> dict:
+def augmentation_sensitivity(
+  model,
+  variables,
+  images,
+  aug_cfg,
+  *,
+  kinds,
+  augmentations=(),
+  seed: int = 0,
+  batch_size: int = 256,
+  mesh=None,
+) -> dict:
   """How far each feature moves when only one augmentation's parameters change.
 
   For B source images, a base view is drawn with ``aug_cfg`` (``augment.sample_params``). For
@@ -106,15 +118,17 @@ def augmentation_sensitivity(model, variables, images, aug_cfg, *, kinds, augmen
   def draw_and_render(key, images):  # one program: the draws, then the [1 + A, B] views
     k_base, *k_alt = jax.random.split(key, len(augs) + 1)
     base = augment.sample_params(k_base, b, aug_cfg)
-    views = [base] + [{**base, a: _redrawn_group(a, base, k, b, forced_cfg)}
-                      for a, k in zip(augs, k_alt)]
+    views = [base] + [
+      {**base, a: _redrawn_group(a, base, k, b, forced_cfg)} for a, k in zip(augs, k_alt)
+    ]
     params = jax.tree.map(lambda *xs: jnp.stack(xs), *views)  # leaves [1 + A, B, ...]
     return render.render(images, params, render_cfg)
 
   rendered = jax.jit(draw_and_render)(jax.random.key(seed), images)
   rendered = np.asarray(rendered).reshape((-1,) + rendered.shape[2:])
-  feats = extract.extract_feature_dict(model, variables, rendered, kinds,
-                                          batch_size=batch_size, mesh=mesh)
+  feats = extract.extract_feature_dict(
+    model, variables, rendered, kinds, batch_size=batch_size, mesh=mesh
+  )
 
   def cos_distance(u, v):
     u = u / np.maximum(np.linalg.norm(u, axis=-1, keepdims=True), 1e-12)
@@ -127,15 +141,22 @@ def augmentation_sensitivity(model, variables, images, aug_cfg, *, kinds, augmen
     distance.append([float(cos_distance(z[0], z[1 + i]).mean()) for i in range(len(augs))])
     between.append(float(cos_distance(z[0], np.roll(z[0], 1, axis=0)).mean()))
   matrix = [[d / max(btw, 1e-12) for d in row] for row, btw in zip(distance, between)]
-  return {"rows": list(kinds), "columns": list(augs), "matrix": matrix, "distance": distance,
-          "between": between}
+  return {
+    "rows": list(kinds),
+    "columns": list(augs),
+    "matrix": matrix,
+    "distance": distance,
+    "between": between,
+  }
 
 
 def plot_sensitivity(sensitivity: dict, path: str, row_labels=None) -> None:
   """Writes the sensitivity matrix as an annotated heatmap PNG."""
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   m = np.asarray(sensitivity["matrix"])
   rows = row_labels or sensitivity["rows"]
   cols = sensitivity["columns"]
@@ -145,10 +166,16 @@ def plot_sensitivity(sensitivity: dict, path: str, row_labels=None) -> None:
   ax.set_yticks(range(len(rows)), rows)
   for i in range(m.shape[0]):
     for j in range(m.shape[1]):
-      ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8,
-              color="white" if m[i, j] < 0.6 * max(1.0, float(np.nanmax(m))) else "black")
-  ax.set_title("augmentation sensitivity\n(cosine distance / distance between images)",
-               fontsize=9)
+      ax.text(
+        j,
+        i,
+        f"{m[i, j]:.2f}",
+        ha="center",
+        va="center",
+        fontsize=8,
+        color="white" if m[i, j] < 0.6 * max(1.0, float(np.nanmax(m))) else "black",
+      )
+  ax.set_title("augmentation sensitivity\n(cosine distance / distance between images)", fontsize=9)
   fig.colorbar(im, ax=ax, fraction=0.04)
   fig.tight_layout()
   buffer = io.BytesIO()
@@ -161,9 +188,16 @@ def evaluate(ctx) -> dict:
   """The matrix of the test split's first ``num_images`` images; writes the heatmap."""
   s = ctx.c.sensitivity
   out = augmentation_sensitivity(
-      ctx.model, ctx.variables, ctx.test.images[:s.num_images], ctx.cfg.augment,
-      kinds=ctx.kinds, augmentations=tuple(s.augmentations), seed=ctx.c.seed,
-      batch_size=ctx.c.batch_size, mesh=ctx.mesh)
+    ctx.model,
+    ctx.variables,
+    ctx.test.images[: s.num_images],
+    ctx.cfg.augment,
+    kinds=ctx.kinds,
+    augmentations=tuple(s.augmentations),
+    seed=ctx.c.seed,
+    batch_size=ctx.c.batch_size,
+    mesh=ctx.mesh,
+  )
   path = ctx.output_path(ctx.c.heatmap_file)
   if path:
     labels = [tables.kind_label(k, ctx.spaces) for k in ctx.kinds]
@@ -181,8 +215,13 @@ def notes(results: dict) -> list[str]:
   if not s:
     return []
   labels = results.get("kind_labels", {})
-  body = [[labels.get(k, k)] + [f"{v + 0.0:.2f}".replace("-0.00", "0.00") for v in row]
-          for k, row in zip(s["rows"], s["matrix"])]
-  return ["", "augmentation sensitivity (mean cosine distance when only that augmentation "
-          "changes / distance between images; 0 = invariant):",
-          tables.markdown(["features"] + s["columns"], body)]
+  body = [
+    [labels.get(k, k)] + [f"{v + 0.0:.2f}".replace("-0.00", "0.00") for v in row]
+    for k, row in zip(s["rows"], s["matrix"])
+  ]
+  return [
+    "",
+    "augmentation sensitivity (mean cosine distance when only that augmentation "
+    "changes / distance between images; 0 = invariant):",
+    tables.markdown(["features"] + s["columns"], body),
+  ]

@@ -9,12 +9,12 @@ import numpy as np
 
 
 def space_names(cfg) -> list[str]:
-  """"invariant", then the augmentations with a space of their own (as ``train.space_names``)."""
+  """ "invariant", then the augmentations with a space of their own (as ``train.space_names``)."""
   return ["invariant"] + list(cfg.augment.spaces)
 
 
 def kind_label(kind: str, spaces: list[str]) -> str:
-  """"embedding:1" -> "embedding:1 (color)"."""
+  """ "embedding:1" -> "embedding:1 (color)"."""
   name, _, index = kind.partition(":")
   if index.isdigit() and int(index) < len(spaces):
     return f"{kind} ({spaces[int(index)]})"
@@ -46,6 +46,6 @@ def pct(x) -> str:
 def markdown(header: list[str], body: list[list[str]]) -> str:
   widths = [max(len(str(r[i])) for r in [header] + body) for i in range(len(header))]
   fmt = lambda r: "| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |"
-  return "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-                   + [fmt(r) for r in body])
-
+  return "\n".join(
+    [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(r) for r in body]
+  )

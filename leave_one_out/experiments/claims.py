@@ -29,21 +29,21 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import ml_collections
+import numpy as np
 from absl import app
 from absl import flags
 from absl import logging
-import ml_collections
 from ml_collections import config_flags
-import numpy as np
 
 from leave_one_out import config as config_lib
 from leave_one_out import evaluate
 from leave_one_out import sharding
 from leave_one_out import train
 from leave_one_out.experiments import report
+from leave_one_out.experiments import stats
 from leave_one_out.run import checkpoints
 from leave_one_out.run import loop
-from leave_one_out.experiments import stats
 
 PRESETS = ("full", "ci", "gpu")  # configs/claims.py
 CONFIG_FILE = "configs/claims.py"  # looked up as config.find_file does (the working directory,
@@ -56,20 +56,32 @@ def _config_path() -> str:
   except FileNotFoundError:
     return CONFIG_FILE  # --claims names the file; the flag's error says where it looked
 
+
 _CLAIMS = config_flags.DEFINE_config_file(
-    "claims", _config_path(), "Experiment config, with a preset after the colon: "
-    "configs/claims.py:ci. Fields are overridden as --claims.base.train.num_steps=1200. "
-    "Default: configs/claims.py (the full preset).", lock_config=True)
-_PRESET = flags.DEFINE_enum("preset", None, list(PRESETS),
-                            "Shorthand for --claims=configs/claims.py:<preset>; not together "
-                            "with --claims or its overrides.")
-_CONDITIONS = flags.DEFINE_list("conditions", None, "Conditions to run, e.g. lit,unlit "
-                                "(default: the preset's run_conditions).")
+  "claims",
+  _config_path(),
+  "Experiment config, with a preset after the colon: "
+  "configs/claims.py:ci. Fields are overridden as --claims.base.train.num_steps=1200. "
+  "Default: configs/claims.py (the full preset).",
+  lock_config=True,
+)
+_PRESET = flags.DEFINE_enum(
+  "preset",
+  None,
+  list(PRESETS),
+  "Shorthand for --claims=configs/claims.py:<preset>; not together with --claims or its overrides.",
+)
+_CONDITIONS = flags.DEFINE_list(
+  "conditions", None, "Conditions to run, e.g. lit,unlit (default: the preset's run_conditions)."
+)
 _SEEDS = flags.DEFINE_list("seeds", None, "Seeds, e.g. 0,1,2 (default: the preset's).")
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/looc_claims", "Output directory.")
 _COMPILATION_CACHE = flags.DEFINE_string(
-    "compilation_cache_dir", None, "Persistent XLA compilation cache: the second seed of a "
-    "row and reruns skip compiling (e.g. ~/.cache/leave_one_out/jax).")
+  "compilation_cache_dir",
+  None,
+  "Persistent XLA compilation cache: the second seed of a "
+  "row and reruns skip compiling (e.g. ~/.cache/leave_one_out/jax).",
+)
 
 
 def _set(section: ml_collections.ConfigDict, overrides) -> None:
@@ -79,8 +91,9 @@ def _set(section: ml_collections.ConfigDict, overrides) -> None:
       section[key] = value
 
 
-def method_config(claims: ml_collections.ConfigDict, condition: str, method: str, seed: int
-                  ) -> ml_collections.ConfigDict:
+def method_config(
+  claims: ml_collections.ConfigDict, condition: str, method: str, seed: int
+) -> ml_collections.ConfigDict:
   """The pretraining config of one row: the base config, the condition's data and train
   overrides, then only the fields the row's method changes."""
   if condition not in claims.conditions:
@@ -102,8 +115,9 @@ def method_config(claims: ml_collections.ConfigDict, condition: str, method: str
   return cfg
 
 
-def eval_config(claims: ml_collections.ConfigDict, condition: str, cfg=None
-                ) -> ml_collections.ConfigDict:
+def eval_config(
+  claims: ml_collections.ConfigDict, condition: str, cfg=None
+) -> ml_collections.ConfigDict:
   """The evaluation config of a condition: its labels, everything else shared (the data are the
   pretraining run's own data section). Given a row's pretraining config ``cfg``, the feature
   kinds are ``claims.feature_kinds`` less "looc++" where the row is not LooC++."""
@@ -112,8 +126,7 @@ def eval_config(claims: ml_collections.ConfigDict, condition: str, cfg=None
   c.dataset.labels = tuple(cond.labels)
   c.dataset.primary_label = cond.primary_label
   if cfg is not None:
-    c.kinds = tuple(k for k in claims.feature_kinds
-                    if k != "looc++" or cfg.model.looc_plus_plus)
+    c.kinds = tuple(k for k in claims.feature_kinds if k != "looc++" or cfg.model.looc_plus_plus)
   return c
 
 
@@ -137,8 +150,12 @@ def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict]:
   out = {}
   for key in per_seed[0]:
     v = np.asarray([r[key] for r in per_seed], np.float64)
-    out[key] = {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-                "n": int(v.size), "values": [float(x) for x in v]}
+    out[key] = {
+      "mean": float(v.mean()),
+      "sd": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+      "n": int(v.size),
+      "values": [float(x) for x in v],
+    }
   return out
 
 
@@ -156,21 +173,33 @@ def analyse(runs: dict, hypotheses, reference: str, analysis) -> dict:
     {row: {metric: {...stats.compare with direction "none"}}}}. A hypothesis whose rows did not
     both run is left out.
   """
+
   def paired(a, b, metric):
     seeds = sorted(set(runs[a]) & set(runs[b]), key=int)
-    return (seeds, [runs[a][s]["metrics"][metric] for s in seeds],
-            [runs[b][s]["metrics"][metric] for s in seeds])
+    return (
+      seeds,
+      [runs[a][s]["metrics"][metric] for s in seeds],
+      [runs[b][s]["metrics"][metric] for s in seeds],
+    )
 
-  kw = dict(alpha=analysis.alpha, confidence=analysis.confidence,
-            resamples=analysis.bootstrap_resamples)
+  kw = dict(
+    alpha=analysis.alpha, confidence=analysis.confidence, resamples=analysis.bootstrap_resamples
+  )
   tested = []
   for metric, a, direction, b in hypotheses:
     if a not in runs or b not in runs:
       continue
     seeds, va, vb = paired(a, b, metric)
-    tested.append({"metric": metric, "a": a, "direction": direction, "b": b,
-                   "seeds": [int(s) for s in seeds], **stats.compare(va, vb, direction=direction,
-                                                                     **kw)})
+    tested.append(
+      {
+        "metric": metric,
+        "a": a,
+        "direction": direction,
+        "b": b,
+        "seeds": [int(s) for s in seeds],
+        **stats.compare(va, vb, direction=direction, **kw),
+      }
+    )
   versus = {}
   if reference in runs:
     for row in runs:
@@ -241,30 +270,56 @@ def run_condition(claims, condition: str, workdir: str, seeds) -> dict:
       eval_cfg = eval_config(claims, condition, cfg)
       t_run = time.perf_counter()
       train_summary, results = run_one(
-          cfg, eval_cfg, os.path.join(workdir, condition, method, f"seed{seed}"),
-          pretrain=bool(claims.methods[method].get("pretrain", True)))
+        cfg,
+        eval_cfg,
+        os.path.join(workdir, condition, method, f"seed{seed}"),
+        pretrain=bool(claims.methods[method].get("pretrain", True)),
+      )
       chance = results["chance"]
       s = results.get("sensitivity") or {}
       runs[method][seed] = {
-          "metrics": run_metrics(results, kind),
-          "train": {k: v for k, v in train_summary.items()
-                    if k.startswith(("loss", "top1", "own_top1", "img_per_s")) or k == "step"},
-          "sensitivity": {"columns": s.get("columns"),
-                          "rows": dict(zip(s.get("rows", []), s.get("matrix", [])))},
-          "seconds": round(time.perf_counter() - t_run, 1)}
-      logging.info("%s / %s seed %d: %s (%.0f s)", condition, method, seed,
-                   runs[method][seed]["metrics"], runs[method][seed]["seconds"])
-  summary = {m: {"feature": features[m], "title": claims.methods[m].title,
-                 "metrics": aggregate([r["metrics"] for r in runs[m].values()])}
-             for m in runs}
+        "metrics": run_metrics(results, kind),
+        "train": {
+          k: v
+          for k, v in train_summary.items()
+          if k.startswith(("loss", "top1", "own_top1", "img_per_s")) or k == "step"
+        },
+        "sensitivity": {
+          "columns": s.get("columns"),
+          "rows": dict(zip(s.get("rows", []), s.get("matrix", []))),
+        },
+        "seconds": round(time.perf_counter() - t_run, 1),
+      }
+      logging.info(
+        "%s / %s seed %d: %s (%.0f s)",
+        condition,
+        method,
+        seed,
+        runs[method][seed]["metrics"],
+        runs[method][seed]["seconds"],
+      )
+  summary = {
+    m: {
+      "feature": features[m],
+      "title": claims.methods[m].title,
+      "metrics": aggregate([r["metrics"] for r in runs[m].values()]),
+    }
+    for m in runs
+  }
   cond = claims.conditions[condition]
-  return {"description": cond.description, "runs": runs, "summary": summary, "chance": chance,
-          "analysis": analyse(runs, cond.hypotheses, claims.reference, claims.analysis),
-          "seconds": round(time.perf_counter() - t0, 1)}
+  return {
+    "description": cond.description,
+    "runs": runs,
+    "summary": summary,
+    "chance": chance,
+    "analysis": analyse(runs, cond.hypotheses, claims.reference, claims.analysis),
+    "seconds": round(time.perf_counter() - t0, 1),
+  }
 
 
-def run_experiment(claims: ml_collections.ConfigDict, workdir: str, seeds=None,
-                   conditions=None) -> dict:
+def run_experiment(
+  claims: ml_collections.ConfigDict, workdir: str, seeds=None, conditions=None
+) -> dict:
   """Every condition; writes claims.{json,md,png} in ``workdir`` and returns the record."""
   seeds = tuple(int(s) for s in (seeds if seeds is not None else claims.seeds))
   conditions = tuple(conditions if conditions is not None else claims.run_conditions)
@@ -276,9 +331,14 @@ def run_experiment(claims: ml_collections.ConfigDict, workdir: str, seeds=None,
       raise ValueError(f"claims.rows has unknown row {name!r}; known: {tuple(claims.methods)}")
   os.makedirs(workdir, exist_ok=True)
   t_start = time.perf_counter()
-  out = {"preset": claims.preset, "seeds": list(seeds), "rows": list(claims.rows),
-         "reference": claims.reference, "conditions": {},
-         "claims_config": json.loads(claims.to_json())}
+  out = {
+    "preset": claims.preset,
+    "seeds": list(seeds),
+    "rows": list(claims.rows),
+    "reference": claims.reference,
+    "conditions": {},
+    "claims_config": json.loads(claims.to_json()),
+  }
   for name in conditions:
     out["conditions"][name] = run_condition(claims, name, workdir, seeds)
     out["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -305,20 +365,28 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   claims = _CLAIMS.value
   if _PRESET.value is not None:
-    given = [f"--{name}" for name in flags.FLAGS
-             if (name == "claims" or name.startswith("claims.")) and flags.FLAGS[name].present]
+    given = [
+      f"--{name}"
+      for name in flags.FLAGS
+      if (name == "claims" or name.startswith("claims.")) and flags.FLAGS[name].present
+    ]
     if given:
-      raise app.UsageError(f"--preset cannot be combined with {', '.join(sorted(given))}; use "
-                           f"--claims=configs/claims.py:{_PRESET.value} with the overrides")
+      raise app.UsageError(
+        f"--preset cannot be combined with {', '.join(sorted(given))}; use "
+        f"--claims=configs/claims.py:{_PRESET.value} with the overrides"
+      )
     claims = load_config(_PRESET.value)
   gc.freeze()  # the modules imported so far (jax, flax) live as long as the process
   if _COMPILATION_CACHE.value:
     import jax  # pylint: disable=import-outside-toplevel
+
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
   out = run_experiment(claims, _WORKDIR.value, _SEEDS.value, _CONDITIONS.value)
   print(out["report"])
-  print(f"preset {out['preset']}, seeds {out['seeds']}: {out['seconds']:.0f} s; "
-        f"wrote {_WORKDIR.value}/claims.{{json,md,png}}")
+  print(
+    f"preset {out['preset']}, seeds {out['seeds']}: {out['seconds']:.0f} s; "
+    f"wrote {_WORKDIR.value}/claims.{{json,md,png}}"
+  )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-METRIC_TITLES = {"rotation": "rotation", "shape": "shape", "color": "colour",
-                 "texture": "texture", "hue": "hue (24 bins)", "photo": "photo"}
+METRIC_TITLES = {
+  "rotation": "rotation",
+  "shape": "shape",
+  "color": "colour",
+  "texture": "texture",
+  "hue": "hue (24 bins)",
+  "photo": "photo",
+}
 SYMBOLS = {"greater": ">", "less": "<"}
 
 
@@ -49,8 +55,9 @@ def format_means(cond: dict) -> str:
   text = _table(header, body)
   chance = cond.get("chance") or {}
   if chance:
-    text += "\n\nchance: " + ", ".join(f"{METRIC_TITLES.get(k, k)} {100 * chance[k]:.1f}"
-                                       for k in metrics if k in chance)
+    text += "\n\nchance: " + ", ".join(
+      f"{METRIC_TITLES.get(k, k)} {100 * chance[k]:.1f}" for k in metrics if k in chance
+    )
   return text
 
 
@@ -60,7 +67,7 @@ def _gap_cell(r: dict) -> str:
 
 
 def _p(p: float) -> str:
-  """"<0.001" or "=0.012"."""
+  """ "<0.001" or "=0.012"."""
   return "<0.001" if p < 0.001 else f"={p:.3f}"
 
 
@@ -70,8 +77,10 @@ def format_gaps(cond: dict, reference: str) -> str:
   if not versus:
     return ""
   metrics = _metrics(cond["summary"])
-  body = [[_title(cond, row)] + [_gap_cell(per[k]) if k in per else "-" for k in metrics]
-          for row, per in versus.items()]
+  body = [
+    [_title(cond, row)] + [_gap_cell(per[k]) if k in per else "-" for k in metrics]
+    for row, per in versus.items()
+  ]
   header = [f"row - {_title(cond, reference)}"] + [METRIC_TITLES.get(k, k) for k in metrics]
   return _table(header, body)
 
@@ -84,11 +93,17 @@ def format_hypotheses(cond: dict) -> str:
   body = []
   for h in tested:
     low, high = h["ci"]
-    body.append([
+    body.append(
+      [
         f"{_title(cond, h['a'])} {SYMBOLS[h['direction']]} {_title(cond, h['b'])} "
         f"({METRIC_TITLES.get(h['metric'], h['metric'])})",
-        f"{100 * h['mean_gap']:+.1f}", f"[{100 * low:+.1f}, {100 * high:+.1f}]",
-        f"{h['t']:.2f} ({h['df']})", _p(h["p"]).lstrip("="), f"**{h['verdict']}**"])
+        f"{100 * h['mean_gap']:+.1f}",
+        f"[{100 * low:+.1f}, {100 * high:+.1f}]",
+        f"{h['t']:.2f} ({h['df']})",
+        _p(h["p"]).lstrip("="),
+        f"**{h['verdict']}**",
+      ]
+    )
   return _table(["hypothesis", "mean gap", "95% CI", "t (df)", "p", "verdict"], body)
 
 
@@ -96,9 +111,11 @@ def format_seeds(cond: dict, metric: str) -> str:
   """Rows x seeds of one metric (%), paired: the same column is the same seed."""
   runs = cond["runs"]
   seeds = sorted({s for r in runs.values() for s in r}, key=int)
-  body = [[_title(cond, row)] + [f"{100 * per[s]['metrics'][metric]:.1f}" if s in per else "-"
-                                 for s in seeds]
-          for row, per in runs.items()]
+  body = [
+    [_title(cond, row)]
+    + [f"{100 * per[s]['metrics'][metric]:.1f}" if s in per else "-" for s in seeds]
+    for row, per in runs.items()
+  ]
   return _table([METRIC_TITLES.get(metric, metric)] + [f"seed {s}" for s in seeds], body)
 
 
@@ -164,21 +181,34 @@ def format_overview(out: dict) -> str:
 def format_verdicts(out: dict) -> str:
   """Each pre-registered hypothesis x condition: verdict (mean gap, p); "-" where not tested."""
   conds = out["conditions"]
-  keys = list(dict.fromkeys((h["metric"], h["a"], h["direction"], h["b"])
-                            for c in conds.values() for h in c["analysis"]["hypotheses"]))
+  keys = list(
+    dict.fromkeys(
+      (h["metric"], h["a"], h["direction"], h["b"])
+      for c in conds.values()
+      for h in c["analysis"]["hypotheses"]
+    )
+  )
   if not keys:
     return ""
   body = []
   for metric, a, direction, b in keys:
     some = next(c for c in conds.values() if a in c["summary"] and b in c["summary"])
-    cells = [f"{_title(some, a)} {SYMBOLS[direction]} {_title(some, b)} "
-             f"({METRIC_TITLES.get(metric, metric)})"]
+    cells = [
+      f"{_title(some, a)} {SYMBOLS[direction]} {_title(some, b)} "
+      f"({METRIC_TITLES.get(metric, metric)})"
+    ]
     for cond in conds.values():
-      h = next((h for h in cond["analysis"]["hypotheses"]
-                if (h["metric"], h["a"], h["direction"], h["b"]) == (metric, a, direction, b)),
-               None)
-      cells.append("-" if h is None else
-                   f"{h['verdict']} ({100 * h['mean_gap']:+.1f}, p{_p(h['p'])})")
+      h = next(
+        (
+          h
+          for h in cond["analysis"]["hypotheses"]
+          if (h["metric"], h["a"], h["direction"], h["b"]) == (metric, a, direction, b)
+        ),
+        None,
+      )
+      cells.append(
+        "-" if h is None else f"{h['verdict']} ({100 * h['mean_gap']:+.1f}, p{_p(h['p'])})"
+      )
     body.append(cells)
   return _table(["hypothesis"] + list(conds), body)
 
@@ -188,40 +218,82 @@ def format_report(out: dict) -> str:
   the order they ran."""
   parts = []
   if len(out["conditions"]) > 1:
-    ref = next((_title(c, out["reference"]) for c in out["conditions"].values()
-                if out["reference"] in c["summary"]), out["reference"])
-    parts += ["## Overview", "", f"Seeds {out['seeds']}. Top row: {ref}'s mean ± sd "
-              "(top-1 %); other rows: paired gap to it (points; 95% bootstrap CI; paired "
-              "t-test p, two-sided).", "", format_overview(out), "",
-              "Pre-registered hypotheses: verdict (mean gap, p):", "", format_verdicts(out), ""]
+    ref = next(
+      (
+        _title(c, out["reference"])
+        for c in out["conditions"].values()
+        if out["reference"] in c["summary"]
+      ),
+      out["reference"],
+    )
+    parts += [
+      "## Overview",
+      "",
+      f"Seeds {out['seeds']}. Top row: {ref}'s mean ± sd "
+      "(top-1 %); other rows: paired gap to it (points; 95% bootstrap CI; paired "
+      "t-test p, two-sided).",
+      "",
+      format_overview(out),
+      "",
+      "Pre-registered hypotheses: verdict (mean gap, p):",
+      "",
+      format_verdicts(out),
+      "",
+    ]
   for name, cond in out["conditions"].items():
-    parts += [f"## {name}: {cond['description']}", "",
-              f"Mean ± sd over seeds {out['seeds']} (top-1 %):", "", format_means(cond)]
+    parts += [
+      f"## {name}: {cond['description']}",
+      "",
+      f"Mean ± sd over seeds {out['seeds']} (top-1 %):",
+      "",
+      format_means(cond),
+    ]
     gaps = format_gaps(cond, out["reference"])
     if gaps:
-      parts += ["", "Paired gap to the reference (points; 95% bootstrap CI; paired t-test p, "
-                "two-sided, no prediction):", "", gaps]
+      parts += [
+        "",
+        "Paired gap to the reference (points; 95% bootstrap CI; paired t-test p, "
+        "two-sided, no prediction):",
+        "",
+        gaps,
+      ]
     hyp = format_hypotheses(cond)
     if hyp:
-      parts += ["", f"Pre-registered hypotheses (confirmed: p < "
-                f"{out['claims_config']['analysis']['alpha']} and the predicted sign):", "", hyp]
+      parts += [
+        "",
+        f"Pre-registered hypotheses (confirmed: p < "
+        f"{out['claims_config']['analysis']['alpha']} and the predicted sign):",
+        "",
+        hyp,
+      ]
     for metric in sorted({h["metric"] for h in cond["analysis"]["hypotheses"]}):
       parts += ["", "Per seed:", "", format_seeds(cond, metric)]
     sens = format_sensitivity(cond)
     if sens:
-      parts += ["", "Augmentation sensitivity, mean over seeds (cosine distance when only that "
-                "augmentation changes / distance between images; 0 = invariant; embedding:i is "
-                "space i: 0 invariant, then the row's spaces in order):", "", sens]
-    parts += ["", f"{len(cond['runs'])} rows x {len(out['seeds'])} seeds: {cond['seconds']:.0f} s "
-              "(pretraining + evaluation)", ""]
+      parts += [
+        "",
+        "Augmentation sensitivity, mean over seeds (cosine distance when only that "
+        "augmentation changes / distance between images; 0 = invariant; embedding:i is "
+        "space i: 0 invariant, then the row's spaces in order):",
+        "",
+        sens,
+      ]
+    parts += [
+      "",
+      f"{len(cond['runs'])} rows x {len(out['seeds'])} seeds: {cond['seconds']:.0f} s "
+      "(pretraining + evaluation)",
+      "",
+    ]
   return "\n".join(parts).rstrip()
 
 
 def plot_bars(out: dict, path: str) -> None:
   """One panel per condition: a group per metric, a bar per row, error bars = sd over seeds."""
   import matplotlib  # pylint: disable=import-outside-toplevel
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
   conds = list(out["conditions"].items())
   fig, axes = plt.subplots(len(conds), 1, figsize=(10, 3.6 * len(conds)), squeeze=False)
   for ax, (name, cond) in zip(axes[:, 0], conds):
@@ -233,12 +305,19 @@ def plot_bars(out: dict, path: str) -> None:
       m = cond["summary"][row]["metrics"]
       means = [100 * m.get(k, {}).get("mean", np.nan) for k in metrics]
       errs = [100 * m.get(k, {}).get("sd", 0.0) for k in metrics]
-      ax.bar(x + (i - (len(rows) - 1) / 2) * width, means, width, yerr=errs, capsize=2,
-             label=_title(cond, row))
+      ax.bar(
+        x + (i - (len(rows) - 1) / 2) * width,
+        means,
+        width,
+        yerr=errs,
+        capsize=2,
+        label=_title(cond, row),
+      )
     for j, k in enumerate(metrics):
       if k in (cond.get("chance") or {}):
-        ax.hlines(100 * cond["chance"][k], j - 0.45, j + 0.45, colors="k",
-                  linestyles="dashed", linewidth=1)
+        ax.hlines(
+          100 * cond["chance"][k], j - 0.45, j + 0.45, colors="k", linestyles="dashed", linewidth=1
+        )
     ax.set_xticks(x, [METRIC_TITLES.get(k, k) for k in metrics])
     ax.set_ylabel("linear probe top-1 (%)")
     ax.set_ylim(0, 100)

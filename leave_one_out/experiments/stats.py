@@ -32,8 +32,9 @@ def _paired(a: Sequence[float], b: Sequence[float]) -> np.ndarray:
   a = np.asarray(a, np.float64).reshape(-1)
   b = np.asarray(b, np.float64).reshape(-1)
   if a.shape != b.shape:
-    raise ValueError(f"paired samples need one value per seed on both sides, got {a.size} and "
-                     f"{b.size}")
+    raise ValueError(
+      f"paired samples need one value per seed on both sides, got {a.size} and {b.size}"
+    )
   if a.size < 2:
     raise ValueError(f"a paired test needs at least 2 seeds, got {a.size}")
   if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
@@ -58,13 +59,19 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
   else:
     t = mean / (sd / math.sqrt(n))
     from scipy import stats as scipy_stats  # local: about 1 s to import, paid only here
+
     p = float(2.0 * scipy_stats.t.sf(abs(t), df=n - 1))
-  return {"n": int(n), "mean_gap": mean, "sd_gap": sd, "t": float(t), "df": int(n - 1),
-          "p": p}
+  return {"n": int(n), "mean_gap": mean, "sd_gap": sd, "t": float(t), "df": int(n - 1), "p": p}
 
 
-def bootstrap_ci(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95,
-                 resamples: int = 10_000, seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+  a: Sequence[float],
+  b: Sequence[float],
+  *,
+  confidence: float = 0.95,
+  resamples: int = 10_000,
+  seed: int = 0,
+) -> tuple[float, float]:
   """Percentile bootstrap confidence interval of mean(a - b) over seeds.
 
   Args:
@@ -89,7 +96,7 @@ def bootstrap_ci(a: Sequence[float], b: Sequence[float], *, confidence: float = 
 
 
 def verdict(mean_gap: float, p: float, direction: str, alpha: float) -> str:
-  """"confirmed", "contradicted" or "not shown" for a predicted ``direction`` of a - b."""
+  """ "confirmed", "contradicted" or "not shown" for a predicted ``direction`` of a - b."""
   if direction not in DIRECTIONS:
     raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
   if not 0.0 < alpha < 1.0:
@@ -100,8 +107,16 @@ def verdict(mean_gap: float, p: float, direction: str, alpha: float) -> str:
   return "confirmed" if predicted else "contradicted"
 
 
-def compare(a: Sequence[float], b: Sequence[float], *, direction: str, alpha: float = 0.05,
-            confidence: float = 0.95, resamples: int = 10_000, seed: int = 0) -> dict:
+def compare(
+  a: Sequence[float],
+  b: Sequence[float],
+  *,
+  direction: str,
+  alpha: float = 0.05,
+  confidence: float = 0.95,
+  resamples: int = 10_000,
+  seed: int = 0,
+) -> dict:
   """The whole pre-registered analysis of one hypothesis "a <direction> b".
 
   Returns:

@@ -30,10 +30,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from etils import epath
 from absl import logging
+from etils import epath
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 from orbax.checkpoint import checkpoint_managers
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from leave_one_out import config as config_lib
 
@@ -46,17 +48,17 @@ REPLICA_PARALLEL_MIN_BYTES = 256 * 1024
 # saved config that lacks them. A new field whose absence changes what an old run did gets a
 # line here (tests/test_checkpoints.py restores a checkpoint written by an old config).
 OLD_CONFIG_VALUES = (
-    # (added, field, the value of the runs saved before)
-    ("2026-11-28", "online", config_lib.online_config().to_dict()),  # monitoring only
-    ("2026-11-29", "data.synthetic_light", 0.0),  # evenly lit scenes
-    ("2026-12-01", "data.synthetic_hue_jitter", 10.0),  # the generator's default then
-    ("2026-12-01", "data.synthetic_hue_bins", 0),
-    ("2026-12-01", "augment.rotation.prob", 0.75),  # uniform over the four angles
-    ("2026-12-01", "augment.extra_keys", 0),
-    ("2026-12-01", "model.zero_init_residual", False),
-    ("2026-12-01", "model.key_bn", "global"),  # no shuffle-BN
-    ("2026-12-01", "model.bn_groups", 0),
-    ("2026-12-01", "train.weight_decay_mask", "no_bn_bias"),  # the only behaviour then
+  # (added, field, the value of the runs saved before)
+  ("2026-11-28", "online", config_lib.online_config().to_dict()),  # monitoring only
+  ("2026-11-29", "data.synthetic_light", 0.0),  # evenly lit scenes
+  ("2026-12-01", "data.synthetic_hue_jitter", 10.0),  # the generator's default then
+  ("2026-12-01", "data.synthetic_hue_bins", 0),
+  ("2026-12-01", "augment.rotation.prob", 0.75),  # uniform over the four angles
+  ("2026-12-01", "augment.extra_keys", 0),
+  ("2026-12-01", "model.zero_init_residual", False),
+  ("2026-12-01", "model.key_bn", "global"),  # no shuffle-BN
+  ("2026-12-01", "model.bn_groups", 0),
+  ("2026-12-01", "train.weight_decay_mask", "no_bn_bias"),  # the only behaviour then
 )
 
 
@@ -91,17 +93,23 @@ def _state_handler() -> ocp.PyTreeCheckpointHandler:
   # The store orbax's default ArrayHandler writes per-array metadata with (not public API).
   try:
     from orbax.checkpoint._src.metadata import array_metadata_store  # pylint: disable=all
+
     store = array_metadata_store.Store()
   except ImportError:  # another orbax layout: the same checkpoint without per-array metadata
     store = None
   arrays = ocp.type_handlers.ArrayHandler(
-      array_metadata_store=store,
-      min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_BYTES)
+    array_metadata_store=store, min_slice_bytes_for_replica_parallel=REPLICA_PARALLEL_MIN_BYTES
+  )
   scalars = ocp.type_handlers.ScalarHandler()
   registry = ocp.type_handlers.create_type_handler_registry(  # orbax's defaults but for arrays
-      (int, scalars), (float, scalars), (bytes, scalars), (np.number, scalars),
-      (np.ndarray, ocp.type_handlers.NumpyHandler()), (jax.Array, arrays),
-      (str, ocp.type_handlers.StringHandler()))
+    (int, scalars),
+    (float, scalars),
+    (bytes, scalars),
+    (np.number, scalars),
+    (np.ndarray, ocp.type_handlers.NumpyHandler()),
+    (jax.Array, arrays),
+    (str, ocp.type_handlers.StringHandler()),
+  )
   return ocp.PyTreeCheckpointHandler(type_handler_registry=registry)
 
 
@@ -126,18 +134,27 @@ class Checkpointer:
   make the same calls in the same order.
   """
 
-  def __init__(self, workdir: str, *, keep: int = 3, keep_every: int = 0, keep_steps=(),
-               async_save: bool = True):
+  def __init__(
+    self,
+    workdir: str,
+    *,
+    keep: int = 3,
+    keep_every: int = 0,
+    keep_steps=(),
+    async_save: bool = True,
+  ):
     self.directory = epath.Path(workdir if "://" in str(workdir) else os.path.abspath(workdir))
     self.directory = self.directory / CHECKPOINT_DIR
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=preservation_policy(keep, keep_every, keep_steps),
-        enable_async_checkpointing=async_save,
-        create=True,
+      preservation_policy=preservation_policy(keep, keep_every, keep_steps),
+      enable_async_checkpointing=async_save,
+      create=True,
     )
     self._manager = ocp.CheckpointManager(
-        self.directory, options=options,
-        item_handlers={"state": _state_handler(), "meta": ocp.JsonCheckpointHandler()})
+      self.directory,
+      options=options,
+      item_handlers={"state": _state_handler(), "meta": ocp.JsonCheckpointHandler()},
+    )
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -148,20 +165,23 @@ class Checkpointer:
   def save(self, step: int, state: Any, meta: dict, *, force: bool = False) -> bool:
     """Starts writing ``state`` and ``meta`` for ``step``; returns whether a save started."""
     return self._manager.save(
-        int(step),
-        args=ocp.args.Composite(state=ocp.args.PyTreeSave(state),
-                                meta=ocp.args.JsonSave(meta)),
-        force=force)
+      int(step),
+      args=ocp.args.Composite(state=ocp.args.PyTreeSave(state), meta=ocp.args.JsonSave(meta)),
+      force=force,
+    )
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores ``step`` into the structure, dtypes and shardings of ``abstract_state``."""
     restored = self._manager.restore(
-        int(step),
-        args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(
-                item=abstract_state,
-                restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state)),
-            meta=ocp.args.JsonRestore()))
+      int(step),
+      args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(
+          item=abstract_state,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_state),
+        ),
+        meta=ocp.args.JsonRestore(),
+      ),
+    )
     return restored["state"], restored["meta"]
 
   def restore_latest_good(self, abstract_state: Any) -> tuple[Any, dict] | None:
@@ -177,8 +197,13 @@ class Checkpointer:
       except Exception as e:  # orbax raises many types for unreadable data
         path = self.directory / str(step)
         aside = self.directory / f"corrupt-{step}-{int(time.time())}"
-        logging.warning("Checkpoint %s cannot be restored (%s: %s); moving it to %s and trying "
-                        "the previous one.", path, type(e).__name__, str(e)[:300], aside)
+        logging.warning(
+          "Checkpoint %s cannot be restored (%s: %s); moving it to %s and trying the previous one.",
+          path,
+          type(e).__name__,
+          str(e)[:300],
+          aside,
+        )
         if jax.process_index() == 0 and path.exists():
           path.rename(aside)
         self._manager.reload()
@@ -200,8 +225,9 @@ class Checkpointer:
 
   def restore_meta(self, step: int) -> dict:
     """The meta record of ``step`` (``meta_record``'s layout; the config as saved)."""
-    return self._manager.restore(
-        int(step), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    return self._manager.restore(int(step), args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+      "meta"
+    ]
 
   def restore_config(self, step: int) -> ml_collections.ConfigDict:
     """The config of ``step``'s run, upgraded (``read_config``)."""
@@ -215,8 +241,7 @@ class Checkpointer:
 # ------------------------------------------------------------------ one encoder, for loading
 
 
-def restore_encoder(step_dir: epath.Path, encoder: str, abstract: dict, config,
-                    mesh: Mesh) -> dict:
+def restore_encoder(step_dir: epath.Path, encoder: str, abstract: dict, config, mesh: Mesh) -> dict:
   """``{"params", "batch_stats"}`` of one encoder of a saved train state, replicated on mesh.
 
   Args:
@@ -236,20 +261,30 @@ def restore_encoder(step_dir: epath.Path, encoder: str, abstract: dict, config,
       stored = handler.metadata(state_dir)
       stored = {k: stored[v] for k, v in keys.items()}
     except Exception as e:
-      raise CheckpointError(f"checkpoint {step_dir} is corrupt: its state metadata cannot be "
-                            f"read ({brief(e)})") from e
+      raise CheckpointError(
+        f"checkpoint {step_dir} is corrupt: its state metadata cannot be read ({brief(e)})"
+      ) from e
     check_match(abstract, stored, step_dir, config)
     replicated = NamedSharding(mesh, P())
-    target = {keys[k]: jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), v)
-              for k, v in abstract.items()}
+    target = {
+      keys[k]: jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), v
+      )
+      for k, v in abstract.items()
+    }
     try:
-      restored = handler.restore(state_dir, args=ocp.args.PyTreeRestore(
-          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-          partial_restore=True))
+      restored = handler.restore(
+        state_dir,
+        args=ocp.args.PyTreeRestore(
+          item=target,
+          restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True,
+        ),
+      )
     except Exception as e:
-      raise CheckpointError(f"checkpoint {step_dir} is corrupt: its arrays cannot be read "
-                            f"({brief(e)})") from e
+      raise CheckpointError(
+        f"checkpoint {step_dir} is corrupt: its arrays cannot be read ({brief(e)})"
+      ) from e
   finally:
     handler.close()
   variables = {k: restored[v] for k, v in keys.items()}
@@ -281,18 +316,25 @@ def path_name(path) -> str:
 
 def check_match(abstract: dict, stored: dict, where, config) -> None:
   """CheckpointError listing arrays missing, unexpected or of another shape than the model's."""
-  want = {path_name(p): tuple(x.shape)
-          for p, x in jax.tree_util.tree_flatten_with_path(abstract)[0]}
-  have = {path_name(p): tuple(getattr(x, "shape", ()) or ())
-          for p, x in jax.tree_util.tree_flatten_with_path(stored)[0]}
+  want = {
+    path_name(p): tuple(x.shape) for p, x in jax.tree_util.tree_flatten_with_path(abstract)[0]
+  }
+  have = {
+    path_name(p): tuple(getattr(x, "shape", ()) or ())
+    for p, x in jax.tree_util.tree_flatten_with_path(stored)[0]
+  }
   problems = [f"missing {k} {want[k]}" for k in sorted(set(want) - set(have))]
   problems += [f"unexpected {k} {have[k]}" for k in sorted(set(have) - set(want))]
-  problems += [f"{k}: stored {have[k]}, model {want[k]}" for k in sorted(set(want) & set(have))
-               if have[k] != want[k]]
+  problems += [
+    f"{k}: stored {have[k]}, model {want[k]}"
+    for k in sorted(set(want) & set(have))
+    if have[k] != want[k]
+  ]
   if problems:
     m = config.model
     raise CheckpointError(
-        f"{where} does not match the model its config describes (architecture={m.architecture}"
-        f", width={m.width}, looc_plus_plus={m.looc_plus_plus}, spaces="
-        f"{tuple(config.augment.spaces)}): {len(problems)} mismatched arrays, e.g. "
-        + "; ".join(problems[:6]))
+      f"{where} does not match the model its config describes (architecture={m.architecture}"
+      f", width={m.width}, looc_plus_plus={m.looc_plus_plus}, spaces="
+      f"{tuple(config.augment.spaces)}): {len(problems)} mismatched arrays, e.g. "
+      + "; ".join(problems[:6])
+    )

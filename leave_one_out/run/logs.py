@@ -36,7 +36,8 @@ import re
 import sys
 import time
 import types
-from typing import Any, Mapping
+from typing import Any
+from typing import Mapping
 
 import jax
 import ml_collections
@@ -44,7 +45,6 @@ import numpy as np
 from absl import logging
 from clu import asynclib
 from etils import epath
-
 
 # ------------------------------------------------------------------ metrics files
 
@@ -108,8 +108,9 @@ class JsonlWriter:
     asynchronous: write on a background thread (False: in the caller, for tests and tools).
   """
 
-  def __init__(self, workdir, *, enabled: bool = True, segment_lines: int = 1000,
-               asynchronous: bool = True):
+  def __init__(
+    self, workdir, *, enabled: bool = True, segment_lines: int = 1000, asynchronous: bool = True
+  ):
     if segment_lines < 1:
       raise ValueError(f"segment_lines must be >= 1, got {segment_lines}")
     self.enabled = enabled
@@ -118,8 +119,9 @@ class JsonlWriter:
     self._segment_lines = segment_lines
     self._path, self._lines = None, []
     self.resumed_after = last_logged_step(workdir) if enabled else -1
-    self._pool = asynclib.Pool(thread_name_prefix="JsonlWriter", max_workers=1) \
-        if asynchronous else None
+    self._pool = (
+      asynclib.Pool(thread_name_prefix="JsonlWriter", max_workers=1) if asynchronous else None
+    )
 
   def should_log(self, step: int) -> bool:
     """False for a step this run already logged before it was interrupted."""
@@ -158,8 +160,7 @@ class JsonlWriter:
 def _use_tensorboard_stub() -> None:
   """Makes tensorboard use its own file stub rather than import TensorFlow (module docstring);
   no effect once tensorboard has resolved its TensorFlow module."""
-  sys.modules.setdefault("tensorboard.compat.notf",
-                         types.ModuleType("tensorboard.compat.notf"))
+  sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
 class SummaryWriter:
@@ -174,20 +175,23 @@ class SummaryWriter:
     try:
       from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
     except ImportError:  # tensorboard is a dependency; a broken install only loses summaries
-      logging.warning("tensorboard is not importable: no TensorBoard summaries for this run "
-                      "(metrics-<step>.jsonl still has every logged value)")
+      logging.warning(
+        "tensorboard is not importable: no TensorBoard summaries for this run "
+        "(metrics-<step>.jsonl still has every logged value)"
+      )
       return
     self._writer = event_file_writer.EventFileWriter(str(logdir))
 
   def _add(self, step: int, summary) -> None:
     from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
-    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
-                                           summary=summary))
+
+    self._writer.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
     if self._writer is None:
       return
     from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
+
     values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
     self._add(step, summary_pb2.Summary(value=values))
 
@@ -196,6 +200,7 @@ class SummaryWriter:
     if self._writer is None:
       return
     from tensorboard.plugins.hparams import summary_v2  # pylint: disable=g-import-not-at-top
+
     self._add(0, summary_v2.hparams_pb(dict(hparams)))
 
   def flush(self) -> None:
@@ -218,7 +223,7 @@ def flatten_metrics(metrics: dict, names: list[str]) -> dict[str, float]:
   for key, value in jax.device_get(metrics).items():
     value = np.asarray(value)
     if key.endswith("_per_space"):
-      prefix = key[:-len("_per_space")]
+      prefix = key[: -len("_per_space")]
       out.update({f"{prefix}/{n}": float(v) for n, v in zip(names, value)})
     else:
       out[key] = float(value)
@@ -229,8 +234,9 @@ def average(history: list[dict], names: list[str]) -> dict[str, float]:
   """Mean of each metric over a logging interval, on the host: one transfer of the interval's
   metrics and no device op (an eager ``stack`` per metric cost about 8 ms each on CPUs)."""
   stacked = jax.tree.map(lambda *xs: np.stack(xs), *jax.device_get(history))
-  scalars = flatten_metrics(jax.tree.map(lambda x: np.mean(np.asarray(x, np.float64), axis=0),
-                                         stacked), names)
+  scalars = flatten_metrics(
+    jax.tree.map(lambda x: np.mean(np.asarray(x, np.float64), axis=0), stacked), names
+  )
   scalars["nonfinite"] = float(len(history) - np.sum(stacked["finite"]))
   scalars.pop("finite", None)
   return scalars
@@ -242,16 +248,20 @@ def check_finite(cfg, scalars: dict, step: int) -> None:
   if scalars["nonfinite"] and cfg.train.on_nonfinite == "stop":
     bad = [k for k, v in scalars.items() if k.startswith("loss") and not math.isfinite(v)]
     raise FloatingPointError(
-        f"non-finite loss or gradients in {int(scalars['nonfinite'])} step(s) up to step {step} "
-        f"(spaces: {', '.join(bad) or 'gradients only'}); those updates were not applied and the "
-        "last checkpoint is intact. Set config.train.on_nonfinite='skip' to skip such steps.")
+      f"non-finite loss or gradients in {int(scalars['nonfinite'])} step(s) up to step {step} "
+      f"(spaces: {', '.join(bad) or 'gradients only'}); those updates were not applied and the "
+      "last checkpoint is intact. Set config.train.on_nonfinite='skip' to skip such steps."
+    )
 
 
 def format_line(step, num_steps, steps_per_epoch, scalars, names, img_per_s, eta_s) -> str:
   """The one-line progress every process prints: step, epoch, loss, each space's loss / top-1
   (/ own-view top-1), throughput and ETA."""
-  parts = [f"step {step}/{num_steps}", f"epoch {step / steps_per_epoch:.2f}",
-           f"loss {scalars['loss']:.4f}"]
+  parts = [
+    f"step {step}/{num_steps}",
+    f"epoch {step / steps_per_epoch:.2f}",
+    f"loss {scalars['loss']:.4f}",
+  ]
   for i, n in enumerate(names):  # loss / top-1 [/ own-view top-1 for augmentation spaces]
     own = f"/{100 * scalars[f'own_top1/{n}']:.0f}%" if i else ""
     parts.append(f"{n} {scalars[f'loss/{n}']:.3f}/{100 * scalars[f'top1/{n}']:.0f}%{own}")

@@ -17,7 +17,8 @@ import jax
 import ml_collections
 from absl import logging
 from etils import epath
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import config as config_lib
 from leave_one_out import data
@@ -27,7 +28,8 @@ from leave_one_out.run import checkpoints
 from leave_one_out.run import logs
 from leave_one_out.run import monitor
 from leave_one_out.run import workdir as workdir_lib
-from leave_one_out.sharding import DATA_AXIS, make_mesh
+from leave_one_out.sharding import DATA_AXIS
+from leave_one_out.sharding import make_mesh
 
 
 class _Preemption:
@@ -59,8 +61,13 @@ class _Preemption:
       signal.signal(signal.SIGTERM, self._previous)
 
 
-def pretrain(cfg: ml_collections.ConfigDict, workdir: str, *, workdir_mode: str = "auto",
-             stop_at: int | None = None) -> dict:
+def pretrain(
+  cfg: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  workdir_mode: str = "auto",
+  stop_at: int | None = None,
+) -> dict:
   """Pretrains (resuming from ``workdir`` when it holds a checkpoint); returns a summary.
 
   Args:
@@ -80,8 +87,9 @@ def pretrain(cfg: ml_collections.ConfigDict, workdir: str, *, workdir_mode: str 
     return _pretrain(cfg, workdir, workdir_mode, stop_at, preemption)
 
 
-def _pretrain(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
-              preemption: _Preemption) -> dict:
+def _pretrain(
+  cfg, workdir: str, workdir_mode: str, stop_at: int | None, preemption: _Preemption
+) -> dict:
   mesh = make_mesh()
   config_lib.validate(cfg, num_devices=mesh.size)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -92,8 +100,12 @@ def _pretrain(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
   compiled = train.programs(cfg, mesh, source.steps_per_epoch)
   model, num_steps = compiled.model, compiled.num_steps
   make_ckpt = lambda: checkpoints.Checkpointer(
-      workdir, keep=cfg.keep_checkpoints, keep_every=cfg.keep_every_steps,
-      keep_steps=(num_steps,), async_save=cfg.async_checkpoints)
+    workdir,
+    keep=cfg.keep_checkpoints,
+    keep_every=cfg.keep_every_steps,
+    keep_steps=(num_steps,),
+    async_save=cfg.async_checkpoints,
+  )
   ckpt = make_ckpt()
   workdir_lib.prepare(workdir, workdir_mode, ckpt, cfg)
   if workdir_mode == "overwrite":
@@ -142,29 +154,38 @@ def _pretrain(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
         jax.block_until_ready(metrics["loss"])
         jax.profiler.stop_trace()
         profiling = False
-        logging.info("Wrote a profile of steps %d-%d to %s/plugins/profile",
-                     cfg.profile_start_step, step - 1, workdir)
+        logging.info(
+          "Wrote a profile of steps %d-%d to %s/plugins/profile",
+          cfg.profile_start_step,
+          step - 1,
+          workdir,
+        )
       preempted = preemption.requested or ckpt.reached_preemption(step - start_step)
       if preempted and not preemption.requested:
-        logging.warning("Preemption notice: all %d processes stop at step %d.",
-                        jax.process_count(), step)
+        logging.warning(
+          "Preemption notice: all %d processes stop at step %d.", jax.process_count(), step
+        )
       if step % cfg.log_every_steps == 0 or step in (end, num_steps) or preempted:
         scalars = logs.average(history, names)
         history = []
         elapsed = time.perf_counter() - interval_start
         img_per_s = interval_images / elapsed if interval_images else 0.0
         eta = (num_steps - step) * cfg.train.batch_size / img_per_s if img_per_s else 0.0
-        scalars.update(img_per_s=img_per_s, img_per_s_per_device=img_per_s / mesh.size,
-                       epoch=step / source.steps_per_epoch,
-                       data_skipped=float(getattr(source, "num_corrupt", 0)))
+        scalars.update(
+          img_per_s=img_per_s,
+          img_per_s_per_device=img_per_s / mesh.size,
+          epoch=step / source.steps_per_epoch,
+          data_skipped=float(getattr(source, "num_corrupt", 0)),
+        )
         if not last_scalars:
           scalars["compile_s"] = compile_s
         peak = (jax.local_devices()[0].memory_stats() or {}).get("peak_bytes_in_use")
         if peak:  # GPU/TPU; the CPU backend keeps no statistics
           scalars["peak_memory_gib"] = peak / 2**30
         run_log.write(step, scalars)
-        logging.info(logs.format_line(step, num_steps, source.steps_per_epoch, scalars,
-                                          names, img_per_s, eta))
+        logging.info(
+          logs.format_line(step, num_steps, source.steps_per_epoch, scalars, names, img_per_s, eta)
+        )
         last_scalars = scalars
         interval_start, interval_images = time.perf_counter(), 0
         logs.check_finite(cfg, scalars, step)
@@ -173,18 +194,29 @@ def _pretrain(cfg, workdir: str, workdir_mode: str, stop_at: int | None,
       if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
         monitored = _monitor(model, state, cfg)
         run_log.write(step, monitored)
-        logging.info("step %d | online %s", step, ", ".join(
-            f"{_MONITOR_NAMES.get(k, k)} {100 * v:.1f}%" for k, v in monitored.items()))
+        logging.info(
+          "step %d | online %s",
+          step,
+          ", ".join(f"{_MONITOR_NAMES.get(k, k)} {100 * v:.1f}%" for k, v in monitored.items()),
+        )
       if preempted:
-        logging.warning("Stopped at step %d on a preemption request; run the same command "
-                        "again to continue.", step)
+        logging.warning(
+          "Stopped at step %d on a preemption request; run the same command again to continue.",
+          step,
+        )
         break
   finally:  # also when the loop raises: join the prefetch thread, commit pending saves
     batches.close()
     ckpt.close()
     run_log.close()
-  return {"step": step, "num_steps": num_steps, "spaces": names, "state": state,
-          "preempted": preempted, **last_scalars}
+  return {
+    "step": step,
+    "num_steps": num_steps,
+    "spaces": names,
+    "state": state,
+    "preempted": preempted,
+    **last_scalars,
+  }
 
 
 _MONITOR_NAMES = {"eval/knn_top1": "kNN top-1", "eval/linear_top1": "linear top-1"}

@@ -38,27 +38,42 @@ def monitor(model, variables, cfg, *, mesh=None) -> dict[str, float]:
   query_split = o.eval_split or d.eval_split
   same = bank_split == query_split
   size = dataset.read_size(d, cfg.augment.image_size)
-  read = lambda split, n: data_lib.create_eval_source(d, split, image_size=size,
-                                                      num_examples=n, seed=cfg.seed)
+  read = lambda split, n: data_lib.create_eval_source(
+    d, split, image_size=size, num_examples=n, seed=cfg.seed
+  )
   bank_source = read(bank_split, o.num_train + (o.num_test if same else 0))
   bank = bank_source.load()
   if same:
-    queries = {k: v[o.num_train:] for k, v in bank.items()}
-    bank = {k: v[:o.num_train] for k, v in bank.items()}
+    queries = {k: v[o.num_train :] for k, v in bank.items()}
+    bank = {k: v[: o.num_train] for k, v in bank.items()}
     if not len(queries["label"]):
-      raise ValueError(f"config.online: {bank_split} holds only {len(bank['label'])} images, "
-                       f"none left for queries after the bank (online.num_train)")
+      raise ValueError(
+        f"config.online: {bank_split} holds only {len(bank['label'])} images, "
+        f"none left for queries after the bank (online.num_train)"
+      )
   else:
     queries = read(query_split, o.num_test).load()
   kind = "looc++" if model.looc_plus_plus else "backbone"
-  feats = [extract.extract_features(model, variables, split["image"], kind,
-                                       image_size=cfg.augment.image_size, mesh=mesh)
-           for split in (bank, queries)]
+  feats = [
+    extract.extract_features(
+      model, variables, split["image"], kind, image_size=cfg.augment.image_size, mesh=mesh
+    )
+    for split in (bank, queries)
+  ]
   num_classes = bank_source.num_classes
-  out = {"eval/knn_top1": classifiers.knn_probe(
-      feats[0], bank["label"], feats[1], queries["label"], num_classes, k=knn.K,
-      temperature=knn.TEMPERATURE)["top1"]}
+  out = {
+    "eval/knn_top1": classifiers.knn_probe(
+      feats[0],
+      bank["label"],
+      feats[1],
+      queries["label"],
+      num_classes,
+      k=knn.K,
+      temperature=knn.TEMPERATURE,
+    )["top1"]
+  }
   if o.linear_probe:
-    out["eval/linear_top1"] = classifiers.linear_probe(feats[0], bank["label"], feats[1],
-                                                  queries["label"], num_classes)["top1"]
+    out["eval/linear_top1"] = classifiers.linear_probe(
+      feats[0], bank["label"], feats[1], queries["label"], num_classes
+    )["top1"]
   return out

@@ -20,12 +20,23 @@ from leave_one_out.run import logs
 
 MODES = ("auto", "resume", "overwrite")
 # Fields that may change when a run is resumed; any other difference is a different run.
-RESUMABLE_FIELDS = ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-                    "keep_every_steps", "async_checkpoints", "eval_every_steps",
-                    "profile_start_step", "profile_num_steps", "train.on_nonfinite",
-                    # monitoring is not the run
-                    "online.train_split", "online.eval_split", "online.num_train",
-                    "online.num_test", "online.linear_probe")
+RESUMABLE_FIELDS = (
+  "log_every_steps",
+  "checkpoint_every_steps",
+  "keep_checkpoints",
+  "keep_every_steps",
+  "async_checkpoints",
+  "eval_every_steps",
+  "profile_start_step",
+  "profile_num_steps",
+  "train.on_nonfinite",
+  # monitoring is not the run
+  "online.train_split",
+  "online.eval_split",
+  "online.num_train",
+  "online.num_test",
+  "online.linear_probe",
+)
 
 
 def config_differences(saved: dict, current: dict, prefix: str = "") -> list[str]:
@@ -86,9 +97,11 @@ def prepare(workdir: str, mode: str, ckpt: checkpoints.Checkpointer, cfg) -> Non
   diffs = config_differences(saved, json.loads(cfg.to_json()))
   if diffs and mode == "auto":
     raise ValueError(
-        f"{workdir} holds a run (step {latest}) with a different config:\n  "
-        + "\n  ".join(diffs) + "\nUse another --workdir, or --workdir_mode=resume to continue "
-        "that run with the new config, or --workdir_mode=overwrite to start afresh (the old "
-        "checkpoints are moved aside, not deleted).")
+      f"{workdir} holds a run (step {latest}) with a different config:\n  "
+      + "\n  ".join(diffs)
+      + "\nUse another --workdir, or --workdir_mode=resume to continue "
+      "that run with the new config, or --workdir_mode=overwrite to start afresh (the old "
+      "checkpoints are moved aside, not deleted)."
+    )
   if diffs:
     logging.warning("Resuming with a changed config: %s", "; ".join(diffs))

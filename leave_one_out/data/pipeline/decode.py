@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from leave_one_out.data.pipeline import tf_data
 
-
-
 _JPEG_RATIOS = (1, 2, 4, 8)
 
 
@@ -37,8 +35,9 @@ def _decode(tf, encoded, min_side=None):
     shape = tf.image.extract_jpeg_shape(encoded)
     factor = tf.reduce_min(shape[:2]) // min_side
     branch = tf.reduce_sum(tf.cast(factor >= tf.constant(_JPEG_RATIOS[1:]), tf.int32))
-    image = tf.switch_case(branch, [
-        (lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r)) for r in _JPEG_RATIOS])
+    image = tf.switch_case(
+      branch, [(lambda r=r: tf.io.decode_jpeg(encoded, channels=3, ratio=r)) for r in _JPEG_RATIOS]
+    )
     return image, tf.cast(shape[:2], tf.float32)
 
   def other():
@@ -61,6 +60,7 @@ def _resize(tf, image, new_size, method: str, antialias: str):
   otherwise. Antialiased bilinear (``tf.image.resize(antialias=True)``) costs about as much as
   decoding the JPEG; docs/data.md has the measurements.
   """
+
   def resize(aa, how=method):
     return lambda: tf.image.resize(image, new_size, method=how, antialias=aa)
 
@@ -69,8 +69,11 @@ def _resize(tf, image, new_size, method: str, antialias: str):
       return resize(antialias == "always")()
     ratio = tf.cast(tf.shape(image)[:2], tf.float32) / tf.cast(new_size, tf.float32)
     shrink, least = tf.reduce_max(ratio), tf.reduce_min(ratio)
-    return tf.cond(shrink <= 2.0, resize(False),
-                   lambda: tf.cond(least >= 1.0, resize(False, "area"), resize(True)))
+    return tf.cond(
+      shrink <= 2.0,
+      resize(False),
+      lambda: tf.cond(least >= 1.0, resize(False, "area"), resize(True)),
+    )
 
   same = tf.reduce_all(tf.shape(image)[:2] == tf.cast(new_size, tf.int32))
   return tf.cond(same, lambda: tf.cast(image, tf.float32), general)
@@ -93,8 +96,13 @@ def decode_resize(encoded, size: int, method: str = "bilinear", antialias: str =
   return image, aspect
 
 
-def decode_center_crop(encoded, size: int, crop_fraction: float = 0.875,
-                       method: str = "bilinear", antialias: str = "auto"):
+def decode_center_crop(
+  encoded,
+  size: int,
+  crop_fraction: float = 0.875,
+  method: str = "bilinear",
+  antialias: str = "auto",
+):
   """Evaluation: shorter side resized to ``round(size / crop_fraction)``, centre ``size`` crop."""
   tf = tf_data.tf()
   short = max(int(round(size / crop_fraction)), size)
@@ -104,6 +112,6 @@ def decode_center_crop(encoded, size: int, crop_fraction: float = 0.875,
   image = _resize(tf, image, new, method, antialias)
   top = (new[0] - size) // 2
   left = (new[1] - size) // 2
-  image = _to_uint8(tf, image[top:top + size, left:left + size])
+  image = _to_uint8(tf, image[top : top + size, left : left + size])
   image.set_shape([size, size, 3])
   return image

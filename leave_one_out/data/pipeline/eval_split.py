@@ -18,8 +18,8 @@ import numpy as np
 from absl import logging
 
 from leave_one_out.data import DataError
-from leave_one_out.data.pipeline import tf_data
 from leave_one_out.data.pipeline import decode
+from leave_one_out.data.pipeline import tf_data
 
 
 class EvalSource:
@@ -32,9 +32,21 @@ class EvalSource:
     num_corrupt: unreadable images skipped so far (``data.skip_corrupt``).
   """
 
-  def __init__(self, records_fn, *, num_examples: int, num_classes: int, class_names,
-               image_size: int, batch_size: int, crop_fraction: float, skip_corrupt: bool,
-               resize_method: str, antialias: str, description: str):
+  def __init__(
+    self,
+    records_fn,
+    *,
+    num_examples: int,
+    num_classes: int,
+    class_names,
+    image_size: int,
+    batch_size: int,
+    crop_fraction: float,
+    skip_corrupt: bool,
+    resize_method: str,
+    antialias: str,
+    description: str,
+  ):
     self._records_fn = records_fn
     self.num_examples = int(num_examples)
     self.num_classes = int(num_classes)
@@ -49,8 +61,10 @@ class EvalSource:
     self.num_corrupt = 0
 
   def __repr__(self):
-    return (f"EvalSource({self.description}: {self.num_examples} examples, "
-            f"{self.num_classes} classes, {self.image_size} px)")
+    return (
+      f"EvalSource({self.description}: {self.num_examples} examples, "
+      f"{self.num_classes} classes, {self.image_size} px)"
+    )
 
   def iterate(self) -> Iterator[dict]:
     """{"image": uint8 [b, S, S, 3], "label": int32 [b]}; the last batch may be smaller."""
@@ -59,13 +73,18 @@ class EvalSource:
     method, antialias = self.resize_method, self.antialias
 
     def decoded(r):
-      return {"image": decode.decode_center_crop(r["encoded"], size, fraction, method, antialias),
-              "label": r["label"], "index": r["index"]}
+      return {
+        "image": decode.decode_center_crop(r["encoded"], size, fraction, method, antialias),
+        "label": r["label"],
+        "index": r["index"],
+      }
 
     ds = self._records_fn()
     ds = tf.data.Dataset.zip((ds, tf.data.Dataset.range(np.iinfo(np.int64).max)))
     ds = ds.map(tf_data.tf_function(lambda r, i: dict(r, index=i)))
-    ds = ds.map(tf_data.tf_function(decoded), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(
+      tf_data.tf_function(decoded), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     if self.skip_corrupt:
       ds = ds.ignore_errors()
     ds = ds.batch(self.batch_size).prefetch(2).with_options(tf_data.read_options())
@@ -76,14 +95,20 @@ class EvalSource:
         skipped = int(index[-1]) + 1 - seen - len(index)
         if skipped:
           self.num_corrupt += skipped
-          logging.warning("%s: skipped %d unreadable images (%d in all)", self.description,
-                          skipped, self.num_corrupt)
+          logging.warning(
+            "%s: skipped %d unreadable images (%d in all)",
+            self.description,
+            skipped,
+            self.num_corrupt,
+          )
         seen = int(index[-1]) + 1
         yield batch
     except tf.errors.OpError as e:
-      raise DataError(f"{self.description}: an image failed to decode after {seen} examples "
-                      f"({str(e).splitlines()[0] if str(e) else e}); set "
-                      "config.data.skip_corrupt=True to skip such images") from e
+      raise DataError(
+        f"{self.description}: an image failed to decode after {seen} examples "
+        f"({str(e).splitlines()[0] if str(e) else e}); set "
+        "config.data.skip_corrupt=True to skip such images"
+      ) from e
 
   def load(self) -> dict[str, np.ndarray]:
     """The whole split as numpy: {"image": uint8 [N, S, S, 3], "label": int32 [N]}."""
@@ -100,8 +125,9 @@ class ArrayEvalSource:
   """An evaluation split held in memory: ``arrays`` {"image": uint8 [N, S, S, 3], "label":
   int32 [N], other labels [N]} (this host's share of it)."""
 
-  def __init__(self, arrays: dict, *, num_classes: int, class_names, batch_size: int,
-               description: str):
+  def __init__(
+    self, arrays: dict, *, num_classes: int, class_names, batch_size: int, description: str
+  ):
     self.arrays = {k: np.asarray(v) for k, v in arrays.items()}
     self.num_examples = len(self.arrays["image"])
     self.num_classes = int(num_classes)
@@ -111,12 +137,14 @@ class ArrayEvalSource:
     self.num_corrupt = 0
 
   def __repr__(self):
-    return (f"ArrayEvalSource({self.description}: {self.num_examples} examples, "
-            f"{self.num_classes} classes)")
+    return (
+      f"ArrayEvalSource({self.description}: {self.num_examples} examples, "
+      f"{self.num_classes} classes)"
+    )
 
   def iterate(self) -> Iterator[dict]:
     for start in range(0, self.num_examples, self.batch_size):
-      yield {k: v[start:start + self.batch_size] for k, v in self.arrays.items()}
+      yield {k: v[start : start + self.batch_size] for k, v in self.arrays.items()}
 
   def load(self) -> dict[str, np.ndarray]:
     return dict(self.arrays)

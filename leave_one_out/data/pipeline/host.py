@@ -24,8 +24,8 @@ from absl import logging
 
 from leave_one_out import data as data_lib
 from leave_one_out.data import DataError
-from leave_one_out.data.pipeline import tf_data
 from leave_one_out.data.pipeline import decode
+from leave_one_out.data.pipeline import tf_data
 
 LOG_FIRST_CORRUPT, LOG_EVERY_CORRUPT = 20, 100
 
@@ -33,11 +33,18 @@ LOG_FIRST_CORRUPT, LOG_EVERY_CORRUPT = 20, 100
 def pipeline_kwargs(cfg) -> dict:
   """``HostPipeline``'s settings from a full config, for this host."""
   d = cfg.data
-  return dict(global_batch=cfg.train.batch_size, image_size=d.image_size, seed=cfg.seed,
-              skip_corrupt=d.skip_corrupt, decode_threads=d.decode_threads,
-              host_prefetch=d.host_prefetch, resize_method=d.resize_method,
-              antialias=d.antialias, process_index=jax.process_index(),
-              process_count=jax.process_count())
+  return dict(
+    global_batch=cfg.train.batch_size,
+    image_size=d.image_size,
+    seed=cfg.seed,
+    skip_corrupt=d.skip_corrupt,
+    decode_threads=d.decode_threads,
+    host_prefetch=d.host_prefetch,
+    resize_method=d.resize_method,
+    antialias=d.antialias,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
 
 
 class HostPipeline:
@@ -48,10 +55,22 @@ class HostPipeline:
   batches with ``_decoded`` and ``_aligned``.
   """
 
-  def __init__(self, *, num_examples: int, global_batch: int, image_size: int, seed: int,
-               skip_corrupt: bool = True, decode_threads: int = 0, host_prefetch: int = 2,
-               resize_method: str = "bilinear", antialias: str = "auto",
-               process_index: int = 0, process_count: int = 1, description: str = ""):
+  def __init__(
+    self,
+    *,
+    num_examples: int,
+    global_batch: int,
+    image_size: int,
+    seed: int,
+    skip_corrupt: bool = True,
+    decode_threads: int = 0,
+    host_prefetch: int = 2,
+    resize_method: str = "bilinear",
+    antialias: str = "auto",
+    process_index: int = 0,
+    process_count: int = 1,
+    description: str = "",
+  ):
     if global_batch % process_count:
       raise DataError(f"global batch {global_batch} does not split over {process_count} hosts")
     data_lib.check_one_batch(num_examples, global_batch, f"{description}: examples")
@@ -76,9 +95,11 @@ class HostPipeline:
     return self.num_examples // self.global_batch
 
   def __repr__(self):
-    return (f"{type(self).__name__}({self.description}: {self.num_examples} examples, "
-            f"{self.steps_per_epoch} steps of {self.global_batch}, host "
-            f"{self.process_index}/{self.process_count})")
+    return (
+      f"{type(self).__name__}({self.description}: {self.num_examples} examples, "
+      f"{self.steps_per_epoch} steps of {self.global_batch}, host "
+      f"{self.process_index}/{self.process_count})"
+    )
 
   # Subclasses: where a position's image comes from (for messages and diagnosis).
   def describe(self, pos: int) -> str:
@@ -108,14 +129,18 @@ class HostPipeline:
     tf = tf_data.tf()
     for name, encoded in self._raw(start_pos, self.local_batch):
       try:
-        decode.decode_resize(tf.constant(encoded), self.image_size, self.resize_method,
-                             self.antialias)
+        decode.decode_resize(
+          tf.constant(encoded), self.image_size, self.resize_method, self.antialias
+        )
       except Exception as e:  # pylint: disable=broad-except
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        return DataError(f"undecodable image {name} ({message}); set "
-                                "config.data.skip_corrupt=True to skip such images")
-    return DataError(f"reading the batch at position {start_pos} "
-                            f"({self.describe(start_pos)}) failed: {error}")
+        return DataError(
+          f"undecodable image {name} ({message}); set "
+          "config.data.skip_corrupt=True to skip such images"
+        )
+    return DataError(
+      f"reading the batch at position {start_pos} ({self.describe(start_pos)}) failed: {error}"
+    )
 
   def _aligned(self, batches, first_pos: int, end_pos: int | None) -> Iterator[dict]:
     """Numpy batches of exactly ``local_batch`` positions each, from ``first_pos`` on."""
@@ -131,13 +156,13 @@ class HostPipeline:
       except tf.errors.OpError as e:
         raise self._diagnose(start, e) from e
       pos = got["pos"]
-      if (pending is None and len(pos) == b and pos[0] == start and pos[-1] == start + b - 1):
-        yield self._finish(start, {"image": got["image"], "aspect": got["aspect"],
-                                   "valid": np.ones((b,), bool)})
+      if pending is None and len(pos) == b and pos[0] == start and pos[-1] == start + b - 1:
+        yield self._finish(
+          start, {"image": got["image"], "aspect": got["aspect"], "valid": np.ones((b,), bool)}
+        )
         start += b
         continue
-      pending = got if pending is None else {
-          k: np.concatenate([pending[k], got[k]]) for k in got}
+      pending = got if pending is None else {k: np.concatenate([pending[k], got[k]]) for k in got}
       while pending is not None and pending["pos"][-1] >= start + b:
         pending, batch = self._take(pending, start)
         yield self._finish(start, batch)
@@ -158,8 +183,10 @@ class HostPipeline:
       rest = {k: v[~take] for k, v in pending.items()} if not take.all() else None
     n = 0 if chunk is None else len(chunk["pos"])
     if n == 0:
-      raise DataError(f"no decodable image in a whole batch of {b} ({self.description}, "
-                             f"e.g. {self.describe(start)}); is the data corrupt?")
+      raise DataError(
+        f"no decodable image in a whole batch of {b} ({self.description}, "
+        f"e.g. {self.describe(start)}); is the data corrupt?"
+      )
     slots = (chunk["pos"] - start).astype(np.int64)
     missing = np.setdiff1d(np.arange(b), slots)
     image = np.zeros((b,) + chunk["image"].shape[1:], chunk["image"].dtype)
@@ -169,17 +196,24 @@ class HostPipeline:
     for m in missing:
       self.num_corrupt += 1
       self._epoch_corrupt += 1
-      if (self.num_corrupt <= LOG_FIRST_CORRUPT
-          or self.num_corrupt % LOG_EVERY_CORRUPT == 0):
-        logging.warning("Skipped an unreadable image (%d so far on this host): %s",
-                        self.num_corrupt, self.describe(start + int(m)))
+      if self.num_corrupt <= LOG_FIRST_CORRUPT or self.num_corrupt % LOG_EVERY_CORRUPT == 0:
+        logging.warning(
+          "Skipped an unreadable image (%d so far on this host): %s",
+          self.num_corrupt,
+          self.describe(start + int(m)),
+        )
     return rest, {"image": image, "aspect": aspect, "valid": valid}
 
   def _finish(self, start: int, batch: dict) -> dict:
     step = start // self.local_batch
     if (step + 1) % self.steps_per_epoch == 0 and self._epoch_corrupt:
-      logging.warning("Epoch %d: skipped %d unreadable images on host %d (%d in all); their "
-                      "slots were masked out of the loss.", step // self.steps_per_epoch,
-                      self._epoch_corrupt, self.process_index, self.num_corrupt)
+      logging.warning(
+        "Epoch %d: skipped %d unreadable images on host %d (%d in all); their "
+        "slots were masked out of the loss.",
+        step // self.steps_per_epoch,
+        self._epoch_corrupt,
+        self.process_index,
+        self.num_corrupt,
+      )
       self._epoch_corrupt = 0
     return batch

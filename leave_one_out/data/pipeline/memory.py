@@ -26,6 +26,7 @@ class InMemorySource:
     process_index / process_count: this host's share is a contiguous slice of the global batch,
       matching the order of ``jax.make_array_from_process_local_data``.
   """
+
   images: np.ndarray
   global_batch: int
   seed: int
@@ -35,13 +36,16 @@ class InMemorySource:
   def __post_init__(self):
     data_lib.check_one_batch(len(self.images), self.global_batch, "the dataset's images")
     if self.global_batch % self.process_count:
-      raise ValueError(f"global batch {self.global_batch} does not split over "
-                       f"{self.process_count} hosts")
+      raise ValueError(
+        f"global batch {self.global_batch} does not split over {self.process_count} hosts"
+      )
 
   def __repr__(self) -> str:
-    return (f"InMemorySource({self.images.shape[0]} images of {self.images.shape[1:]}, "
-            f"global batch {self.global_batch}, seed {self.seed}, process "
-            f"{self.process_index} of {self.process_count})")
+    return (
+      f"InMemorySource({self.images.shape[0]} images of {self.images.shape[1:]}, "
+      f"global batch {self.global_batch}, seed {self.seed}, process "
+      f"{self.process_index} of {self.process_count})"
+    )
 
   @property
   def steps_per_epoch(self) -> int:
@@ -53,7 +57,7 @@ class InMemorySource:
     order = np.random.default_rng([self.seed, epoch]).permutation(len(self.images))
     local = self.global_batch // self.process_count
     start = within * self.global_batch + self.process_index * local
-    return order[start:start + local]
+    return order[start : start + local]
 
   def batch(self, step: int) -> dict[str, np.ndarray]:
     """This host's examples at ``step``: {"image": uint8 `[B / hosts, H, W, 3]`, "aspect",
@@ -74,11 +78,13 @@ def validate_generated(d, splits: dict, dataset: str) -> None:
   """The checks every generated source (rendered in memory) makes of ``d``: no class filter and
   split names among ``splits`` (config split -> the generator's)."""
   check = fields.Section(d, "config.data")
-  check.check(not d.classes, "classes", f"must be '' for the {dataset} dataset, got "
-                                        f"{d.classes!r}")
+  check.check(not d.classes, "classes", f"must be '' for the {dataset} dataset, got {d.classes!r}")
   for field in ("train_split", "eval_split"):
-    check.check(d[field] in splits, field, f"must be one of {tuple(splits)} for the {dataset} "
-                                           f"dataset, got {d[field]!r}")
+    check.check(
+      d[field] in splits,
+      field,
+      f"must be one of {tuple(splits)} for the {dataset} dataset, got {d[field]!r}",
+    )
 
 
 def host_share(arrays: dict, process_index: int, process_count: int) -> dict:

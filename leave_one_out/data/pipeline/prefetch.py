@@ -39,7 +39,8 @@ class _DevicePrefetcher:
     try:
       for batch in self._batches:
         placed = jax.tree.map(
-            lambda x: jax.make_array_from_process_local_data(self._sharding, x), batch)
+          lambda x: jax.make_array_from_process_local_data(self._sharding, x), batch
+        )
         if not self._put(placed):
           return
       self._put(_END)

@@ -21,9 +21,10 @@ def tf():
     import tensorflow as tensorflow  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise DataError(
-        "this data source reads images with tf.data, and TensorFlow is not installed: "
-        "pip install 'leave_one_out[data]' (or tensorflow-cpu). The embedded datasets "
-        "(config.data.name='synthetic') need no TensorFlow.") from e
+      "this data source reads images with tf.data, and TensorFlow is not installed: "
+      "pip install 'leave_one_out[data]' (or tensorflow-cpu). The embedded datasets "
+      "(config.data.name='synthetic') need no TensorFlow."
+    ) from e
   if not _TF_STATE["ready"]:
     try:
       tensorflow.config.set_visible_devices([], "GPU")  # (TF never touches TPUs unless asked)
@@ -37,6 +38,7 @@ def tfds():
   """tensorflow_datasets, with TensorFlow set up first (``tf()``)."""
   tf()
   import tensorflow_datasets  # pylint: disable=g-import-not-at-top
+
   return tensorflow_datasets
 
 

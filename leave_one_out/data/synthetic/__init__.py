@@ -13,9 +13,9 @@ import jax
 
 from leave_one_out import data as data_lib
 from leave_one_out import fields
-from leave_one_out.data.synthetic import scenes
 from leave_one_out.data.pipeline import eval_split
 from leave_one_out.data.pipeline import memory
+from leave_one_out.data.synthetic import scenes
 
 RENDERED = True  # rendered in memory at data.image_size (leave_one_out.data)
 SPLITS = {"train": "train", "test": "test", "validation": "test"}  # config split -> generator's
@@ -41,8 +41,9 @@ def validate(d) -> None:
   check = fields.Section(d, "config.data")
   check.number("synthetic_light", 0.0, 1.0, high_open=True)
   check.number("synthetic_hue_jitter", 0.0, scenes.MAX_HUE_JITTER)  # degrees
-  check.check(d.synthetic_hue_bins != 1, "synthetic_hue_bins",
-              "must be 0 (no hue label) or >= 2, got 1")
+  check.check(
+    d.synthetic_hue_bins != 1, "synthetic_hue_bins", "must be 0 (no hue label) or >= 2, got 1"
+  )
   memory.validate_generated(d, SPLITS, "synthetic")
 
 
@@ -51,22 +52,33 @@ def check_ready(d, splits: dict) -> None:
 
 
 def describe(d) -> str:
-  return (f"the embedded shapes dataset (light from above {light(d):g}, hue jitter "
-          f"+-{hue_jitter(d):g} degrees)")
+  return (
+    f"the embedded shapes dataset (light from above {light(d):g}, hue jitter "
+    f"+-{hue_jitter(d):g} degrees)"
+  )
 
 
 def train_source(cfg) -> memory.InMemorySource:
   d = cfg.data
   data_lib.check_one_batch(d.num_train, cfg.train.batch_size, "config.data.num_train")
-  data = _load(d, d.train_split, num_examples=d.num_train, image_size=d.image_size,
-               seed=cfg.seed)
-  return memory.InMemorySource(data["image"], cfg.train.batch_size, cfg.seed,
-                               jax.process_index(), jax.process_count())
+  data = _load(d, d.train_split, num_examples=d.num_train, image_size=d.image_size, seed=cfg.seed)
+  return memory.InMemorySource(
+    data["image"], cfg.train.batch_size, cfg.seed, jax.process_index(), jax.process_count()
+  )
 
 
-def eval_source(d, split: str, *, image_size: int, batch_size: int, num_examples: int,
-                seed: int, process_index: int, process_count: int,
-                **unused) -> eval_split.ArrayEvalSource:
+def eval_source(
+  d,
+  split: str,
+  *,
+  image_size: int,
+  batch_size: int,
+  num_examples: int,
+  seed: int,
+  process_index: int,
+  process_count: int,
+  **unused,
+) -> eval_split.ArrayEvalSource:
   """``split`` rendered at ``image_size`` from ``seed`` (the pretraining seed, to reproduce the
   run's own images); ``num_examples`` 0 = the generator's default split size."""
   del unused  # host decoding settings: nothing to decode
@@ -77,5 +89,9 @@ def eval_source(d, split: str, *, image_size: int, batch_size: int, num_examples
     arrays["hue"] = scenes.hue_bins(data["hue"], d.synthetic_hue_bins)
   arrays = memory.host_share(arrays, process_index, process_count)
   return eval_split.ArrayEvalSource(
-      arrays, num_classes=len(scenes.SHAPES), class_names=scenes.SHAPES,
-      batch_size=batch_size, description=f"{describe(d)}, {split}")
+    arrays,
+    num_classes=len(scenes.SHAPES),
+    class_names=scenes.SHAPES,
+    batch_size=batch_size,
+    description=f"{describe(d)}, {split}",
+  )

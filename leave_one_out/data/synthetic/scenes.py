@@ -239,11 +239,14 @@ def _checked_light(max_light: float) -> float:
 
 
 def _checked_hue_jitter(hue_jitter: float) -> float:
-  if isinstance(hue_jitter, (bool, np.bool_)) or not isinstance(
-    hue_jitter, (int, float, np.integer, np.floating)
-  ) or not 0.0 <= float(hue_jitter) <= MAX_HUE_JITTER:
-    raise ValueError(f"hue_jitter must be a number of degrees in [0, {MAX_HUE_JITTER:g}], "
-                     f"got {hue_jitter!r}")
+  if (
+    isinstance(hue_jitter, (bool, np.bool_))
+    or not isinstance(hue_jitter, (int, float, np.integer, np.floating))
+    or not 0.0 <= float(hue_jitter) <= MAX_HUE_JITTER
+  ):
+    raise ValueError(
+      f"hue_jitter must be a number of degrees in [0, {MAX_HUE_JITTER:g}], got {hue_jitter!r}"
+    )
   return float(hue_jitter)
 
 
@@ -292,7 +295,7 @@ def sample_factors(
 
   scale = rng.uniform(*_SCALE, n).astype(np.float32)
   # Centre uniform in [scale / 2, 1 - scale / 2]: the bounding box stays inside the image.
-  position = (scale[:, None] / 2 + rng.uniform(0.0, 1.0, (n, 2)) * (1.0 - scale[:, None]))
+  position = scale[:, None] / 2 + rng.uniform(0.0, 1.0, (n, 2)) * (1.0 - scale[:, None])
   position = position.astype(np.float32)
 
   hue = _HUES[color] + rng.uniform(-hue_jitter, hue_jitter, n)
@@ -426,8 +429,9 @@ def generate(
   num_examples = _checked_int(num_examples, "num_examples", 1)
   image_size = _checked_int(image_size, "image_size", MIN_IMAGE_SIZE)
   seed = _checked_int(seed, "seed", 0)
-  factors = sample_factors(num_examples, image_size, np.random.default_rng(seed), max_light,
-                           hue_jitter)
+  factors = sample_factors(
+    num_examples, image_size, np.random.default_rng(seed), max_light, hue_jitter
+  )
   out = {"image": render(factors, image_size)}
   names = ("shape", "color", "texture", "hue", "position", "scale", "light")
   out.update({name: factors[name] for name in names})

@@ -86,6 +86,7 @@ def mean_ci95(values) -> tuple[float, float]:
   if v.size == 1:
     return float(v[0]), math.nan
   from scipy import stats  # local: only this needs scipy (installed with jax)
+
   t = stats.t.ppf(0.975, v.size - 1)
   return float(v.mean()), float(t * v.std(ddof=1) / math.sqrt(v.size))
 
@@ -95,8 +96,10 @@ def mean_ci95(values) -> tuple[float, float]:
 
 def _fit(x, y, l2, lr, *, num_classes: int, steps: int):
   """Full-batch Adam on mean softmax cross-entropy + l2/2 * |W|^2. x [N, F], y [N] -> (W, b)."""
-  params = (jnp.zeros((x.shape[1], num_classes), jnp.float32),
-            jnp.zeros((num_classes,), jnp.float32))
+  params = (
+    jnp.zeros((x.shape[1], num_classes), jnp.float32),
+    jnp.zeros((num_classes,), jnp.float32),
+  )
   tx = optax.adam(lr)
 
   def loss(p):
@@ -134,8 +137,9 @@ def train_linear(x, y, num_classes: int, *, l2=0.0, steps: int = 300, lr: float 
   """
   x, y = _check(x, y)
   grid = np.atleast_1d(np.asarray(l2, np.float32))
-  w, b = jax.device_get(_fit_grid(x, y, grid, jnp.float32(lr), num_classes=int(num_classes),
-                                  steps=int(steps)))
+  w, b = jax.device_get(
+    _fit_grid(x, y, grid, jnp.float32(lr), num_classes=int(num_classes), steps=int(steps))
+  )
   return (w, b) if np.ndim(l2) else (w[0], b[0])
 
 
@@ -145,10 +149,21 @@ def classify(classifier: dict, x) -> np.ndarray:
   return x @ classifier["w"] + classifier["b"]
 
 
-def linear_probe(train_x, train_y, test_x, test_y, num_classes: int, *,
-                 l2_grid=(0.0, 1e-4, 1e-3, 1e-2, 1e-1), val_fraction: float = 0.2,
-                 steps: int = 300, lr: float = 0.05, normalize_mode: str = "standardize",
-                 seed: int = 0, groups=None) -> dict:
+def linear_probe(
+  train_x,
+  train_y,
+  test_x,
+  test_y,
+  num_classes: int,
+  *,
+  l2_grid=(0.0, 1e-4, 1e-3, 1e-2, 1e-1),
+  val_fraction: float = 0.2,
+  steps: int = 300,
+  lr: float = 0.05,
+  normalize_mode: str = "standardize",
+  seed: int = 0,
+  groups=None,
+) -> dict:
   """Linear probe with the L2 strength chosen on held-out training examples.
 
   A random ``val_fraction`` of the training set is held out; one classifier per value of
@@ -185,18 +200,24 @@ def linear_probe(train_x, train_y, test_x, test_y, num_classes: int, *,
     held_out = int(np.sum(position < n_val))
     val, fit = order[:held_out], order[held_out:]
     norm = fit_normalizer(train_x[fit], normalize_mode)
-    w, b = train_linear(normalize(norm, train_x[fit]), train_y[fit], num_classes, l2=grid,
-                        steps=steps, lr=lr)
+    w, b = train_linear(
+      normalize(norm, train_x[fit]), train_y[fit], num_classes, l2=grid, steps=steps, lr=lr
+    )
     xv = normalize(norm, train_x[val])
     val_top1 = [topk_accuracy(xv @ w[i] + b[i], train_y[val]) for i in range(len(grid))]
     best = max(zip(val_top1, grid))[1]  # ties -> the larger l2
   norm = fit_normalizer(train_x, normalize_mode)
-  w, b = train_linear(normalize(norm, train_x), train_y, num_classes, l2=best, steps=steps,
-                      lr=lr)
+  w, b = train_linear(normalize(norm, train_x), train_y, num_classes, l2=best, steps=steps, lr=lr)
   classifier = {"norm": norm, "w": w, "b": b}
   logits = classify(classifier, test_x)
-  return {"top1": topk_accuracy(logits, test_y, 1), "top5": topk_accuracy(logits, test_y, 5),
-          "l2": best, "l2_grid": list(grid), "val_top1": val_top1, "classifier": classifier}
+  return {
+    "top1": topk_accuracy(logits, test_y, 1),
+    "top5": topk_accuracy(logits, test_y, 5),
+    "l2": best,
+    "l2_grid": list(grid),
+    "val_top1": val_top1,
+    "classifier": classifier,
+  }
 
 
 # ------------------------------------------------------------------------------------ kNN
@@ -210,15 +231,24 @@ def _knn_chunk(bank, bank_y, queries, temperature, *, k: int, num_classes: int):
   return votes.sum(axis=1)  # [Q, C]
 
 
-def knn_scores(bank_x, bank_y, query_x, num_classes: int, *, k: int = 20,
-               temperature: float = 0.07, chunk: int = 512) -> np.ndarray:
+def knn_scores(
+  bank_x,
+  bank_y,
+  query_x,
+  num_classes: int,
+  *,
+  k: int = 20,
+  temperature: float = 0.07,
+  chunk: int = 512,
+) -> np.ndarray:
   """Class scores `[Q, C]` of weighted cosine kNN: sum over the k most similar bank entries
   of exp(cos / temperature), per class. ``bank_x`` `[N, F]`, ``query_x`` `[Q, F]`."""
   bank_x, bank_y = _check(bank_x, bank_y, "bank features")
   query_x = _check(query_x, name="query features")
   if k < 1 or temperature <= 0:
-    raise ValueError(f"k must be >= 1 and temperature > 0, got k={k!r}, "
-                     f"temperature={temperature!r}")
+    raise ValueError(
+      f"k must be >= 1 and temperature > 0, got k={k!r}, temperature={temperature!r}"
+    )
   unit = lambda a: a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
   bank, queries = unit(bank_x), unit(query_x)
   k = min(int(k), bank.shape[0])
@@ -226,16 +256,20 @@ def knn_scores(bank_x, bank_y, query_x, num_classes: int, *, k: int = 20,
   size = min(chunk, q)
   out = []
   for start in range(0, q, size):
-    part = queries[start:start + size]
+    part = queries[start : start + size]
     valid = part.shape[0]
     part = np.pad(part, ((0, size - valid), (0, 0)))
-    out.append(np.asarray(_knn_chunk(bank, bank_y, part, jnp.float32(temperature), k=k,
-                                     num_classes=int(num_classes)))[:valid])
+    out.append(
+      np.asarray(
+        _knn_chunk(bank, bank_y, part, jnp.float32(temperature), k=k, num_classes=int(num_classes))
+      )[:valid]
+    )
   return np.concatenate(out)
 
 
-def knn_probe(train_x, train_y, test_x, test_y, num_classes: int, *, k: int = 20,
-              temperature: float = 0.07) -> dict:
+def knn_probe(
+  train_x, train_y, test_x, test_y, num_classes: int, *, k: int = 20, temperature: float = 0.07
+) -> dict:
   """kNN top-1 / top-5 on the test set with the training set as the bank."""
   scores = knn_scores(train_x, train_y, test_x, num_classes, k=k, temperature=temperature)
   test_y = np.asarray(test_y)
@@ -252,15 +286,30 @@ def sample_few_shot(labels, num_classes: int, shots: int, trials: int, seed: int
   pools = [np.flatnonzero(labels == c) for c in range(num_classes)]
   short = {c: len(p) for c, p in enumerate(pools) if len(p) < shots}
   if short:
-    raise ValueError(f"{shots}-shot needs {shots} examples of every class; these classes have "
-                     f"fewer (class: count): {short}")
-  return np.stack([np.concatenate([rng.choice(p, shots, replace=False) for p in pools])
-                   for _ in range(trials)])
+    raise ValueError(
+      f"{shots}-shot needs {shots} examples of every class; these classes have "
+      f"fewer (class: count): {short}"
+    )
+  return np.stack(
+    [np.concatenate([rng.choice(p, shots, replace=False) for p in pools]) for _ in range(trials)]
+  )
 
 
-def few_shot(train_x, train_y, test_x, test_y, num_classes: int, *, shots: int,
-             trials: int = 10, steps: int = 250, lr: float = 0.03, l2: float = 0.0,
-             normalize_mode: str = "l2", seed: int = 0) -> dict:
+def few_shot(
+  train_x,
+  train_y,
+  test_x,
+  test_y,
+  num_classes: int,
+  *,
+  shots: int,
+  trials: int = 10,
+  steps: int = 250,
+  lr: float = 0.03,
+  l2: float = 0.0,
+  normalize_mode: str = "l2",
+  seed: int = 0,
+) -> dict:
   """K-shot linear classification, ``trials`` times (all trials train in one vmapped call).
 
   Per trial: ``shots`` examples per class drawn from the training pool, a linear classifier
@@ -278,10 +327,16 @@ def few_shot(train_x, train_y, test_x, test_y, num_classes: int, *, shots: int,
   idx = sample_few_shot(train_y, num_classes, shots, trials, seed)
   norms = [fit_normalizer(train_x[i], normalize_mode) for i in idx]
   xs = np.stack([normalize(nm, train_x[i]) for nm, i in zip(norms, idx)])
-  ws, bs = jax.device_get(_fit_trials(xs, train_y[idx], jnp.float32(l2), jnp.float32(lr),
-                                      num_classes=int(num_classes), steps=int(steps)))
-  accs = [topk_accuracy(normalize(nm, test_x) @ w + b, test_y)
-          for nm, w, b in zip(norms, ws, bs)]
+  ws, bs = jax.device_get(
+    _fit_trials(
+      xs,
+      train_y[idx],
+      jnp.float32(l2),
+      jnp.float32(lr),
+      num_classes=int(num_classes),
+      steps=int(steps),
+    )
+  )
+  accs = [topk_accuracy(normalize(nm, test_x) @ w + b, test_y) for nm, w, b in zip(norms, ws, bs)]
   mean, ci = mean_ci95(accs)
-  return {"mean": mean, "ci95": ci, "accuracies": accs, "shots": int(shots),
-          "trials": int(trials)}
+  return {"mean": mean, "ci95": ci, "accuracies": accs, "shots": int(shots), "trials": int(trials)}

@@ -33,10 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 
 FAMILIES: dict[str, tuple[str, ...]] = {
-    "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),
-    "blur": ("gaussian_blur", "defocus_blur", "motion_blur", "zoom_blur"),
-    "weather": ("fog", "snow", "brightness"),
-    "digital": ("contrast", "saturate", "pixelate", "jpeg_compression"),
+  "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),
+  "blur": ("gaussian_blur", "defocus_blur", "motion_blur", "zoom_blur"),
+  "weather": ("fog", "snow", "brightness"),
+  "digital": ("contrast", "saturate", "pixelate", "jpeg_compression"),
 }
 CORRUPTIONS: tuple[str, ...] = tuple(n for names in FAMILIES.values() for n in names)
 FAMILY_OF: dict[str, str] = {n: f for f, names in FAMILIES.items() for n in names}
@@ -44,7 +44,9 @@ SEVERITIES = (1, 2, 3, 4, 5)
 REFERENCE_SIZE = 32  # pixel-sized constants below are for an image of this side
 
 # Per corruption, one row per severity 1..5 (columns: that corruption's parameters).
-PARAMS: dict[str, np.ndarray] = {k: np.asarray(v, np.float32).reshape(5, -1) for k, v in {
+PARAMS: dict[str, np.ndarray] = {
+  k: np.asarray(v, np.float32).reshape(5, -1)
+  for k, v in {
     "gaussian_noise": [0.08, 0.12, 0.18, 0.26, 0.38],  # std
     "shot_noise": [60, 25, 12, 5, 3],  # photons per unit intensity (lower = noisier)
     "impulse_noise": [0.03, 0.06, 0.09, 0.17, 0.27],  # fraction of values set to 0 or 1
@@ -55,14 +57,20 @@ PARAMS: dict[str, np.ndarray] = {k: np.asarray(v, np.float32).reshape(5, -1) for
     "zoom_blur": [1.06, 1.11, 1.16, 1.21, 1.26],  # largest zoom
     "fog": [[1.5, 2.0], [2.0, 2.0], [2.5, 1.7], [2.5, 1.5], [3.0, 1.4]],  # strength, decay
     # loc, scale, threshold of the flake noise, motion sigma (px at 32), blend of the whitening
-    "snow": [[0.1, 0.2, 0.6, 0.75, 0.95], [0.1, 0.2, 0.5, 1.0, 0.9], [0.15, 0.3, 0.55, 1.0, 0.9],
-             [0.25, 0.3, 0.6, 1.5, 0.85], [0.3, 0.3, 0.65, 2.0, 0.8]],
+    "snow": [
+      [0.1, 0.2, 0.6, 0.75, 0.95],
+      [0.1, 0.2, 0.5, 1.0, 0.9],
+      [0.15, 0.3, 0.55, 1.0, 0.9],
+      [0.25, 0.3, 0.6, 1.5, 0.85],
+      [0.3, 0.3, 0.65, 2.0, 0.8],
+    ],
     "brightness": [0.1, 0.2, 0.3, 0.4, 0.5],  # added to HSV value
     "contrast": [0.4, 0.3, 0.2, 0.1, 0.05],  # factor around the per-channel mean
     "saturate": [[0.3, 0.0], [0.1, 0.0], [2.0, 0.0], [5.0, 0.1], [20.0, 0.2]],  # s * a + b
     "pixelate": [0.6, 0.5, 0.4, 0.3, 0.25],  # side of the coarse grid / image side
     "jpeg_compression": [25, 18, 15, 10, 7],  # quality
-}.items()}
+  }.items()
+}
 assert set(PARAMS) == set(CORRUPTIONS)
 
 
@@ -90,9 +98,9 @@ def _conv_separable(x, kernel):
   r = kernel.shape[0] // 2
   h, w = x.shape[1:3]
   xp = jnp.pad(x, ((0, 0), (0, 0), (r, r), (0, 0)), mode="reflect")
-  x = sum(kernel[i] * xp[:, :, i:i + w] for i in range(2 * r + 1))
+  x = sum(kernel[i] * xp[:, :, i : i + w] for i in range(2 * r + 1))
   xp = jnp.pad(x, ((0, 0), (r, r), (0, 0), (0, 0)), mode="reflect")
-  return sum(kernel[i] * xp[:, i:i + h] for i in range(2 * r + 1))
+  return sum(kernel[i] * xp[:, i : i + h] for i in range(2 * r + 1))
 
 
 def _conv2d(x, kernel):
@@ -101,9 +109,9 @@ def _conv2d(x, kernel):
   c = x.shape[-1]
   xp = jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), mode="reflect")
   k = jnp.tile(kernel[:, :, None, None], (1, 1, 1, c))
-  return jax.lax.conv_general_dilated(xp, k, (1, 1), "VALID",
-                                      dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                      feature_group_count=c)
+  return jax.lax.conv_general_dilated(
+    xp, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c
+  )
 
 
 def _interpolation_matrix(offset, size: int):
@@ -202,8 +210,9 @@ def _zoom_blur(x, p, rng, num_zooms: int = 8):
     z = 1.0 + (p[0] - 1.0) * (j + 1) / num_zooms
     scale = jnp.stack([z, z])
     translation = jnp.stack([(1 - z) * h / 2, (1 - z) * w / 2])
-    out = out + jax.image.scale_and_translate(x, x.shape, (1, 2), scale, translation,
-                                              method="linear", antialias=False)
+    out = out + jax.image.scale_and_translate(
+      x, x.shape, (1, 2), scale, translation, method="linear", antialias=False
+    )
   return out / (num_zooms + 1)
 
 
@@ -281,11 +290,19 @@ def _pixelate(x, p, rng):
   return jnp.einsum("yh,bhwc,xw->byxc", py, x, px)
 
 
-_JPEG_LUMA = np.array([
-    [16, 11, 10, 16, 24, 40, 51, 61], [12, 12, 14, 19, 26, 58, 60, 55],
-    [14, 13, 16, 24, 40, 57, 69, 56], [14, 17, 22, 29, 51, 87, 80, 62],
-    [18, 22, 37, 56, 68, 109, 103, 77], [24, 35, 55, 64, 81, 104, 113, 92],
-    [49, 64, 78, 87, 103, 121, 120, 101], [72, 92, 95, 98, 112, 100, 103, 99]], np.float32)
+_JPEG_LUMA = np.array(
+  [
+    [16, 11, 10, 16, 24, 40, 51, 61],
+    [12, 12, 14, 19, 26, 58, 60, 55],
+    [14, 13, 16, 24, 40, 57, 69, 56],
+    [14, 17, 22, 29, 51, 87, 80, 62],
+    [18, 22, 37, 56, 68, 109, 103, 77],
+    [24, 35, 55, 64, 81, 104, 113, 92],
+    [49, 64, 78, 87, 103, 121, 120, 101],
+    [72, 92, 95, 98, 112, 100, 103, 99],
+  ],
+  np.float32,
+)
 _JPEG_CHROMA = np.full((8, 8), 99, np.float32)
 _JPEG_CHROMA[:4, :4] = [[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]]
 
@@ -303,12 +320,14 @@ def _jpeg_compression(x, p, rng):
   b, h, w, _ = x.shape
   q = p[0]
   scale = jnp.where(q < 50, 5000.0 / q, 200.0 - 2.0 * q)
-  tables = jnp.stack([jnp.asarray(_JPEG_LUMA), jnp.asarray(_JPEG_CHROMA),
-                      jnp.asarray(_JPEG_CHROMA)], axis=-1)  # [8, 8, 3]
+  tables = jnp.stack(
+    [jnp.asarray(_JPEG_LUMA), jnp.asarray(_JPEG_CHROMA), jnp.asarray(_JPEG_CHROMA)], axis=-1
+  )  # [8, 8, 3]
   tables = jnp.clip(jnp.floor((tables * scale + 50.0) / 100.0), 1.0, 255.0)
   rgb = x * 255.0
-  to_ycc = jnp.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
-                      [0.5, -0.418688, -0.081312]], jnp.float32)
+  to_ycc = jnp.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], jnp.float32
+  )
   ycc = rgb @ to_ycc.T + jnp.array([0.0, 128.0, 128.0])
   ph, pw = -h % 8, -w % 8
   ycc = jnp.pad(ycc, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge") - 128.0
@@ -326,21 +345,31 @@ def _jpeg_compression(x, p, rng):
 
 
 _FUNCTIONS = {
-    "gaussian_noise": _gaussian_noise, "shot_noise": _shot_noise,
-    "impulse_noise": _impulse_noise, "speckle_noise": _speckle_noise,
-    "gaussian_blur": _gaussian_blur, "defocus_blur": _defocus_blur,
-    "motion_blur": _motion_blur, "zoom_blur": _zoom_blur,
-    "fog": _fog, "snow": _snow, "brightness": _brightness,
-    "contrast": _contrast, "saturate": _saturate, "pixelate": _pixelate,
-    "jpeg_compression": _jpeg_compression,
+  "gaussian_noise": _gaussian_noise,
+  "shot_noise": _shot_noise,
+  "impulse_noise": _impulse_noise,
+  "speckle_noise": _speckle_noise,
+  "gaussian_blur": _gaussian_blur,
+  "defocus_blur": _defocus_blur,
+  "motion_blur": _motion_blur,
+  "zoom_blur": _zoom_blur,
+  "fog": _fog,
+  "snow": _snow,
+  "brightness": _brightness,
+  "contrast": _contrast,
+  "saturate": _saturate,
+  "pixelate": _pixelate,
+  "jpeg_compression": _jpeg_compression,
 }
 assert set(_FUNCTIONS) == set(CORRUPTIONS)
 
 
 def check_name(name: str) -> None:
   if name not in PARAMS:
-    raise ValueError(f"unknown corruption {name!r}; available (by family): "
-                     + "; ".join(f"{f}: {', '.join(n)}" for f, n in FAMILIES.items()))
+    raise ValueError(
+      f"unknown corruption {name!r}; available (by family): "
+      + "; ".join(f"{f}: {', '.join(n)}" for f, n in FAMILIES.items())
+    )
 
 
 def corrupt(images, name: str, severity, rng):

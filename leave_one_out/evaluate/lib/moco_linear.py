@@ -34,13 +34,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from absl import logging
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from leave_one_out import augment
-from leave_one_out import render
 from leave_one_out import extract
+from leave_one_out import render
 from leave_one_out.data.pipeline import prefetch
-from leave_one_out.sharding import DATA_AXIS, make_mesh
+from leave_one_out.sharding import DATA_AXIS
+from leave_one_out.sharding import make_mesh
 
 ROTATION = "rotation"  # the task name of rotate=True
 
@@ -61,20 +63,31 @@ def augment_config(p, image_size: int, rotate: bool = False):
 
 def settings(p) -> dict:
   """The protocol's settings as the results record them."""
-  return {"name": "moco", "optimizer": "sgd", "epochs": int(p.epochs), "lr": float(p.sgd_lr),
-          "momentum": float(p.momentum), "weight_decay": float(p.weight_decay),
-          "batch_size": int(p.batch_size), "decay_epochs": list(p.decay_epochs),
-          "decay_factor": float(p.decay_factor), "crop_scale": list(p.crop_scale),
-          "crop_ratio": list(p.crop_ratio), "flip": bool(p.flip),
-          "train_views": "random-resized crop of a stored square, on device, every epoch",
-          "test_views": "centre crop", "encoder": "frozen, inference mode (BN statistics fixed)"}
+  return {
+    "name": "moco",
+    "optimizer": "sgd",
+    "epochs": int(p.epochs),
+    "lr": float(p.sgd_lr),
+    "momentum": float(p.momentum),
+    "weight_decay": float(p.weight_decay),
+    "batch_size": int(p.batch_size),
+    "decay_epochs": list(p.decay_epochs),
+    "decay_factor": float(p.decay_factor),
+    "crop_scale": list(p.crop_scale),
+    "crop_ratio": list(p.crop_ratio),
+    "flip": bool(p.flip),
+    "train_views": "random-resized crop of a stored square, on device, every epoch",
+    "test_views": "centre crop",
+    "encoder": "frozen, inference mode (BN statistics fixed)",
+  }
 
 
 def learning_rate(p, steps_per_epoch: int):
   """Step decays: ``sgd_lr``, times ``decay_factor`` from each epoch of ``decay_epochs``."""
   return optax.piecewise_constant_schedule(
-      float(p.sgd_lr), {int(e) * steps_per_epoch: float(p.decay_factor)
-                        for e in p.decay_epochs if 0 < e < p.epochs})
+    float(p.sgd_lr),
+    {int(e) * steps_per_epoch: float(p.decay_factor) for e in p.decay_epochs if 0 < e < p.epochs},
+  )
 
 
 def _init_heads(key, dims: dict[str, int], num_classes: dict[str, int]) -> dict:
@@ -83,8 +96,10 @@ def _init_heads(key, dims: dict[str, int], num_classes: dict[str, int]) -> dict:
     heads[kind] = {}
     for j, (task, c) in enumerate(sorted(num_classes.items())):
       k = jax.random.fold_in(jax.random.fold_in(key, i), j)
-      heads[kind][task] = {"w": 0.01 * jax.random.normal(k, (dim, c), jnp.float32),
-                           "b": jnp.zeros((c,), jnp.float32)}
+      heads[kind][task] = {
+        "w": 0.01 * jax.random.normal(k, (dim, c), jnp.float32),
+        "b": jnp.zeros((c,), jnp.float32),
+      }
   return heads
 
 
@@ -97,8 +112,9 @@ def _step_fn(model, aug_cfg, kinds, tasks, tx, mesh, rotate: bool):
     params = augment.sample_params(key, b, aug_cfg)
     if rotate:
       params["rotation"] = {"k": batch["k"]}
-    x = jax.lax.with_sharding_constraint(render.render(batch["image"], params, aug_cfg),
-                                         batch_sharded)
+    x = jax.lax.with_sharding_constraint(
+      render.render(batch["image"], params, aug_cfg), batch_sharded
+    )
     feats = jax.lax.stop_gradient(extract.batch_features(model, variables, x, kinds))
     mask = batch["valid"].astype(jnp.float32)
 
@@ -124,7 +140,7 @@ def _batches(images, targets, order, batch: int, rotate: bool):
   lo = jax.process_index() * batch // jax.process_count()
   hi = (jax.process_index() + 1) * batch // jax.process_count()
   for start in range(0, len(order), batch):
-    ids = order[start:start + batch]
+    ids = order[start : start + batch]
     valid = np.arange(batch) < len(ids)
     ids = np.concatenate([ids, np.full(batch - len(ids), ids[0])])[lo:hi]
     image, k = ids % n, (ids // n).astype(np.int32)
@@ -132,8 +148,20 @@ def _batches(images, targets, order, batch: int, rotate: bool):
     yield {"image": images[image], "k": k, "valid": valid[lo:hi], "y": y}
 
 
-def train_heads(model, variables, images, targets: dict, num_classes: dict, kinds, p, *,
-                image_size: int, rotate: bool = False, seed: int = 0, mesh=None) -> dict:
+def train_heads(
+  model,
+  variables,
+  images,
+  targets: dict,
+  num_classes: dict,
+  kinds,
+  p,
+  *,
+  image_size: int,
+  rotate: bool = False,
+  seed: int = 0,
+  mesh=None,
+) -> dict:
   """Trains linear layers with MoCo's protocol (module docstring).
 
   Args:
@@ -166,14 +194,20 @@ def train_heads(model, variables, images, targets: dict, num_classes: dict, kind
   num_examples = len(images) * (4 if rotate else 1)
   steps_per_epoch = math.ceil(num_examples / batch)
   aug_cfg = augment_config(p, image_size, rotate)
-  tx = optax.chain(optax.add_decayed_weights(float(p.weight_decay)),
-                   optax.sgd(learning_rate(p, steps_per_epoch), momentum=float(p.momentum)))
+  tx = optax.chain(
+    optax.add_decayed_weights(float(p.weight_decay)),
+    optax.sgd(learning_rate(p, steps_per_epoch), momentum=float(p.momentum)),
+  )
   replicated = NamedSharding(mesh, P())
-  probe = jax.eval_shape(lambda v, x: extract.batch_features(model, v, x, kinds), variables,
-                         jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32))
+  probe = jax.eval_shape(
+    lambda v, x: extract.batch_features(model, v, x, kinds),
+    variables,
+    jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.float32),
+  )
   key = jax.random.key(seed)
-  heads = jax.device_put(_init_heads(key, {k: v.shape[1] for k, v in probe.items()},
-                                     num_classes), replicated)
+  heads = jax.device_put(
+    _init_heads(key, {k: v.shape[1] for k, v in probe.items()}, num_classes), replicated
+  )
   opt_state = jax.device_put(tx.init(heads), replicated)
   variables = jax.device_put(variables, replicated)
   step = _step_fn(model, aug_cfg, kinds, tasks, tx, mesh, rotate)
@@ -183,29 +217,44 @@ def train_heads(model, variables, images, targets: dict, num_classes: dict, kind
   for epoch in range(int(p.epochs)):
     t0 = time.perf_counter()
     order = np.random.default_rng([seed, epoch]).permutation(num_examples)
-    batches = prefetch.prefetch_to_device(_batches(images, targets, order, batch, rotate),
-                                          sharding, size=2)
+    batches = prefetch.prefetch_to_device(
+      _batches(images, targets, order, batch, rotate), sharding, size=2
+    )
     totals = None
     try:
       for i, b in enumerate(batches):
-        heads, opt_state, loss = step(heads, opt_state, variables, b,
-                                      jax.random.fold_in(key, epoch * steps_per_epoch + i + 1))
+        heads, opt_state, loss = step(
+          heads, opt_state, variables, b, jax.random.fold_in(key, epoch * steps_per_epoch + i + 1)
+        )
         totals = loss if totals is None else jax.tree.map(jnp.add, totals, loss)
     finally:
       batches.close()
     for name, total in jax.device_get(totals).items():
       losses.setdefault(name, []).append(float(total) / steps_per_epoch)
     seconds.append(round(time.perf_counter() - t0, 3))
-    logging.info("MoCo linear protocol%s: epoch %d/%d, %.1f s, loss %s",
-                 " (rotation)" if rotate else "", epoch + 1, p.epochs, seconds[-1],
-                 ", ".join(f"{k} {v[-1]:.3f}" for k, v in losses.items()))
+    logging.info(
+      "MoCo linear protocol%s: epoch %d/%d, %.1f s, loss %s",
+      " (rotation)" if rotate else "",
+      epoch + 1,
+      p.epochs,
+      seconds[-1],
+      ", ".join(f"{k} {v[-1]:.3f}" for k, v in losses.items()),
+    )
   diverged = any(not math.isfinite(v[-1]) or v[-1] > v[0] for v in losses.values())
   if diverged:
-    logging.warning("MoCo linear protocol: the training loss went up or is non-finite (per "
-                    "epoch: %s); lower eval_config.probe.sgd_lr", losses)
-  return {"heads": jax.device_get(heads), "loss": losses, "epoch_seconds": seconds,
-          "steps_per_epoch": steps_per_epoch, "num_examples": num_examples,
-          "diverged": diverged}
+    logging.warning(
+      "MoCo linear protocol: the training loss went up or is non-finite (per "
+      "epoch: %s); lower eval_config.probe.sgd_lr",
+      losses,
+    )
+  return {
+    "heads": jax.device_get(heads),
+    "loss": losses,
+    "epoch_seconds": seconds,
+    "steps_per_epoch": steps_per_epoch,
+    "num_examples": num_examples,
+    "diverged": diverged,
+  }
 
 
 def logits(head: dict, features) -> np.ndarray:
