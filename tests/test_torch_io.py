@@ -6,6 +6,7 @@ evaluation mode with the ResNet that wrote it: the backbone feature, every impor
 embedding and the key encoder. Exports load into that ResNet with strict=True.
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import leave_one_out  # noqa: E402
 from leave_one_out import extract  # noqa: E402
 from leave_one_out import pretrained  # noqa: E402
 from leave_one_out import torch_io  # noqa: E402
+from leave_one_out.run import loop  # noqa: E402
+from leave_one_out.run import warm_start  # noqa: E402
 from tests import torch_models  # noqa: E402
 from tests.helpers import tiny_config  # noqa: E402
 from tests.helpers import write_checkpoint  # noqa: E402
@@ -299,9 +302,8 @@ def test_heads_spaces_architecture_and_stems_are_checked(tmp_path):
 
 
 def test_pickled_objects_need_trust(tmp_path):
-  import argparse  # a Namespace, as Lightning's hyper-parameters hold  # noqa: PLC0415
-
-  obj = {"state_dict": _torchvision()[0], "hyper_parameters": argparse.Namespace(lr=0.1)}
+  namespace = argparse.Namespace(lr=0.1)  # a pickled object, as Lightning's hyper-parameters
+  obj = {"state_dict": _torchvision()[0], "hyper_parameters": namespace}
   path = _save(tmp_path, obj)
   with pytest.raises(ValueError, match="pass --trust_pickle"):
     torch_io.write_workdir(path, str(tmp_path / "a"))
@@ -480,8 +482,6 @@ def test_a_run_and_the_evaluation_start_from_an_imported_directory(tmp_path):
   cfg = tiny_config(steps=1)
   cfg.train.base_lr = 1e-8
   cfg.init_from.path, cfg.init_from.parts = str(tmp_path / "dir"), "backbone_and_heads"
-  from leave_one_out.run import loop  # noqa: PLC0415
-
   loop.pretrain(cfg, str(tmp_path / "run"))
   _, imported, _ = leave_one_out.load_pretrained(str(tmp_path / "dir"))
   _, trained, _ = leave_one_out.load_pretrained(str(tmp_path / "run"))
@@ -528,8 +528,6 @@ def test_heads_drawn_at_import_are_no_pretrained_heads(tmp_path):
   assert pretrained.imported(str(tmp_path / "dir"))["heads"] == 0
   cfg = tiny_config(spaces=())
   cfg.init_from.path, cfg.init_from.parts = str(tmp_path / "dir"), "backbone_and_heads"
-  from leave_one_out.run import warm_start  # noqa: PLC0415
-
   with pytest.raises(
     ValueError, match="has no heads of its own.*use config.init_from.parts='backbone'"
   ):
