@@ -14,7 +14,9 @@ left out). jax 0.11 and newer need Python >= 3.12.
 Extras: ``[data]`` TensorFlow for the tfds and image-folder input pipelines (the embedded
 synthetic dataset needs none); ``[test]`` the test suite and its linter, ruff (includes
 ``[data]``); ``[cuda12]``, ``[cuda13]``, ``[tpu]`` jax with the accelerator plugin;
-``[torch]`` PyTorch (CPU wheel 2.13.0 tested) for the side-by-side benchmark ``--what=torch``.
+``[torch]`` PyTorch (CPU wheel 2.13.0 tested) for PyTorch checkpoints in and out
+(``python -m leave_one_out.pretrained --import_torch`` / ``--out=FILE.pth``) and the side-by-side
+benchmark ``--what=torch``.
 """
 
 from setuptools import find_packages

@@ -2,15 +2,15 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["load_pretrained", "extract_features"]
+__all__ = ["load_pretrained", "load_backbone", "extract_features"]
 
 
 def __getattr__(name):
   # Lazy: `import leave_one_out` stays light; jax and orbax load on first use.
-  if name == "load_pretrained":
+  if name in ("load_pretrained", "load_backbone"):
     from leave_one_out import pretrained  # pylint: disable=import-outside-toplevel
 
-    return pretrained.load_pretrained
+    return getattr(pretrained, name)
   if name == "extract_features":
     from leave_one_out import extract  # pylint: disable=import-outside-toplevel
 

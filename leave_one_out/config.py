@@ -43,6 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model = models.default_config()
   c.loss = losses.default_config()
   c.train = optimizer.default_config()
+  c.init_from = init_from_config()
 
   c.log_every_steps = 100  # console line, TensorBoard and metrics-<step>.jsonl every N steps
   c.checkpoint_every_steps = 1000  # a checkpoint every N steps (about 2 epochs; plus the last
@@ -62,6 +63,18 @@ def default_config() -> ml_collections.ConfigDict:
   c.profile_start_step = 10
   c.profile_num_steps = 0
   return c
+
+
+INIT_PARTS = ("backbone", "backbone_and_heads")
+
+
+def init_from_config() -> ml_collections.ConfigDict:
+  """``config.init_from``: pretrained weights a new run starts from (leave_one_out.run.warm_start)."""
+  i = ml_collections.ConfigDict()
+  i.path = ""  # a workdir, checkpoint, exported .msgpack or --import_torch directory; "" = none
+  i.parts = "backbone"  # backbone: the ResNet (LooC++: and its res5 stages), heads drawn afresh;
+  #                       backbone_and_heads: the heads too (the same spaces and sizes)
+  return i
 
 
 def online_config() -> ml_collections.ConfigDict:
@@ -148,6 +161,8 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   check.integer("online.num_train", 2)
   check.integer("online.num_test", 1)
   check.boolean("online.linear_probe")
+  check.string("init_from.path", empty=True)
+  check.one_of("init_from.parts", INIT_PARTS)
   # Fields that depend on more than one section.
   batch = cfg.train.batch_size
   check.check(

@@ -22,7 +22,17 @@ writes the backbone, the LooC++ res5 stages and (unless ``--noinclude_heads``) t
 msgpack file that needs only flax to read: ``flax.serialization.msgpack_restore(open(f, "rb")
 .read())`` gives a dict with ``params``, ``batch_stats`` (numpy arrays), ``model`` (the
 ``models.LooCModel`` fields), ``image_size``, ``spaces``, ``input_mean``/``input_std`` (the
-model normalises [0, 1] RGB inputs with these itself), ``step`` and ``config`` (JSON).
+model normalises [0, 1] RGB inputs with these itself), ``step``, ``config`` (JSON) and
+``definition``: the model runs with jax and flax alone through ``leave_one_out/standalone.py``, a
+file that imports nothing from this package (``standalone.load(f)``). ``--out=FILE.pth`` writes
+a PyTorch file instead (``--torch_layout``: torchvision, moco or looc; ``leave_one_out.torch_io``).
+
+PyTorch checkpoints (MoCo v1/v2/v3, the LooC reproduction, AugSelf, solo-learn, torchvision)
+come in with ``--import_torch=FILE --out=DIR``: DIR is then a workdir that ``load_pretrained``,
+``load_backbone``, the evaluation and ``config.init_from`` read (``leave_one_out.torch_io``).
+
+``load_backbone`` gives the backbone as a ``flax.linen`` module (input normalisation, ResNet,
+pooling) with its variables, to build on in your own model (``leave_one_out.standalone``).
 """
 
 from __future__ import annotations
@@ -40,12 +50,17 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from leave_one_out import config as config_lib
 from leave_one_out import models
+from leave_one_out import standalone
+from leave_one_out import torch_io
 from leave_one_out.run import checkpoints
 from leave_one_out.sharding import make_mesh
 
 EXPORT_FORMAT = "leave_one_out.export"
 EXPORT_VERSION = 1
+DEFINITION = "leave_one_out/standalone.py"  # the dependency-free model definition of exports
+TORCH_SUFFIXES = (".pth", ".pt", ".tar")  # --out with these writes a PyTorch file
 ENCODERS = ("online", "ema")
 CheckpointError = checkpoints.CheckpointError  # unreadable, corrupt, or not matching its config
 _CHECKPOINT_DIR = checkpoints.CHECKPOINT_DIR
@@ -127,6 +142,42 @@ def load_pretrained(
   return _load_checkpoint(workdir, step, encoder, mesh)
 
 
+def load_backbone(path: str, *, step: int | None = None, encoder: str = "online", dtype=None):
+  """The pretrained backbone as a ``flax.linen`` module to build your own model on.
+
+  Args:
+    path, step, encoder: as for ``load_pretrained`` (a workdir, a checkpoint, an imported
+      PyTorch checkpoint's directory or an exported file).
+    dtype: the computation dtype; None = the pretraining run's (e.g. bfloat16).
+
+  Returns:
+    ``(backbone, variables)``: a ``leave_one_out.standalone.Backbone`` (ImageNet input
+    normalisation, the ResNet and global pooling: ``[B, S, S, 3]`` floats in [0, 1] -> the
+    downstream feature ``[B, F]``) and its ``{"params", "batch_stats"}`` (numpy, no heads). Use
+    it as a submodule and fine-tune it like any flax module (docs/evaluation.md has an example).
+  """
+  model, variables, _ = load_pretrained(
+    path, step=step, encoder=encoder, mesh=make_mesh(jax.devices()[:1])
+  )
+  fields = dict(_model_fields(model), dtype=model.dtype)
+  return standalone.backbone_of(fields, jax.device_get(variables), dtype)
+
+
+def imported(path: str, step: int | None = None) -> dict | None:
+  """What ``--import_torch`` recorded when ``path`` was made from a PyTorch file (its format,
+  how many heads came from it, whether it had a key encoder...), or None for a run of this
+  package."""
+  if _path(path).is_file():
+    return _read_export(path).get("imported")
+  workdir, step = _resolve(path, step)
+  ckpt = checkpoints.Checkpointer(str(workdir), async_save=False)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    return None if step is None else ckpt.restore_meta(step).get("imported")
+  finally:
+    ckpt.close()
+
+
 def _checkpoint_steps(directory: epath.Path) -> list[int]:
   """Committed steps under ``workdir/checkpoints`` (orbax's finished ``<step>`` folders)."""
   if not directory.is_dir():
@@ -189,8 +240,10 @@ def export(
   step: int | None = None,
   encoder: str = "online",
   include_heads: bool = True,
+  torch_layout: str = "torchvision",
 ) -> str:
-  """Writes a pretrained encoder as one msgpack file that only flax is needed to read.
+  """Writes a pretrained encoder as one msgpack file that only flax is needed to read, or, when
+  ``out`` ends in .pth, .pt or .tar, as a PyTorch file (``torch_io.export``).
 
   Args:
     path: anything ``load_pretrained`` accepts except an exported file.
@@ -198,6 +251,7 @@ def export(
     step, encoder: as for ``load_pretrained``.
     include_heads: keep the projection heads (needed for "embedding:i" features and for
       ``load_pretrained`` of the file); False writes only the backbone (and LooC++ stages).
+    torch_layout: a PyTorch file's layout, one of ``torch_io.LAYOUTS``.
 
   Returns:
     ``out``. The file's layout is in the module docstring.
@@ -206,6 +260,17 @@ def export(
     path, step=step, encoder=encoder, mesh=make_mesh(jax.devices()[:1])
   )
   host = jax.device_get(variables)
+  if str(out).endswith(TORCH_SUFFIXES):
+    if not include_heads:
+      host = {c: {k: v for k, v in t.items() if not k.startswith("head")} for c, t in host.items()}
+    return torch_io.export(
+      model,
+      host,
+      out,
+      layout=torch_layout,
+      step=checkpoint_step(path, step),
+      spaces=tuple(config.augment.spaces),
+    )
   payload = {
     "format": EXPORT_FORMAT,
     "version": EXPORT_VERSION,
@@ -218,6 +283,8 @@ def export(
     "encoder": encoder,
     "include_heads": include_heads,
     "config": config.to_json(),
+    "definition": DEFINITION,
+    "imported": imported(path, step),
     "params": _export_subtree(host["params"], include_heads),
     "batch_stats": _export_subtree(host["batch_stats"], include_heads),
   }
@@ -236,7 +303,7 @@ def export(
 def checkpoint_step(path: str, step: int | None = None) -> int | None:
   """The training step ``load_pretrained(path, step=step)`` loads (None if there is none)."""
   if _path(path).is_file():
-    stored = flax.serialization.msgpack_restore(_path(path).read_bytes())["step"]
+    stored = _read_export(path)["step"]
     return None if stored is None else int(stored)
   workdir, step = _resolve(path, step)
   if step is not None:
@@ -259,7 +326,7 @@ def _model_fields(model: models.LooCModel) -> dict:
   }
 
 
-def _load_export(path: str, mesh: Mesh):
+def _read_export(path: str) -> dict:
   try:
     payload = flax.serialization.msgpack_restore(_path(path).read_bytes())
     found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
@@ -269,6 +336,11 @@ def _load_export(path: str, mesh: Mesh):
     raise CheckpointError(
       f"{path} is not a file written by leave_one_out.pretrained.export ({checkpoints.brief(e)})"
     ) from e
+  return payload
+
+
+def _load_export(path: str, mesh: Mesh):
+  payload = _read_export(path)
   if not payload["include_heads"]:
     raise CheckpointError(
       f"{path} was exported without heads (include_heads=False), so the LooC model cannot "
@@ -297,24 +369,67 @@ def main(argv):
   f = flags.FLAGS
   if not f["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
-  out = export(
-    f.workdir,
-    f.out,
-    step=f.step if f.step >= 0 else None,
-    encoder=f.encoder,
-    include_heads=f.include_heads,
-  )
+  if bool(f.workdir) == bool(f.import_torch):
+    raise SystemExit("give --workdir=DIR (export) or --import_torch=FILE (import), not both")
+  try:
+    if f.import_torch:
+      _import_main(f)
+      return
+    out = export(
+      f.workdir,
+      f.out,
+      step=f.step if f.step >= 0 else None,
+      encoder=f.encoder,
+      include_heads=f.include_heads,
+      torch_layout=f.torch_layout,
+    )
+  except (ImportError, ValueError, FileExistsError, FileNotFoundError) as e:
+    raise SystemExit(f"leave_one_out.pretrained: {e}") from e
   print(f"wrote {out} ({_path(out).stat().length / 2**20:.1f} MiB)")
+  if not str(out).endswith(TORCH_SUFFIXES):
+    print(f"  runs with jax and flax alone: copy {DEFINITION}, then standalone.load({out!r})")
+
+
+def _import_main(f) -> None:
+  summary = torch_io.write_workdir(
+    f.import_torch,
+    f.out,
+    arch=f.arch,
+    spaces=None if f.spaces is None else tuple(s for s in f.spaces if s),
+    image_size=f.image_size,
+    cfg=config_lib.load_file(f.config) if f.config else None,
+    trusted=f.trust_pickle,
+  )
+  heads = f"{summary['heads']} head(s)" if summary["heads"] else "no heads (drawn afresh)"
+  print(f"format: {summary['format']}: {summary['description']}")
+  print(
+    f"imported: {summary['architecture']} (width {summary['width']}, {summary['stem']} stem), "
+    f"{heads}, key encoder: {'yes' if summary['key_encoder'] else 'no (a copy)'}; "
+    f"image_size {summary['image_size']}, spaces {summary['spaces']}"
+  )
+  left = summary["left_out"]
+  if left:
+    print(f"left out ({len(left)}): {', '.join(left[:10])}{' ...' if len(left) > 10 else ''}")
+  print(f"wrote {f.out}: load_pretrained, evaluate --workdir and config.init_from read it")
 
 
 if __name__ == "__main__":
   from absl import app
   from absl import flags
 
-  flags.DEFINE_string("workdir", None, "Training workdir or checkpoint directory.")
-  flags.DEFINE_string("out", None, "The msgpack file to write.")
+  flags.DEFINE_string("workdir", None, "Export: a training workdir or checkpoint directory.")
+  flags.DEFINE_string("import_torch", None, "Import: a PyTorch checkpoint (format detected).")
+  flags.DEFINE_string(
+    "out", None, "Export: a .msgpack or a PyTorch .pth/.pt/.tar file; import: a new directory."
+  )
   flags.DEFINE_integer("step", -1, "Checkpoint step; -1 = the newest.")
   flags.DEFINE_enum("encoder", "online", list(ENCODERS), "Which encoder to export.")
   flags.DEFINE_bool("include_heads", True, "Also export the projection heads.")
-  flags.mark_flags_as_required(["workdir", "out"])
+  flags.DEFINE_enum("torch_layout", "torchvision", list(torch_io.LAYOUTS), "A .pth file's layout.")
+  flags.DEFINE_string("arch", None, "Import: the architecture the file must hold (checked).")
+  flags.DEFINE_list("spaces", None, "Import: the augmentations of spaces 1..n (n + 1 heads).")
+  flags.DEFINE_integer("image_size", 0, "Import: the model's input size; 0 = 224 (32: small stem).")
+  flags.DEFINE_string("config", None, "Import: a config file whose other sections DIR keeps.")
+  flags.DEFINE_bool("trust_pickle", False, "Import: allow pickled objects (trusted files only).")
+  flags.mark_flags_as_required(["out"])
   app.run(main)

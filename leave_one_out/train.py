@@ -110,15 +110,31 @@ def train_step(state: TrainState, batch, hp, *, cfg, model, mesh):
     hp: ``optimizer.hyperparams`` of the config (lr schedule, momentum, weight decay, EMA
       momentum, temperature), replicated.
   """
-  tx, schedule = optimizer.create(cfg, hp)
-  batch_sharded = lambda x, spec: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   views, _ = augment.make_views(rng, batch["image"], cfg.augment, batch["aspect"])
+  bn = batch_norm_groups(
+    cfg, mesh, jax.random.fold_in(rng, _SHUFFLE_STREAM), views.shape[1], views.shape[0] - 1
+  )
+  return step_on_views(
+    state, views, hp, bn, cfg=cfg, model=model, mesh=mesh, valid=batch.get("valid")
+  )
+
+
+def step_on_views(state, views, hp, bn, *, cfg, model, mesh, valid=None):
+  """``train_step`` after its random draws: the step on given views and BatchNorm groups.
+
+  Args:
+    state, hp: as for ``train_step``.
+    views: float32 `[n+2, B, S, S, 3]` in [0, 1], ordered q, k_0, k_1..k_n (``augment.make_views``).
+    bn: the query and key encoders' BatchNorm arguments, ``batch_norm_groups``.
+    valid: bool `[B]` or None, as ``batch["valid"]``.
+  Returns ``(state, metrics)`` as ``train_step``: tests feed it fixed views and a fixed shuffle.
+  """
+  tx, schedule = optimizer.create(cfg, hp)
+  batch_sharded = lambda x, spec: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
   views = batch_sharded(views, P(None, DATA_AXIS))  # [n+2, B, S, S, 3]: q, k_0, k_1..k_n
   num_keys, batch_size = views.shape[0] - 1, views.shape[1]
-  query_bn, key_bn = batch_norm_groups(
-    cfg, mesh, jax.random.fold_in(rng, _SHUFFLE_STREAM), batch_size, num_keys
-  )
+  query_bn, key_bn = bn
 
   # Key encoder: all n+1 key views in one call, batch-major so each device keeps its images.
   key_images = jnp.swapaxes(views[1:], 0, 1).reshape((batch_size * num_keys,) + views.shape[2:])
@@ -151,7 +167,7 @@ def train_step(state: TrainState, batch, hp, *, cfg, model, mesh):
       queue=queue,
       z0_positives=cfg.loss.z0_positives,
       space_reduction=cfg.loss.space_reduction,
-      valid=batch.get("valid"),
+      valid=valid,
     )
     return loss, (metrics, updates["batch_stats"])
 
@@ -189,18 +205,22 @@ def train_step(state: TrainState, batch, hp, *, cfg, model, mesh):
 _SHUFFLE_STREAM = 1  # fold_in(step key, this): the shuffle-BN permutation's key
 
 
-def batch_norm_groups(cfg, mesh, rng, batch_size: int, num_keys: int) -> tuple[dict, dict]:
+def batch_norm_groups(
+  cfg, mesh, rng, batch_size: int, num_keys: int, image_groups=None
+) -> tuple[dict, dict]:
   """``model.apply`` keyword arguments of the query and key encoders' BatchNorm groups.
 
   Global BatchNorm: no arguments. Shuffle-BN (``models.key_bn_mode``): the query batch `[B]`
   in G groups in order; the key batch `[B * K]` (batch-major, the K keys of an image together)
   in the G groups of a random permutation of the B images, so that an image's keys share a
-  group and (with probability about 1 - 1/G, as in MoCo v2) not its query's.
+  group and (with probability about 1 - 1/G, as in MoCo v2) not its query's. ``image_groups``
+  int32 `[B]` fixes the images' groups (a given permutation) instead of drawing them from ``rng``.
   """
   if models.key_bn_mode(cfg.model, cfg.loss.queue_size, mesh.size) != "shuffle":
     return {}, {}
   groups = models.bn_groups(cfg.model, mesh.size)
-  image_groups = resnet.shuffled_group_ids(rng, batch_size, groups)  # [B]
+  if image_groups is None:
+    image_groups = resnet.shuffled_group_ids(rng, batch_size, groups)  # [B]
   key_ids = jax.lax.with_sharding_constraint(
     jnp.repeat(image_groups, num_keys), NamedSharding(mesh, P(DATA_AXIS))
   )

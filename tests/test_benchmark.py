@@ -60,7 +60,9 @@ def test_one_benchmark_command_defines_every_benchmarks_flags_once():
 
 
 def _torch_reference():
-  pytest.importorskip("torch", reason="the PyTorch comparison needs torch (optional)")
+  pytest.importorskip(
+    "torch", reason="the PyTorch comparison needs PyTorch (optional): pip install torch==2.13.0"
+  )
   from leave_one_out.benchmarks import torch_reference  # pylint: disable=import-outside-toplevel
 
   return torch_reference

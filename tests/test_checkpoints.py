@@ -149,6 +149,7 @@ def test_a_checkpoint_written_by_an_old_config_loads_with_the_values_that_run_us
     0,
   )
   assert old.online.to_dict() == config_lib.online_config().to_dict()
+  assert (old.init_from.path, old.init_from.parts) == ("", "backbone")  # a random init
   config_lib.validate(old)
   model, variables, loaded = pretrained.load_pretrained(str(tmp_path))
   assert loaded.model.key_bn == "global" and model.num_spaces == 3

@@ -25,6 +25,8 @@ TOP_LEVEL = {
   "main",
   "visualize",
   "resnet",
+  "standalone",  # the model in one file that imports nothing from the package (exports need it)
+  "torch_io",  # PyTorch checkpoints in and out: an entry point's format, beside pretrained
 }
 FOLDERS = {"data", "evaluate", "run", "benchmarks", "experiments"}
 

@@ -27,6 +27,7 @@ from leave_one_out.data.pipeline import prefetch
 from leave_one_out.run import checkpoints
 from leave_one_out.run import logs
 from leave_one_out.run import monitor
+from leave_one_out.run import warm_start
 from leave_one_out.run import workdir as workdir_lib
 from leave_one_out.sharding import DATA_AXIS
 from leave_one_out.sharding import make_mesh
@@ -114,7 +115,7 @@ def _pretrain(
   if restored is None:
     if is_chief and logs.segment_paths(workdir):  # logs of a run that never saved
       workdir_lib.set_aside(workdir, None, "No checkpoint to resume from")
-    state = compiled.new_state(cfg.seed)
+    state = warm_start.apply(compiled.new_state(cfg.seed), cfg)  # config.init_from
     logging.info("Starting a new run in %s", workdir)
   else:
     state, meta = restored
