@@ -346,7 +346,7 @@ def test_data_skipped_counts_the_skipped_images_of_the_whole_run_across_a_resume
 
 
 def test_a_missing_monitoring_split_is_a_start_up_error(folder, tmp_path):
-  cfg = folder_config(folder)
+  cfg = folder_config(folder, batch=8)
   cfg.eval_every_steps = 20
   cfg.data.eval_split = "test"  # the folder has train/ and val/
   with pytest.raises(DataError, match=r"online monitoring .*eval_every_steps=20.*test"):
