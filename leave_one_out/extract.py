@@ -17,7 +17,10 @@ Feature kinds (``extract_features(..., kind=...)``), docs/method.md, "The idea" 
   invariant to every augmentation, space i >= 1 sensitive to ``config.augment.spaces[i - 1]``.
 
 Extraction is jitted, batched (the last batch is padded, so one compilation serves all) and
-sharded over every device along the batch; parameters are replicated.
+sharded over every device along the batch; parameters are replicated. Images are one array
+``[N, H, W, 3]`` or a list of ``[H_i, W_i, 3]`` arrays of any sizes (photos as they come), each
+resized (shorter side to S, bilinear, antialiased) and centre-cropped to ``image_size`` S, as
+evaluation prepares arrays; uint8 in [0, 255] or floats in [0, 1] (other floats are an error).
 """
 
 from __future__ import annotations
@@ -91,6 +94,53 @@ def preprocess_batch(images, image_size: int | None):
 _preprocess_jit = jax.jit(preprocess_batch, static_argnames=("image_size",))
 
 
+FLOAT_TOLERANCE = 1e-3  # float images may stray this far outside [0, 1] (rounding)
+
+
+def check_range(images) -> None:
+  """ValueError unless float ``images`` lie in [0, 1] (uint8 is [0, 255] by type)."""
+  if np.issubdtype(np.dtype(images.dtype), np.floating) and images.size:
+    xp = jnp if isinstance(images, jax.Array) else np  # no transfer either way
+    low, high = float(xp.min(images)), float(xp.max(images))
+    if low < -FLOAT_TOLERANCE or high > 1 + FLOAT_TOLERANCE:
+      raise ValueError(
+        f"float images must be in [0, 1], got values in [{low:g}, {high:g}]; pass uint8 "
+        "[0, 255] images or divide by 255"
+      )
+
+
+def as_batch(images, image_size: int | None):
+  """``images`` as one `[N, H, W, 3]` array: an array as it is; a list of `[H_i, W_i, 3]`
+  images (any sizes) stacked, each resized and centre-cropped to ``image_size`` first
+  (``preprocess``; one compilation per distinct size) unless all share one size."""
+  if not isinstance(images, (list, tuple)):
+    return images
+  if not images:
+    raise ValueError("images is empty")
+  arrays = [np.asarray(x) for x in images]
+  bad = [i for i, x in enumerate(arrays) if x.ndim != 3 or x.shape[-1] != 3]
+  if bad:
+    raise ValueError(
+      f"a list of images holds [H, W, 3] arrays; image {bad[0]} has shape {arrays[bad[0]].shape}"
+    )
+  for x in arrays:
+    check_range(x)
+  if len({x.shape for x in arrays}) == 1 and len({x.dtype for x in arrays}) == 1:
+    return np.stack(arrays)
+  if image_size is None:
+    raise ValueError(
+      "images of different sizes need image_size (e.g. config.augment.image_size): each is "
+      "resized and centre-cropped to it"
+    )
+  out = np.empty((len(arrays), image_size, image_size, 3), np.float32)
+  by_shape = {}
+  for i, x in enumerate(arrays):
+    by_shape.setdefault((x.shape, x.dtype.str), []).append(i)
+  for indices in by_shape.values():
+    out[indices] = preprocess(np.stack([arrays[i] for i in indices]), image_size)
+  return out
+
+
 def preprocess(images, image_size: int | None, *, batch_size: int = 1024) -> np.ndarray:
   """``preprocess_batch`` over a whole array in batches: float32 numpy `[N, S, S, 3]`."""
   images = np.asarray(images)
@@ -159,7 +209,8 @@ def extract_feature_dict(
       ``num_spaces`` and ``looc_plus_plus`` attributes and returns its dict ("feature",
       "space_features" `[B, H, F]`, "embeddings" `[B, H, D]`) from
       ``model.apply(variables, images, train=False)``.
-    images: `[N, H, W, 3]`, uint8 in [0, 255] or float in [0, 1] (numpy or jax).
+    images: `[N, H, W, 3]`, uint8 in [0, 255] or float in [0, 1] (numpy or jax), or a list
+      of `[H_i, W_i, 3]` images of any sizes (``as_batch``; needs ``image_size``).
     kinds: feature kinds (module docstring), e.g. ``("backbone", "embedding:1")``.
     image_size: resize (shorter side) and centre-crop to this side first, on device; use
       ``config.augment.image_size`` for the pretraining resolution. None: as given.
@@ -173,9 +224,11 @@ def extract_feature_dict(
   kinds = tuple(kinds)
   for kind in kinds:
     parse_kind(kind, model)
+  images = as_batch(images, image_size)
   images = np.asarray(images) if not isinstance(images, jax.Array) else images
   if images.ndim != 4 or images.shape[-1] != 3:
     raise ValueError(f"images must be [N, H, W, 3], got shape {images.shape}")
+  check_range(images)
   if not isinstance(batch_size, int) or batch_size < 1:
     raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
   if images.shape[0] == 0:

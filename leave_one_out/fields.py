@@ -12,16 +12,79 @@ wherever it is checked: at start-up (``config.validate``), in the evaluation con
   f.check(ok, "step_epochs", "must be increasing, got ...")  # a rule the typed checks lack
 
 A field may be dotted (``f.number("crop.scale", ...)`` reads ``section.crop.scale``). Numbers
-accept Python and numpy ints and floats, never bools.
+accept Python and numpy ints and floats, never bools. The error is a ``ConfigError`` (a
+ValueError): the command lines print it as one line (``one_line``), without a traceback.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
+import sys
 from typing import Any
 from typing import NoReturn
 
 import numpy as np
+from absl import flags
+
+TRACEBACK_ENV = "LOOC_TRACEBACK"  # =1: command lines show the traceback of every error
+
+
+class ConfigError(ValueError):
+  """A config field the user must fix (named in the message)."""
+
+
+def one_line(e: BaseException) -> str:
+  """An error as the one line a command line prints: ml_collections' "did you mean" errors
+  (a misspelt ``--config.<field>``, a KeyError inside an AttributeError) unwrapped, whitespace
+  collapsed."""
+  inner = e
+  while isinstance(inner, (AttributeError, KeyError)) and len(inner.args) == 1:
+    if isinstance(inner.args[0], BaseException):
+      inner = inner.args[0]
+      continue
+    if "Did you mean" in str(inner.args[0]) or isinstance(inner, KeyError):
+      name, _, rest = str(inner.args[0]).partition("\n")
+      return " ".join(f"no such config field {name}. {rest}".split()).replace(" . ", " ")
+    break
+  return " ".join(str(e).split()) or type(e).__name__
+
+
+def wants_traceback(argv=None) -> bool:
+  """Whether a command line should show tracebacks: ``--verbosity=1`` (or more) or
+  ``LOOC_TRACEBACK=1``."""
+  if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+    return True
+  if argv is None:
+    return flags.FLAGS.is_parsed() and flags.FLAGS.verbosity >= 1
+  text = " ".join(argv[1:])
+  return bool(re.search(r"(^|\s)--?(verbosity|v)[= ]([1-9])", text))
+
+
+def exit_with(e: BaseException, argv=None, code: int = 2) -> NoReturn:
+  """Prints ``e`` as one line (``one_line``) and exits, or re-raises it for a traceback
+  (``wants_traceback``)."""
+  if wants_traceback(argv):
+    raise e
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)  # python -m <module>
+  prog = spec.name.removesuffix(".__main__") if spec else os.path.basename(sys.argv[0])
+  sys.stderr.write(
+    f"{prog}: error: {one_line(e)}\n(the traceback: add --verbosity=1 or set {TRACEBACK_ENV}=1)\n"
+  )
+  sys.stderr.flush()
+  sys.exit(code)
+
+
+def parse_flags(argv):
+  """absl's flag parsing for ``app.run(..., flags_parser=parse_flags)``: an error in a flag
+  (a misspelt ``--config.<field>``, a config file that is not found or raises) is one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:  # absl's own usage errors: its one line
+    exit_with(e, argv, code=1)
+  except Exception as e:  # pylint: disable=broad-except
+    exit_with(e, argv)
 
 
 def is_int(value) -> bool:
@@ -54,7 +117,7 @@ class Section:
     return value
 
   def fail(self, field: str, message: str) -> NoReturn:
-    raise ValueError(f"{self.prefix}.{field} {message}")
+    raise ConfigError(f"{self.prefix}.{field} {message}")
 
   def check(self, ok: bool, field: str, message: str) -> None:
     """Fails with ``message`` (which says what the field must be and what it is) unless ok."""

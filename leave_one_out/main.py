@@ -5,7 +5,15 @@ r"""Command line: LooC pretraining.
 
 Runs (or resumes) pretraining in --workdir: checkpoints under workdir/checkpoints, TensorBoard
 summaries and metrics-<step>.jsonl in workdir (leave_one_out.run.logs.read_metrics reads
-them); prints a summary table at the end, then evaluates the final checkpoint (embedded dataset).
+them), the config as workdir/config.json; prints a summary table at the end, then evaluates the
+final checkpoint (embedded dataset). A finished run is not trained again (one line says so).
+
+  python -m leave_one_out.main --config=configs/demo.py --validate_only [--workdir=DIR]
+
+checks the config and the data it names (and whether --workdir's run would resume), and exits.
+Ctrl-C (SIGINT) and SIGTERM stop training after the next step with a save and exit 0; a second
+Ctrl-C aborts at once. Errors in the config, the data or the workdir are one line (the traceback
+with --verbosity=1 or LOOC_TRACEBACK=1).
 
 Several processes (one per host, or per GPU): add --distributed to the same command on each.
 Every process takes part in training and in the final evaluation (which runs on each process's
@@ -13,9 +21,9 @@ own devices); only process 0 writes logs, summaries and evaluation.json.
 """
 
 import gc
+import importlib.util
 import logging as pylogging
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow, where tf.data is used
 
@@ -24,6 +32,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from leave_one_out import fields
 from leave_one_out.data import DataError
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -91,7 +100,21 @@ _EVAL_CONFIG = config_flags.DEFINE_config_file(
   "leave_one_out.evaluate.default_config().",
   lock_config=True,
 )
-flags.mark_flags_as_required(["config", "workdir"])
+_VALIDATE_ONLY = flags.DEFINE_bool(
+  "validate_only",
+  False,
+  "Check the config (every field, against this machine's devices), the data it names (listed "
+  "or opened: training split, online monitoring's splits) and, with --workdir, whether that "
+  "run would resume or be refused; print what was checked and exit. Trains nothing.",
+)
+_WANDB_PROJECT = flags.DEFINE_string(
+  "wandb_project",
+  None,
+  "Also log every logged step to this Weights & Biases project (needs `pip install wandb`, "
+  "optional; process 0; one W&B run per workdir, continued on resume).",
+)
+_WANDB_ENTITY = flags.DEFINE_string("wandb_entity", None, "--wandb_project: the W&B entity.")
+flags.mark_flags_as_required(["config"])
 
 
 def summary_table(summary: dict) -> str:
@@ -136,9 +159,24 @@ class _QuietLibraries(pylogging.Filter):
     return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
 
 
+def _finished_line(summary: dict) -> str:
+  """What a rerun of a finished run prints instead of a table of an interval it did not train."""
+  line = (
+    f"LooC pretraining: the run in {_WORKDIR.value} is finished (step {summary['step']}/"
+    f"{summary['num_steps']}); nothing was trained."
+  )
+  if summary.get("loss") is None:
+    return line
+  return line + " Its last logged interval:\n" + summary_table(summary)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _WORKDIR.value and not _VALIDATE_ONLY.value:
+    raise app.UsageError("--workdir is required (except with --validate_only)")
+  if _WANDB_PROJECT.value and importlib.util.find_spec("wandb") is None:
+    fields.exit_with(ImportError("--wandb_project needs the wandb package: pip install wandb"))
   logging.get_absl_handler().addFilter(_QuietLibraries())
   # After absl parsed the flags, so JAX flags from the command line apply.
   import jax  # pylint: disable=import-outside-toplevel
@@ -167,11 +205,26 @@ def main(argv):
     jax.device_count(),
     jax.devices()[0].platform,
   )
+  user_errors = (DataError, fields.ConfigError, loop.workdir_lib.WorkdirError)
+  user_errors += (loop.checkpoints.CheckpointError,)
+  if _VALIDATE_ONLY.value:
+    try:
+      checked = loop.check(_CONFIG.value, _WORKDIR.value, _WORKDIR_MODE.value)
+    except user_errors as e:  # what a run would stop with: one line
+      fields.exit_with(e, code=1)
+    if jax.process_index() == 0:
+      print("\n".join(["validate_only: OK"] + [f"  {line}" for line in checked]), flush=True)
+    return
+  wandb = {"project": _WANDB_PROJECT.value, "entity": _WANDB_ENTITY.value}
   try:
-    summary = loop.pretrain(_CONFIG.value, _WORKDIR.value, workdir_mode=_WORKDIR_MODE.value)
-  except DataError as e:  # bad data: the message says what to do, no traceback
-    logging.error("%s", e)
-    sys.exit(1)
+    summary = loop.pretrain(
+      _CONFIG.value,
+      _WORKDIR.value,
+      workdir_mode=_WORKDIR_MODE.value,
+      wandb=wandb if _WANDB_PROJECT.value else None,
+    )
+  except user_errors as e:  # the message says what to fix: one line, no traceback
+    fields.exit_with(e, code=1)
   except jax.errors.JaxRuntimeError:
     if jax.process_count() > 1:  # the usual cause: a peer died in the middle of a collective
       logging.error(
@@ -183,7 +236,8 @@ def main(argv):
       )
     raise
   if jax.process_index() == 0:
-    print(summary_table(summary), flush=True)
+    finished = summary.get("finished_before")
+    print(_finished_line(summary) if finished else summary_table(summary), flush=True)
   evaluate_now = _EVALUATE.value and _CONFIG.value.data.name == "synthetic"
   if evaluate_now and not summary.get("preempted"):
     # Every process evaluates on its own devices (no collective across processes, so none
@@ -202,4 +256,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=fields.parse_flags)

@@ -21,6 +21,9 @@ from leave_one_out.data import folder as folder_source
 from leave_one_out.data.pipeline import classes
 from leave_one_out.data.pipeline import host
 from leave_one_out.data.pipeline import prefetch
+from leave_one_out.run import checkpoints
+from leave_one_out.run import logs
+from leave_one_out.run import loop
 from tests import helpers
 
 # Its module-scoped fixtures are built once: every test of the file runs in one xdist worker.
@@ -70,8 +73,8 @@ def corrupt_folder(tmp_path_factory):
   )
 
 
-def folder_config(root, batch=6, size=16, **data):
-  cfg = helpers.tiny_config()
+def folder_config(root, batch=6, size=16, steps=4, **data):
+  cfg = helpers.tiny_config(steps=steps)
   cfg.data.name = "folder"
   cfg.data.data_dir = root
   cfg.data.train_split = "train"
@@ -201,7 +204,7 @@ def test_corrupt_images_are_masked_counted_and_keep_batches_aligned(corrupt_fold
   [
     ("no_root", "does not exist"),
     ("no_split", r"has no split 'train' \(found: \['other'\]\)"),
-    ("no_classes", "holds no class subdirectories"),
+    ("no_classes", "holds no images: expected class subdirectories"),
     ("no_images", "holds no images"),
     ("mismatch", "class list mismatch: 1 of the requested classes .* zebra"),
   ],
@@ -226,6 +229,81 @@ def test_folder_errors(tmp_path, case, message):
     data_lib.create_train_source(cfg)
 
 
+def _save(path, seed, fmt=None, size=(12, 16)):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  pixels = np.random.default_rng(seed).integers(0, 256, size + (3,), dtype=np.uint8)
+  Image.fromarray(pixels).save(path, format=fmt)
+
+
+def test_folder_reads_every_image_below_a_class_in_every_format_and_logs_what_it_skipped(
+  tmp_path, caplog
+):
+  """As torchvision's ImageFolder: nested folders, any decodable format; the rest counted."""
+  root = tmp_path / "photos"
+  made = {
+    "train/birds/a.JPG": "JPEG",
+    "train/birds/2024/summer/b.png": "PNG",
+    "train/birds/2024/c.bmp": "BMP",
+    "train/birds/2025/d.webp": "WEBP",
+    "train/fish/e.gif": "GIF",
+    "train/fish/deep/f.jpeg": "JPEG",
+  }
+  for i, (rel, fmt) in enumerate(made.items()):
+    _save(str(root / rel), i, fmt)
+  _save(str(root / "train" / "stray.jpg"), 9)  # beside the class folders: not in a class
+  _save(str(root / "train" / "fish" / ".thumbs" / "g.jpg"), 10)  # hidden folder
+  (root / "train" / "fish" / ".DS_Store").write_bytes(b"x")
+  (root / "train" / "birds" / "notes.txt").write_text("not an image")
+  (root / "train" / "birds" / "scan.tif").write_bytes(b"II*")
+  caplog.set_level("INFO")
+  listing = folder_source.list_image_folder(str(root), "train")
+  assert listing.class_names == ("birds", "fish")
+  rel = [os.path.relpath(f, root / "train") for f in listing.files]
+  assert rel == sorted(rel, key=lambda p: (p.split("/")[0], os.path.dirname(p), p))
+  assert sorted(rel) == sorted(r[len("train/") :] for r in made)
+  assert listing.labels.tolist() == [0, 0, 0, 0, 1, 1]
+  assert listing.skipped == {
+    "images beside the class folders (at the split's top level)": 1,
+    "hidden files": 2,
+    "not an image file": 2,
+  }
+  text = caplog.text
+  assert "6 images in 2 classes" in text
+  assert "skipped 2 hidden files; 1 images beside the class folders" in text
+  assert "2 not an image file (.txt 1, .tif 1)" in text or "(.tif 1, .txt 1)" in text
+  # Every listed format decodes into a training batch: no slot is masked as unreadable.
+  cfg = folder_config(str(root), batch=6, eval_split="train")
+  batch = next(data_lib.create_train_source(cfg).iterate(0))
+  assert batch["valid"].all() and batch["image"].shape == (6, 16, 16, 3)
+
+
+def test_split_with_images_at_its_top_level_is_one_unlabelled_class(tmp_path):
+  root = tmp_path / "unlabelled"
+  for i in range(6):
+    _save(str(root / "train" / f"{i}.jpg"), i)
+  for i in range(3):
+    _save(str(root / "val" / f"{i}.png"), 10 + i, "PNG")
+  listing = folder_source.list_image_folder(str(root), "train")
+  assert listing.class_names == (folder_source.UNLABELLED,) and set(listing.labels) == {0}
+  cfg = folder_config(str(root), batch=6, eval_split="validation")  # finds val/
+  assert data_lib.create_train_source(cfg).steps_per_epoch == 1
+  ev = data_lib.create_eval_source(cfg.data, image_size=8)
+  assert ev.num_examples == 3 and ev.class_names == (folder_source.UNLABELLED,)
+
+
+def test_the_default_eval_split_finds_val_and_a_missing_split_is_named(folder, tmp_path):
+  cfg = folder_config(folder)
+  cfg.data.eval_split = "validation"  # the data section's default; the folder has val/
+  data_lib.check_ready(cfg.data)
+  ev = data_lib.create_eval_source(cfg.data, image_size=8)
+  assert ev.num_examples == 12 and ev.description.endswith("/val")
+  cfg.data.eval_split = "test"
+  with pytest.raises(DataError, match=r"split .*/test does not exist .*eval_split='test'"):
+    data_lib.check_ready(cfg.data)
+
+
 def test_prefetch_to_device_places_global_batches(folder):
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()[:2]), ("data",))
   sharding = NamedSharding(mesh, P("data"))
@@ -246,9 +324,46 @@ def test_prefetch_to_device_places_global_batches(folder):
     next(out)
 
 
+def test_data_skipped_counts_the_skipped_images_of_the_whole_run_across_a_resume(
+  corrupt_folder, tmp_path
+):
+  """``data_skipped``: unreadable images in the batches trained on, since the run began (kept
+  in the checkpoint), not the prefetched ones of this process."""
+  cfg = folder_config(corrupt_folder, batch=8, steps=4)  # 14 files: 1 step per epoch
+  source = data_lib.create_train_source(cfg)
+  bad = lambda step: sum(
+    os.path.basename(str(source.files[f])).startswith("bad") for f in source.file_indices(step)
+  )
+  expected = np.cumsum([bad(s) for s in range(4)])
+  assert expected[-1] > expected[1] > 0  # both halves of the run skip some
+  loop.pretrain(cfg, str(tmp_path), stop_at=2)
+  ckpt = checkpoints.Checkpointer(str(tmp_path), async_save=False)
+  assert ckpt.restore_meta(2)["data_skipped"] == expected[1]
+  ckpt.close()
+  loop.pretrain(cfg, str(tmp_path))  # a new process would start from the checkpoint alike
+  logged = [(r["step"], r["data_skipped"]) for r in logs.read_metrics(tmp_path)]
+  assert logged == [(2, expected[1]), (4, expected[3])]
+
+
+def test_a_missing_monitoring_split_is_a_start_up_error(folder, tmp_path):
+  cfg = folder_config(folder, batch=8)
+  cfg.eval_every_steps = 20
+  cfg.data.eval_split = "test"  # the folder has train/ and val/
+  with pytest.raises(DataError, match=r"online monitoring .*eval_every_steps=20.*test"):
+    loop.pretrain(cfg, str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()  # before any step or save
+  cfg.data.eval_split = "validation"  # the default: finds val/
+  cfg.online.eval_split = "train"  # the bank's split: queries after the bank ...
+  cfg.online.num_train = 30  # ... but the bank takes all 30 images
+  with pytest.raises(DataError, match="none left for queries"):
+    loop.check(cfg)
+
+
 @pytest.mark.slow
-def test_cli_pretrains_on_an_image_folder(folder, tmp_path):
-  """python -m leave_one_out.main on a generated folder: same config interface, end to end."""
+def test_cli_pretrains_on_an_image_folder_and_evaluates_it_without_a_config(tmp_path):
+  """python -m leave_one_out.main on a generated folder (same config interface, online kNN on
+  its val/), then python -m leave_one_out.evaluate --workdir with no config: the run's data."""
+  folder = make_folder(tmp_path / "images", per_class=(12, 4))
   env = dict(
     os.environ,
     JAX_PLATFORMS="cpu",
@@ -268,6 +383,9 @@ def test_cli_pretrains_on_an_image_folder(folder, tmp_path):
       "--config.train.num_steps=2",
       "--config.log_every_steps=1",
       "--config.checkpoint_every_steps=2",
+      "--config.eval_every_steps=2",
+      "--config.online.num_train=24",
+      "--config.online.num_test=12",
       "--config.train.batch_size=6",
       "--config.data.image_size=20",
       "--config.augment.image_size=16",
@@ -285,4 +403,19 @@ def test_cli_pretrains_on_an_image_folder(folder, tmp_path):
   )
   assert run.returncode == 0, run.stderr[-3000:]
   assert "FolderSource(image folder" in run.stderr and "step 2/2" in run.stderr
+  assert "36 images in 3 classes" in run.stderr and "skipped 1 not an image file" in run.stderr
+  assert "online kNN top-1" in run.stderr  # monitoring read the val/ split
   assert "| rotation |" in run.stdout
+  evaluated = subprocess.run(
+    [sys.executable, "-m", "leave_one_out.evaluate", f"--workdir={tmp_path / 'run'}"],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  assert f"image folder {folder} (train / validation): 36 train / 12 test images" in (
+    evaluated.stdout
+  )
+  assert "| backbone" in evaluated.stdout and "top-5" not in evaluated.stdout  # 3 classes

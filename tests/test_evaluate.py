@@ -292,4 +292,10 @@ def test_moco_protocol_on_the_embedded_dataset(workdir):
   ] * 3
   assert len(row["probe"]["color"]["epoch_seconds"]) == 2
   assert row["rotation"]["protocol"]["lr"] == 1.0 and row["rotation"]["num_train"] == 96
+  assert results["results_file"] == "evaluation_moco.json"  # the protocol names the file:
+  c.results_file = "evaluation.json"  # the fast protocol's file is never overwritten
+  assert evaluate.results_name(c) == "evaluation_moco.json"
+  c.probe.protocol = "fast"
+  assert evaluate.results_name(c) == "evaluation.json"
+  c.probe.protocol = "moco"
   assert 0.0 <= row["corruption"]["mean"] <= 1.0  # the MoCo layer applied to corrupted images

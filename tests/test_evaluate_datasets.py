@@ -66,7 +66,8 @@ def folder(tmp_path_factory):
 
 def check_results(results, workdir, c, *, name, num_train, num_test, num_classes, source):
   """Every protocol for every kind, the files written, and the single-label table."""
-  with open(os.path.join(workdir, c.results_file)) as f:
+  assert results["results_file"] == evaluate.results_name(c)  # "_moco" for MoCo's protocol
+  with open(os.path.join(workdir, results["results_file"])) as f:
     saved = json.load(f)
   assert os.path.getsize(os.path.join(workdir, c.heatmap_file)) > 1000
   d = results["dataset"]
@@ -89,9 +90,11 @@ def check_results(results, workdir, c, *, name, num_train, num_test, num_classes
     assert row["probe"]["label"]["protocol"]["name"] == c.probe.protocol
     assert row["rotation"]["protocol"]["name"] == c.probe.protocol
     assert row["rotation"]["num_test"] == 4 * num_test  # the whole test split, four turns
+    top5 = row["probe"]["label"]["top5"]
+    assert (top5 is None) == (num_classes <= 5)  # top-5 of 5 classes or fewer is always 100%
     accuracies = [
       row["probe"]["label"]["top1"],
-      row["probe"]["label"]["top5"],
+      *([top5] if top5 is not None else []),
       row["rotation"]["top1"],
       row["knn"]["label"]["top1"],
       row["fewshot"]["2"]["mean"],
@@ -103,8 +106,9 @@ def check_results(results, workdir, c, *, name, num_train, num_test, num_classes
   assert np.asarray(results["sensitivity"]["matrix"]).shape == (4, 5)
   table = evaluate.format_table(results)
   header = next(line for line in table.splitlines() if line.startswith("| features"))
+  top5 = " top-5 |" if num_classes > 5 else ""
   assert re.sub(r"\s+", " ", header) == (
-    "| features | dim | top-1 | top-5 | rotation | kNN | 2-shot | 3-shot | corrupt |"
+    f"| features | dim | top-1 |{top5} rotation | kNN | 2-shot | 3-shot | corrupt |"
   ), header
   for text in (
     source,
@@ -126,9 +130,10 @@ def check_results(results, workdir, c, *, name, num_train, num_test, num_classes
 def test_evaluate_on_an_image_folder_with_the_moco_protocol(workdir, folder):
   c = shrink(eval_config_file("folder.py", folder))
   assert c.probe.protocol == "moco"  # the real-dataset default
-  assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train", "val")
-  results = evaluate.run(workdir, c)
+  assert (c.dataset.data.train_split, c.dataset.data.eval_split) == ("train", "validation")
+  results = evaluate.run(workdir, c)  # "validation" finds the folder's val/
   assert c.results_file == f"evaluation_folder_{os.path.basename(folder)}.json"
+  assert results["results_file"] == f"evaluation_folder_{os.path.basename(folder)}_moco.json"
   table = check_results(
     results,
     workdir,
@@ -137,7 +142,7 @@ def test_evaluate_on_an_image_folder_with_the_moco_protocol(workdir, folder):
     num_train=36,
     num_test=12,
     num_classes=3,
-    source=f"image folder {folder} (train / val)",
+    source=f"image folder {folder} (train / validation)",
   )
   probe = results["rows"]["backbone"]["probe"]["label"]
   assert probe["protocol"]["epochs"] == 2 and probe["protocol"]["lr"] == 30.0
@@ -304,11 +309,10 @@ def test_unreadable_data_fails_before_the_model_loads(folder, tmp_path, monkeypa
     pretrained, "load_pretrained", lambda *a, **k: pytest.fail("model loaded before the data check")
   )
   c = eval_config_file("folder.py", folder)
-  c.dataset.data.eval_split = "validation"
+  c.dataset.data.eval_split = "test"
   with pytest.raises(
     DataError,
-    match=r"split .*validation does not exist "
-    r"\(eval_config.dataset.data.eval_split='validation'",
+    match=r"split .*test does not exist \(eval_config.dataset.data.eval_split='test'",
   ):
     evaluate.run(str(tmp_path), c)
   c = eval_config_file("tfds.py", "oxford_flowers102")
@@ -376,6 +380,9 @@ def test_cli_runs_the_moco_protocol_on_a_folder(workdir, folder):
     "linear probe: moco (SGD lr 30, momentum 0.9, weight decay 0, batch 256, 2 epochs" in run.stdout
   ), run.stdout
   assert re.search(r"\| backbone\s+\| 32\s+\|", run.stdout), run.stdout
-  with open(os.path.join(workdir, "evaluation_cli.json")) as f:
+  assert "top-5" not in run.stdout  # 3 classes: top-5 would always be 100%
+  assert "MoCo linear protocol: epoch 2/2" in run.stderr  # the probe's progress, as it goes
+  assert f"results: {workdir}/evaluation_cli_moco.json" in run.stdout
+  with open(os.path.join(workdir, "evaluation_cli_moco.json")) as f:
     saved = json.load(f)
   assert saved["rows"]["backbone"]["rotation"]["protocol"]["epochs"] == 2

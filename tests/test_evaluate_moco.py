@@ -5,6 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from leave_one_out import evaluate
 from leave_one_out import extract
 from leave_one_out.data.synthetic import scenes
 from leave_one_out.evaluate import probe
@@ -50,7 +51,7 @@ def test_heads_learn_labels_and_rotation_from_random_crops(data):
     model, {}, train["image"], {"color": train["color"]}, {"color": 6}, kinds, p, image_size=16
   )
   assert trained["steps_per_epoch"] == 3 and trained["num_examples"] == 96
-  assert len(trained["epoch_seconds"]) == 6 and not trained["diverged"]
+  assert len(trained["epoch_seconds"]) == 6 and not any(trained["diverged"].values())
   loss = trained["loss"]["backbone/color"]
   assert loss[-1] < 0.5 * loss[0], loss
   f_test = extract.extract_features(model, {}, test["image"], "backbone")
@@ -71,21 +72,49 @@ def test_heads_learn_labels_and_rotation_from_random_crops(data):
   assert acc > 0.8, acc  # the light from above tells up from down
 
 
-def test_an_unstable_learning_rate_is_reported(data):
-  train, _ = data
+def test_an_unstable_learning_rate_is_reported_for_the_rows_it_broke_only(data):
+  train, test = data
   p = section(sgd_lr=1e9, epochs=2)
+  one_class = np.zeros_like(train["shape"])  # one class: its loss is 0 at any rate
   trained = moco_linear.train_heads(
     PooledPixels(),
     {},
     train["image"],
-    {"label": train["shape"]},
-    {"label": 6},
+    {"label": train["shape"], "same": one_class},
+    {"label": 6, "same": 1},
     ("backbone",),
     p,
     image_size=16,
   )
   loss = trained["loss"]["backbone/label"]
-  assert trained["diverged"] and loss[-1] > loss[0] > 1e6, loss
+  assert trained["diverged"] == {"backbone/label": True, "backbone/same": False}
+  assert loss[-1] > loss[0] > 1e6, loss
+  f_test = extract.extract_features(PooledPixels(), {}, test["image"], "backbone")
+  rows = {
+    task: probe.moco_result(
+      trained["heads"]["backbone"][task], f_test, np.zeros(64, np.int32), trained, task, "backbone"
+    )
+    for task in ("label", "same")
+  }
+  assert rows["label"]["diverged"] and not rows["same"]["diverged"]
+  results = {"kinds": ["backbone"], "rows": {"backbone": {"probe": rows}}}
+  for r in rows.values():
+    r["protocol"] = probe.settings(p)
+  notes = probe.notes(results)
+  assert notes[-1].startswith("linear probe: DIVERGED for backbone / label (")
+  assert "same" not in notes[-1]
+
+
+def test_a_shortened_probe_decays_at_60_and_80_percent_and_late_decays_are_refused():
+  assert moco_linear.decay_epochs(section(epochs=100, decay_epochs=())) == (60, 80)
+  assert moco_linear.decay_epochs(section(epochs=10, decay_epochs=())) == (6, 8)
+  lr = moco_linear.learning_rate(section(epochs=10, decay_epochs=(), sgd_lr=30.0), 2)
+  assert [float(lr(s)) for s in (11, 12, 16)] == pytest.approx([30.0, 3.0, 0.3])
+  c = evaluate.default_config()
+  assert c.probe.decay_epochs == ()
+  c.probe.protocol, c.probe.epochs, c.probe.decay_epochs = "moco", 10, (60, 80)
+  with pytest.raises(ValueError, match=r"probe.decay_epochs must be below probe.epochs \(10\)"):
+    evaluate.validate_config(c)
 
 
 def test_step_decays():

@@ -3,6 +3,7 @@
 What a user can rely on (README, "Reliability"): each test below is one guarantee.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -64,7 +65,8 @@ def _wait_for_step(workdir, step, proc, timeout=240):
 
 
 @pytest.mark.slow
-def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
+def test_ctrl_c_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
+  """SIGINT (Ctrl-C) as SIGTERM: a save at the next step, exit 0, an exact resume."""
   steps = RUN_STEPS
   straight = _start(tmp_path / "straight", steps, every=1000)
   out, err = straight.communicate(timeout=300)
@@ -72,10 +74,11 @@ def test_sigterm_saves_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path
 
   run = _start(tmp_path / "preempted", steps, every=1000)
   _wait_for_step(tmp_path / "preempted", 5, run)
-  run.send_signal(signal.SIGTERM)
+  run.send_signal(signal.SIGINT)
   _, err = run.communicate(timeout=120)
   assert run.returncode == 0, err[-3000:]
-  assert "preemption request" in err
+  assert "Interrupted (Ctrl-C): saving a checkpoint" in err and "preemption request" in err
+  assert "KeyboardInterrupt" not in err
   stopped_at, _ = _final_params(tmp_path / "preempted")
   assert 5 <= stopped_at < steps  # saved at the step it was interrupted, not at the end
 
@@ -162,34 +165,78 @@ def test_nonfinite_loss_stops_with_the_step_named_and_keeps_the_checkpoint(tmp_p
 def test_workdir_with_another_config_is_refused_unless_told(tmp_path):
   # Every run below is the 6-step program of its neighbours (the seed is not in the program).
   _train(tiny_config(steps=6), tmp_path, stop_at=2)
+  old_run = sorted(os.listdir(tmp_path))
+  assert "config.json" in old_run and "checkpoints" in old_run
+  (tmp_path / "evaluation.json").write_text("{}")  # what evaluating the old run wrote
+  (tmp_path / "sensitivity.png").write_bytes(b"png")
+  (tmp_path / "jax_cache").mkdir()  # a compilation cache: not the run's, it stays
   other = tiny_config(steps=6)
   other.seed = 1
   with pytest.raises(ValueError, match="seed: 0 -> 1"):
     _train(other, tmp_path)
   summary = _train(other, tmp_path, workdir_mode="overwrite", stop_at=2)
   assert summary["step"] == 2
-  assert any(name.startswith("previous-run-") for name in os.listdir(tmp_path))
-  # Cadence fields may change on resume.
+  aside = [name for name in os.listdir(tmp_path) if name.startswith("previous-run-")]
+  assert len(aside) == 1
+  moved = sorted(os.listdir(tmp_path / aside[0]))
+  assert moved == sorted(old_run + ["evaluation.json", "sensitivity.png"])  # every file
+  assert not (tmp_path / "evaluation.json").exists() and (tmp_path / "jax_cache").is_dir()
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["seed"] == 1  # the new run's config
+  # Cadence fields may change on resume; config.json shows the config the run goes on with.
   cadence = tiny_config(steps=6)
   cadence.seed = 1
   cadence.log_every_steps = 1
   assert _train(cadence, tmp_path)["step"] == 6
+  with open(tmp_path / "config.json") as f:
+    assert json.load(f)["log_every_steps"] == 1
 
 
-def test_sigterm_before_the_first_step_stops_after_it_with_a_save(tmp_path, monkeypatch):
-  """A notice while the run restores or compiles (one process): one step, a save, a clean stop."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_the_first_step_stops_after_it_with_a_save(tmp_path, monkeypatch, signum):
+  """A notice or Ctrl-C while the run restores or compiles (one process): one step, a save,
+  a clean stop."""
   _train(tiny_config(steps=6), tmp_path, stop_at=2)
   create = loop.data.create_train_source
 
   def create_and_get_notice(cfg):
-    os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop's handler, not the default
+    os.kill(os.getpid(), signum)  # handled by the loop's handler, not the default
     return create(cfg)
 
   monkeypatch.setattr(loop.data, "create_train_source", create_and_get_notice)
-  before = signal.getsignal(signal.SIGTERM)
+  before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
   summary = _train(tiny_config(steps=6), tmp_path)
   assert summary["preempted"] and summary["step"] == 3
   ckpt = checkpoints.Checkpointer(str(tmp_path), async_save=False)
   assert ckpt.latest_step() == 3
   ckpt.close()
-  assert signal.getsignal(signal.SIGTERM) == before  # the loop's handler is gone again
+  for s, handler in before.items():  # the loop's handlers are gone again
+    assert signal.getsignal(s) == handler
+
+
+SECOND_CTRL_C = """
+import os, signal, sys, time
+from leave_one_out.run import loop
+with loop._Preemption(one_process=True) as stop:
+  os.kill(os.getpid(), signal.SIGINT)  # the first Ctrl-C: a request to save and stop
+  print("requested" if stop.requested else "ignored", flush=True)
+  time.sleep(60)  # a long step or compile; the second Ctrl-C must not wait for it
+print("not aborted", flush=True)
+"""
+
+
+def test_a_second_ctrl_c_aborts_at_once(tmp_path):
+  proc = subprocess.Popen(
+    [sys.executable, "-c", SECOND_CTRL_C],
+    cwd=ROOT,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  assert proc.stdout.readline().strip() == "requested"
+  t0 = time.time()
+  proc.send_signal(signal.SIGINT)
+  out, err = proc.communicate(timeout=30)
+  assert proc.returncode == -signal.SIGINT, err[-2000:]  # killed by the signal itself
+  assert time.time() - t0 < 5 and "not aborted" not in out
+  assert "press Ctrl-C again to abort at once" in err

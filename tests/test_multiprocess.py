@@ -216,17 +216,17 @@ def _stopped_at(log):
   return int(found[0])
 
 
-def _preempt(workers, signal_plan):
-  """Sends SIGTERM per ``signal_plan`` [(worker, seconds after the first signal)]; checks that
-  both workers exit 0 having stopped at the same step. Returns that step and each worker's
-  seconds from the first signal to its exit."""
+def _preempt(workers, signal_plan, signum=signal.SIGTERM):
+  """Sends ``signum`` per ``signal_plan`` [(worker, seconds after the first signal)]; checks
+  that both workers exit 0 having stopped at the same step. Returns that step and each
+  worker's seconds from the first signal to its exit."""
   t0, exits = time.time(), {}
   pending = list(signal_plan)
   while len(exits) < len(workers) and time.time() < t0 + 120:
     if pending and time.time() >= t0 + pending[0][1]:
       i, _ = pending.pop(0)
       if workers[i].proc.poll() is None:
-        workers[i].proc.send_signal(signal.SIGTERM)
+        workers[i].proc.send_signal(signum)
     for i, w in enumerate(workers):
       if i not in exits and w.proc.poll() is not None:
         exits[i] = time.time() - t0
@@ -254,16 +254,29 @@ def _resume_to_the_end(reference, workdir, from_step):
   assert steps == list(range(SAVE_EVERY + 1, NUM_STEPS + 1))  # no step logged twice
 
 
-def test_sigterm_to_both_workers_2s_apart_stops_both_at_one_step(reference, tmp_path):
+def test_ctrl_c_to_one_worker_then_sigterm_to_both_2s_apart_each_stop_both_at_one_step(
+  reference, tmp_path
+):
+  """Ctrl-C in worker 0's terminal (SIGINT, turned into JAX's preemption notice): both stop
+  at one step. Resumed, then SIGTERM to both workers 2 s apart: again one step for both."""
   workdir = _from_reference(reference, tmp_path / "run")
   workers = _start_pair(workdir, "run", "--noevaluate")
   _wait_for_step(workdir, SAVE_EVERY + 2, workers)
+  first, exits = _preempt(workers, [(0, 0.0)], signal.SIGINT)
+  print(
+    f"SIGINT to worker 0 only: both stopped at step {first}; seconds from the signal to each "
+    f"worker's exit: {exits}"
+  )
+  assert "Interrupted (Ctrl-C)" in workers[0].log() and "KeyboardInterrupt" not in workers[0].log()
+  assert SAVE_EVERY + 2 <= first < NUM_STEPS and _latest_checkpoint(workdir) == first
+  workers = _start_pair(workdir, f"from-{first}", "--noevaluate")
+  _wait_for_step(workdir, first + 1, workers)
   stop, exits = _preempt(workers, [(0, 0.0), (1, 2.0)])
   print(
     f"SIGTERM to worker 0, 2 s later to worker 1: both stopped at step {stop}; seconds "
     f"from the first signal to each worker's exit: {exits}"
   )
-  assert SAVE_EVERY + 2 <= stop < NUM_STEPS and _latest_checkpoint(workdir) == stop
+  assert first < stop < NUM_STEPS and _latest_checkpoint(workdir) == stop
   _resume_to_the_end(reference, workdir, stop)
 
 

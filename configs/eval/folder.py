@@ -1,12 +1,13 @@
 r"""Evaluation on an image folder with the paper's protocols, one table.
 
   python -m leave_one_out.evaluate --workdir=/ckpt/looc --config=configs/eval/folder.py:/data/mine
-      [--config.dataset.data.eval_split=validation] [--config.probe.epochs=10]
+      [--config.dataset.data.eval_split=test] [--config.probe.epochs=10]
 
-``arg`` (after the colon) is the folder root: ``<root>/<split>/<class>/*.{jpg,jpeg,png}``
-(case-insensitive; local or gs://), with the splits of configs/data/folder.py: ``train`` (the
-probes' training set, the kNN bank and the few-shot pool) and ``val`` (every reported accuracy;
-``--config.dataset.data.eval_split=validation`` or ``test`` if yours is named so). Classes are
+``arg`` (after the colon) is the folder root: ``<root>/<split>/<class>/**/<image>`` (jpg, jpeg,
+png, bmp, gif, webp, case-insensitive; local or gs://), with the splits of
+configs/data/folder.py: ``train`` (the probes' training set, the kNN bank and the few-shot pool)
+and ``validation``, which also finds ``val/`` (every reported accuracy;
+``--config.dataset.data.eval_split=test`` if yours is named so). Classes are
 the sorted subdirectory names of the training split, and the evaluation split is labelled with
 that list (a class directory only in the evaluation split is an error naming it);
 ``--config.dataset.data.classes=<file>`` keeps only the classes listed in a text file.
@@ -16,8 +17,9 @@ Everything else is configs/eval/tfds.py's ``eval_config``: MoCo's linear protoco
 and the rotation probe (100 epochs; ``--config.probe.epochs=N``), kNN, K-shot (K must be below
 every class's image count, or ``--config.fewshot.small_classes=skip``), the synthetic
 corruptions and augmentation sensitivity. Writes ``<workdir>/evaluation_folder_<root
-name>.json`` and ``sensitivity_folder_<root name>.png`` and prints the table (columns
-``dim | top-1 | top-5 | rotation | kNN | 5-shot | 10-shot | corrupt``).
+name>_moco.json`` (``_moco``: the probe's protocol) and ``sensitivity_folder_<root name>.png``
+and prints the table (columns ``dim | top-1 | top-5 | rotation | kNN | 5-shot | 10-shot |
+corrupt``; top-5 above 5 classes only).
 """
 
 import os

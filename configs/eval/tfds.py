@@ -20,7 +20,8 @@ What runs (docs/evaluation.md): starting from ``leave_one_out.evaluate.default_c
 
 * probe: MoCo's linear classification protocol (``probe.protocol = "moco"``: SGD lr 30,
   momentum 0.9, batch 256, 100 epochs, x0.1 at 60 and 80, random-resized crop + flip on device,
-  frozen encoder, centre crop at test); ``--config.probe.epochs=N`` shortens it,
+  frozen encoder, centre crop at test); ``--config.probe.epochs=N`` shortens it (the rate
+  decays at 60% and 80% of the epochs),
   ``--config.probe.protocol=fast`` is the seconds-long probe on cached features;
 * rotation: every image at 0/90/180/270, the same protocol;
 * kNN, K-shot (5, 10; 10 trials), augmentation sensitivity;
@@ -33,8 +34,9 @@ the host (tf.data), S = the model's input size; the MoCo protocol's training ima
 again as squares (shorter side to S / crop fraction, centre square) to cut random crops from.
 Host memory: both splits as uint8 (ImageNet-100 at 224 px: 19 GB train + 0.75 GB test, plus
 25 GB of 256-px training squares for the MoCo protocol). Every host reads the whole split.
-Writes ``<workdir>/evaluation_<name>.json`` and ``sensitivity_<name>.png`` (one file per
-dataset) and prints the table. Every field is validated at start-up (a ValueError naming
+Writes ``<workdir>/evaluation_<name>_moco.json`` (``_moco``: the probe's protocol; with
+``--config.probe.protocol=fast`` ``evaluation_<name>.json``) and ``sensitivity_<name>.png``
+(one file per dataset) and prints the table. Every field is validated at start-up (a ValueError naming
 ``eval_config.<field>``).
 """
 

@@ -84,14 +84,15 @@ def source(name: str):
 def default_config() -> ml_collections.ConfigDict:
   d = ml_collections.ConfigDict()
   # A registered source (leave_one_out.data.SOURCES): synthetic (the embedded shapes dataset),
-  # imagenet100 (tfds imagenet2012, the CMC 100 classes), folder (data_dir/<split>/<class>/
-  # *.jpg|jpeg|png), or else any tensorflow-datasets image dataset: "name", "name/config" or
-  # "name:version".
+  # imagenet100 (tfds imagenet2012, the CMC 100 classes), folder (data_dir/<split>/<class>/,
+  # every jpg|jpeg|png|bmp|gif|webp below a class folder), or else any tensorflow-datasets
+  # image dataset: "name", "name/config" or "name:version".
   d.name = "imagenet100"
   d.data_dir = ""  # tfds: its data_dir ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets; gs://
   #                  works); folder: the root holding <split>/<class>/ images
   d.train_split = "train"  # tfds split (slicing works: "train[:90%]") or folder subdirectory
-  d.eval_split = "validation"  # the split evaluation pipelines read by default
+  d.eval_split = "validation"  # the split evaluation pipelines read by default (a folder's
+  #                              "validation" also finds val/: leave_one_out.data.folder)
   d.classes = ""  # tfds / folder: keep only these classes, relabelled 0..K-1 in sorted name
   #                 order: "" = all; "imagenet100" = the CMC list; else a text file, one per line
   d.image_size = 256  # S0: side of the uint8 image the host sends per example (the whole image

@@ -73,6 +73,18 @@ RESULTS_FILE = "evaluation.json"
 HEATMAP_FILE = "sensitivity.png"
 
 
+def results_name(c) -> str:
+  """The results file of eval config ``c``: ``results_file``, with "_moco" before the
+  extension when the probe runs MoCo's protocol, so that the fast and MoCo protocols never
+  overwrite each other's results."""
+  name = c.results_file
+  if c.probe.enabled and c.probe.protocol == "moco":
+    stem, ext = os.path.splitext(name)
+    if not stem.endswith("_moco"):
+      name = f"{stem}_moco{ext}"
+  return name
+
+
 def register(name: str, evaluator: Any) -> None:
   """Adds (or replaces) the evaluator ``name``: a module path or an object (module docstring)."""
   EVALUATORS[name] = evaluator
@@ -97,7 +109,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.kinds = ()  # feature kinds (table rows); () = backbone, looc++ (LooC++ only), space:i
   #               (LooC++ only; for LooC they equal the backbone) and embedding:i
   c.batch_size = 256  # images per forward pass of feature extraction (a multiple of devices)
-  c.results_file = RESULTS_FILE  # written in the workdir
+  c.results_file = RESULTS_FILE  # written in the workdir ("_moco" added before the extension
+  #                               with probe.protocol="moco": results_name)
   c.heatmap_file = HEATMAP_FILE  # the augmentation-sensitivity heatmap, in the workdir
   c.dataset = dataset.default_config()
   for name in EVALUATORS:
@@ -215,9 +228,10 @@ def run(workdir: str, eval_cfg: ml_collections.ConfigDict | None = None, *, mesh
       **per_run,
       "eval_config": json.loads(c.to_json()),
       "timing_s": {**seconds, "total": round(time.perf_counter() - t_start, 2)},
+      "results_file": results_name(c),
     }
   )
-  path = ctx.output_path(c.results_file)
+  path = ctx.output_path(results_name(c))
   if path:
     epath.Path(path).write_text(json.dumps(results, indent=1))
   return results
@@ -243,10 +257,11 @@ def format_table(results: dict) -> str:
   primary = d["primary_label"]
   if len(d["labels"]) == 1:
     classes = d.get("num_classes", {}).get(primary)
+    top5 = " / top-5" if (classes or 6) > 5 else ""
     described = (
       f"{d['source']}: {d['num_train']} train / {d['num_test']} test images"
       f"{f', {classes} classes' if classes else ''}, {m['image_size']} px; accuracy "
-      f"%: linear probe top-1 / top-5, kNN, few-shot and corrupt on {primary!r}"
+      f"%: linear probe top-1{top5}, kNN, few-shot and corrupt on {primary!r}"
     )
   else:
     described = (

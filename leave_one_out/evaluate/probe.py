@@ -41,8 +41,9 @@ def default_config() -> ml_collections.ConfigDict:
   p.momentum = 0.9  # moco: SGD momentum
   p.weight_decay = 0.0  # moco: L2 weight decay
   p.batch_size = 256  # moco: global batch, rounded up to a multiple of the device count
-  p.decay_epochs = (60, 80)  # moco: the learning rate is multiplied by decay_factor from these
-  #                            epochs on (ones >= epochs are ignored)
+  p.decay_epochs = ()  # moco: the learning rate is multiplied by decay_factor from these epochs
+  #                      on, each below epochs; () = MoCo's 60% and 80% of epochs (60 and 80 of
+  #                      100, 6 and 8 of a 10-epoch probe)
   p.decay_factor = 0.1  # moco
   p.crop_scale = (0.08, 1.0)  # moco: random-resized crop area range (torchvision's default)
   p.crop_ratio = (3 / 4, 4 / 3)  # moco: crop aspect-ratio range (torchvision's default)
@@ -71,6 +72,13 @@ def validate(c: ml_collections.ConfigDict) -> None:
   epochs = tuple(p.decay_epochs)
   if not all(fields.is_int(e) and e > 0 for e in epochs) or list(epochs) != sorted(set(epochs)):
     check.fail("probe.decay_epochs", f"must be increasing ints > 0, got {p.decay_epochs!r}")
+  if epochs and fields.is_int(p.epochs) and epochs[-1] >= p.epochs:
+    check.fail(
+      "probe.decay_epochs",
+      f"must be below probe.epochs ({p.epochs}): the rate would never decay at "
+      f"{[e for e in epochs if e >= p.epochs]}; got {p.decay_epochs!r} (() = MoCo's 60% and "
+      "80% of the epochs)",
+    )
   check.number("probe.decay_factor", 0.0, 1.0, low_open=True)
   check.number_range("probe.crop_scale", 0.0, 1.0, low_open=True)
   check.number_range("probe.crop_ratio", 0.0, low_open=True)
@@ -122,14 +130,27 @@ def moco_result(head: dict, test_x, test_y, trained: dict, task: str, kind: str)
     "top1": classifiers.topk_accuracy(scores, test_y, 1),
     "top5": classifiers.topk_accuracy(scores, test_y, 5),
     "train_loss": trained["loss"][f"{kind}/{task}"][-1],
-    "diverged": trained["diverged"],
+    "diverged": bool(trained["diverged"][f"{kind}/{task}"]),
     "epoch_seconds": trained["epoch_seconds"],
     "classifier": {"norm": {"mode": "none"}, "w": head["w"], "b": head["b"]},
   }
 
 
+TOP5_ABOVE = 5  # top-5 is reported for more classes than this only (else it is 100%)
+
+
 def fit(ctx, labels) -> dict:
-  """{kind: {label: result with "classifier"}} with the configured protocol."""
+  """{kind: {label: result with "classifier"}} with the configured protocol; "top5" is None
+  for a label of at most ``TOP5_ABOVE`` classes."""
+  out = _fit(ctx, labels)
+  for per_label in out.values():
+    for label, r in per_label.items():
+      if ctx.train.num_classes[label] <= TOP5_ABOVE:
+        r["top5"] = None
+  return out
+
+
+def _fit(ctx, labels) -> dict:
   p = ctx.c.probe
   f_train, f_test = ctx.features("train"), ctx.features("test")
   out = {kind: {} for kind in ctx.kinds}
@@ -187,13 +208,14 @@ def evaluate(ctx) -> dict:
 
 
 def columns(results: dict) -> list:
-  """Single-label datasets: top-1 and top-5; several labels: top-1 of each."""
+  """Single-label datasets: top-1 (and top-5 above 5 classes); several labels: top-1 of each."""
   first = results["rows"][results["kinds"][0]].get("probe", {}) if results["kinds"] else {}
   labels = [l for l in results["dataset"]["labels"] if l in first]
   single = len(results["dataset"]["labels"]) == 1
   cols = []
   for label in labels:
-    for top in ("top1", "top5") if single else ("top1",):
+    classes = results["dataset"].get("num_classes", {}).get(label, TOP5_ABOVE + 1)
+    for top in ("top1", "top5") if single and classes > TOP5_ABOVE else ("top1",):
       title = f"{top[:3]}-{top[3]}" if single else label
       cols.append(
         (title, lambda r, l=label, t=top: tables.pct(r.get("probe", {}).get(l, {}).get(t)))
@@ -225,11 +247,16 @@ def notes(results: dict) -> list[str]:
   if not r:
     return []
   lines = [f"linear probe: {describe(r['protocol'])}"]
-  if any(
-    v.get("diverged") for row in results["rows"].values() for v in row.get("probe", {}).values()
-  ):
+  labels = results.get("kind_labels", {})
+  bad = [
+    f"{labels.get(kind, kind)} / {label}"
+    for kind, row in results["rows"].items()
+    for label, v in row.get("probe", {}).items()
+    if v.get("diverged")
+  ]
+  if bad:
     lines.append(
-      "linear probe: DIVERGED for some rows (the training loss went up or is "
-      "non-finite); lower probe.sgd_lr"
+      f"linear probe: DIVERGED for {', '.join(bad)} (the training loss went up or is "
+      "non-finite; those cells are not trustworthy); lower probe.sgd_lr"
     )
   return lines

@@ -24,14 +24,21 @@ a process that has not imported TensorFlow already, the writer selects tensorboa
 process: a process that writes a local run's summaries and later a gs:// run's needs
 ``import tensorflow`` first.
 
-The console: ``format_line`` is the one-line progress every process prints (``LEGEND`` says how
-to read it), ``average`` the interval's means, ``check_finite`` the non-finite-step rule.
+The console: ``format_line`` is the one-line progress every process prints (``legend`` says how
+to read it, once at the start), ``average`` the interval's means, ``check_finite`` the
+non-finite-step rule.
+
+Weights & Biases (``WandbLogger``, ``main --wandb_project``): optional, off by default and not a
+dependency; the same records as the metrics files, from process 0, off the training thread.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging as pylogging
 import math
+import os
 import re
 import sys
 import time
@@ -254,6 +261,24 @@ def check_finite(cfg, scalars: dict, step: int) -> None:
     )
 
 
+def legend(names: list[str]) -> str:
+  """How to read ``format_line``, with an example in this run's own spaces."""
+  example = names[1] if len(names) > 1 else names[0]
+  own = "/56%" if len(names) > 1 else ""
+  return (
+    f"progress: step | epoch | loss (the LooC loss) | per space 'loss/top-1"
+    f"{'[/own-view top-1]' if own else ''}', e.g. '{example} 3.967/23%{own}' = that space's "
+    "loss 3.967, top-1 23% (its positive beats every key of the global batch)"
+    + (
+      ", own-view top-1 56% (among the image's own keys, the one sharing the space's "
+      "augmentation scores highest)"
+      if own
+      else ""
+    )
+    + " | img/s | ETA"
+  )
+
+
 def format_line(step, num_steps, steps_per_epoch, scalars, names, img_per_s, eta_s) -> str:
   """The one-line progress every process prints: step, epoch, loss, each space's loss / top-1
   (/ own-view top-1), throughput and ETA."""
@@ -287,15 +312,18 @@ class RunLog:
   Process 0 writes (``enabled``); a step logged before an interruption is not logged again.
   """
 
-  def __init__(self, workdir, *, enabled: bool = True):
+  def __init__(self, workdir, *, enabled: bool = True, extra=()):
     self.summaries = SummaryWriter(workdir, enabled=enabled)
     self.jsonl = JsonlWriter(workdir, enabled=enabled)
     self.enabled = enabled
+    self.extra = list(extra)  # more loggers: write(step, scalars), close() (``WandbLogger``)
 
   def write(self, step: int, scalars: Mapping[str, float]) -> None:
     if self.enabled and self.jsonl.should_log(step):
       self.summaries.write_scalars(step, scalars)
       self.jsonl.write(step, scalars)
+      for logger in self.extra:
+        logger.write(step, scalars)
 
   def write_config(self, cfg) -> None:
     """The run's config as TensorBoard hparams (once, at the start of a new run)."""
@@ -305,5 +333,50 @@ class RunLog:
     """Writes everything queued (re-raising a background write's error) and closes."""
     try:
       self.summaries.close()
+      for logger in self.extra:
+        logger.close()
     finally:
       self.jsonl.flush()
+
+
+class WandbLogger:
+  """The run's logged records in Weights & Biases (``pip install wandb``; optional).
+
+  One W&B run per workdir: its id is derived from the workdir's path, so a resumed run
+  continues the same W&B run. Records go out on a background thread (``wandb.log`` never
+  blocks a step). ImportError with the install command when wandb is missing.
+  """
+
+  def __init__(self, cfg, workdir, *, project: str, entity: str | None = None, name=None):
+    try:
+      import wandb  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      raise ImportError(
+        "--wandb_project needs the wandb package, which is optional: pip install wandb"
+      ) from e
+    path = str(workdir) if "://" in str(workdir) else os.path.abspath(workdir)
+    self._wandb = wandb
+    self._run = wandb.init(
+      project=project,
+      entity=entity or None,
+      name=name or os.path.basename(path.rstrip("/")),
+      id=hashlib.sha1(path.encode()).hexdigest()[:16],
+      resume="allow",
+      config=flat_config(cfg),
+      dir=None if "://" in path else path,
+    )
+    self._pool = asynclib.Pool(thread_name_prefix="WandbLogger", max_workers=1)
+
+  def write(self, step: int, scalars: Mapping[str, float]) -> None:
+    self._pool(self._run.log)(dict(scalars), step=int(step))
+
+  def close(self) -> None:
+    self._pool.join()
+    self._run.finish()
+
+
+class QuietLibraries(pylogging.Filter):
+  """Keeps orbax's per-save and per-restore INFO chatter out of the console (warnings show)."""
+
+  def filter(self, record):
+    return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname

@@ -3,17 +3,26 @@
 Around the train step (``leave_one_out.train.programs``): the training source and its device
 prefetch, the workdir's rules (``workdir``), checkpoints every ``checkpoint_every_steps`` and at
 a preemption (``checkpoints``), the run's logs and progress line (``logs``) and online
-monitoring every ``eval_every_steps`` (``monitor``). A SIGTERM (one process) or JAX's
-preemption notice (several) stops the run after its next step, with a save.
+monitoring every ``eval_every_steps`` (``monitor``). ``check`` is what a run verifies before
+its first step (config, data, monitoring splits, workdir), also on its own
+(``main --validate_only``).
+
+Stopping: SIGTERM and SIGINT (Ctrl-C) stop the run after its next step, with a save, and the
+process exits 0; a second SIGINT kills it at once (the last committed checkpoint stays good).
+One process handles both signals itself; with several (``jax.distributed``) a SIGTERM goes to
+JAX's preemption sync manager, which stops every process at the same step, and a SIGINT is
+turned into a SIGTERM to the same process so that it takes that path too.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 from absl import logging
 from etils import epath
@@ -34,32 +43,83 @@ from leave_one_out.sharding import make_mesh
 
 
 class _Preemption:
-  """One process: turns SIGTERM into a flag the loop checks after every step.
+  """Turns SIGTERM and SIGINT into a stop after the next step, with a save.
 
-  With several processes (``jax.distributed``) it installs nothing: JAX's preemption sync
-  manager owns SIGTERM there, and ``Checkpointer.reached_preemption`` tells every process at
-  the same step. A Python handler would replace JAX's, and each process would stop on its own
-  flag at a different step, leaving the others waiting in a collective.
+  One process: both signals set a flag the loop checks after every step. Several processes
+  (``jax.distributed``): JAX's preemption sync manager owns SIGTERM, and
+  ``Checkpointer.reached_preemption`` tells every process at the same step; a Python SIGTERM
+  handler would replace JAX's, and each process would stop on its own flag at a different step,
+  leaving the others waiting in a collective. So only SIGINT is handled there, by sending this
+  process a SIGTERM. Either way the first SIGINT restores the default action: a second Ctrl-C
+  kills the process at once.
   """
 
-  def __init__(self, enabled: bool):
-    self.enabled = enabled
+  def __init__(self, one_process: bool):
+    self.one_process = one_process
     self.requested = False
-    self._previous = None
+    self._previous = {}
 
   def __enter__(self):
-    if self.enabled and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    if threading.current_thread() is threading.main_thread():
+      names = (signal.SIGTERM, signal.SIGINT) if self.one_process else (signal.SIGINT,)
+      for signum in names:
+        self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
   def _handle(self, signum, frame):
     del frame
-    logging.warning("Received signal %d: saving a checkpoint and exiting.", signum)
+    if signum == signal.SIGINT:
+      signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C: the default, at once
+      logging.warning(
+        "Interrupted (Ctrl-C): saving a checkpoint after this step, then exiting; press "
+        "Ctrl-C again to abort at once without a save."
+      )
+      if not self.one_process:
+        os.kill(os.getpid(), signal.SIGTERM)  # JAX's preemption sync: every process stops
+        return
+    else:
+      logging.warning("Received SIGTERM: saving a checkpoint after this step, then exiting.")
     self.requested = True
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+
+
+# Unreadable images in a batch (its "valid" mask), added to a running total on the devices:
+# the count covers the steps taken, over every host, without a transfer per step.
+_count_skipped = jax.jit(lambda total, valid: total + jnp.sum(~valid, dtype=jnp.int32))
+
+
+def check(cfg, workdir: str | None = None, workdir_mode: str = "auto") -> list[str]:
+  """What a run verifies before its first step, without training: the config (every field,
+  against this machine's device count), the training data (listed or opened), the splits
+  online monitoring reads, and (``workdir``) whether the workdir's run would be resumed or
+  refused. Raises the error the run would stop with; returns one line per check."""
+  mesh = make_mesh()
+  config_lib.validate(cfg, num_devices=mesh.size)
+  lines = [f"config: valid for {mesh.size} {jax.devices()[0].platform} device(s)"]
+  source = data.create_train_source(cfg)
+  lines.append(f"training data: {source!r}")
+  monitor.check(cfg)
+  if cfg.eval_every_steps:
+    lines.append(f"online monitoring every {cfg.eval_every_steps} steps: {data.describe(cfg.data)}")
+  if workdir:
+    if not epath.Path(workdir, checkpoints.CHECKPOINT_DIR).exists():
+      lines.append(f"workdir: {workdir} holds no run; a new one would start")
+    else:
+      ckpt = checkpoints.Checkpointer(workdir, async_save=False)
+      try:
+        found = workdir_lib.saved_differences(ckpt, cfg)
+      finally:
+        ckpt.close()
+      if found is None:
+        lines.append(f"workdir: {workdir} holds no readable checkpoint; a new run would start")
+      elif found[1] and workdir_mode == "auto":
+        raise workdir_lib.refusal(workdir, *found)
+      else:
+        lines.append(f"workdir: {workdir} holds a run at step {found[0]}; it would resume")
+  return lines
 
 
 def pretrain(
@@ -68,6 +128,7 @@ def pretrain(
   *,
   workdir_mode: str = "auto",
   stop_at: int | None = None,
+  wandb: dict | None = None,
 ) -> dict:
   """Pretrains (resuming from ``workdir`` when it holds a checkpoint); returns a summary.
 
@@ -78,18 +139,22 @@ def pretrain(
     workdir_mode: "auto" resumes a run with the same config and refuses a different one;
       "resume" continues whatever is there; "overwrite" moves an existing run aside.
     stop_at: stop (with a checkpoint) after this step, as if preempted; None runs to the end.
+    wandb: log every logged step to Weights & Biases too (process 0): ``logs.WandbLogger``'s
+      keyword arguments ({"project": ..., "entity": ...}); None: no.
 
   Returns:
     The final step, per-space loss and top-1 averaged over the last logging interval,
-    throughput, whether the run was preempted, and the final state.
+    throughput, whether the run was preempted, and the final state; "finished_before" when
+    the workdir's run had already reached its last step (nothing trained; the last logged
+    interval's values).
   """
-  # One process: from here on a SIGTERM stops the run after its next step, with a save.
-  with _Preemption(enabled=jax.process_count() == 1) as preemption:
-    return _pretrain(cfg, workdir, workdir_mode, stop_at, preemption)
+  # From here on a SIGTERM or SIGINT stops the run after its next step, with a save.
+  with _Preemption(one_process=jax.process_count() == 1) as preemption:
+    return _pretrain(cfg, workdir, workdir_mode, stop_at, preemption, wandb)
 
 
 def _pretrain(
-  cfg, workdir: str, workdir_mode: str, stop_at: int | None, preemption: _Preemption
+  cfg, workdir: str, workdir_mode: str, stop_at: int | None, preemption: _Preemption, wandb
 ) -> dict:
   mesh = make_mesh()
   config_lib.validate(cfg, num_devices=mesh.size)
@@ -98,6 +163,7 @@ def _pretrain(
   names = train.space_names(cfg)
 
   source = data.create_train_source(cfg)
+  monitor.check(cfg)  # the splits monitoring reads: now, not at its first step
   compiled = train.programs(cfg, mesh, source.steps_per_epoch)
   model, num_steps = compiled.model, compiled.num_steps
   make_ckpt = lambda: checkpoints.Checkpointer(
@@ -112,6 +178,7 @@ def _pretrain(
   if workdir_mode == "overwrite":
     ckpt = make_ckpt()
   restored = ckpt.restore_latest_good(compiled.abstract_state())
+  skipped = 0  # unreadable images skipped over the whole run (kept in the checkpoint's meta)
   if restored is None:
     if is_chief and logs.segment_paths(workdir):  # logs of a run that never saved
       workdir_lib.set_aside(workdir, None, "No checkpoint to resume from")
@@ -119,25 +186,53 @@ def _pretrain(
     logging.info("Starting a new run in %s", workdir)
   else:
     state, meta = restored
+    skipped = int(meta.get("data_skipped", 0))  # runs saved before the count: from 0
     logging.info("Resumed from step %d in %s", meta["step"], workdir)
 
+  step = start_step = int(jax.device_get(state.step))
+  if step >= num_steps:  # nothing to train: no event file, no metrics, no checkpoint
+    ckpt.close()
+    logging.info(
+      "The run in %s is finished (step %d/%d): nothing to train. Another --workdir (or "
+      "--workdir_mode=overwrite) starts a new run; a longer config.train.num_steps or "
+      "num_epochs with --workdir_mode=resume continues this one.",
+      workdir,
+      step,
+      num_steps,
+    )
+    last = [r for r in logs.read_metrics(workdir) if "loss" in r] if is_chief else []
+    summary = {k: v for k, v in (last[-1] if last else {}).items() if k != "step"}
+    return {
+      **summary,
+      "step": step,
+      "num_steps": num_steps,
+      "spaces": names,
+      "state": state,
+      "preempted": False,
+      "finished_before": True,
+    }
+  workdir_lib.write_config(workdir, cfg)
   step_fn = compiled.step
   data_sharding = NamedSharding(mesh, P(DATA_AXIS))
   # Process 0 writes TensorBoard summaries and the JSON lines, both on background threads;
   # every process prints the one-line progress below.
-  run_log = logs.RunLog(workdir, enabled=is_chief)
+  extra = [logs.WandbLogger(cfg, workdir, **wandb)] if wandb and is_chief else []
+  run_log = logs.RunLog(workdir, enabled=is_chief, extra=extra)
   if restored is None:
     run_log.write_config(cfg)
 
-  step = start_step = int(jax.device_get(state.step))
   end = num_steps if stop_at is None else min(num_steps, stop_at)
   history, last_scalars, preempted, profiling = [], {}, False, False
   interval_start, interval_images, compile_s = time.perf_counter(), 0, None
+  skipped_total = skipped  # a device scalar once the first batch is counted
+  logging.info(logs.legend(names))
   # A background thread keeps the next batches decoded and placed on the devices.
   batches = prefetch.prefetch_to_device(source.iterate(step), data_sharding, size=2)
   try:
     while step < end:
       batch = next(batches)
+      if "valid" in batch:
+        skipped_total = _count_skipped(skipped_total, batch["valid"])
       if cfg.profile_num_steps and step == cfg.profile_start_step and is_chief:
         jax.profiler.start_trace(workdir)
         profiling = True
@@ -176,7 +271,7 @@ def _pretrain(
           img_per_s=img_per_s,
           img_per_s_per_device=img_per_s / mesh.size,
           epoch=step / source.steps_per_epoch,
-          data_skipped=float(getattr(source, "num_corrupt", 0)),
+          data_skipped=float(skipped_total),  # images skipped so far in this run
         )
         if not last_scalars:
           scalars["compile_s"] = compile_s
@@ -191,7 +286,8 @@ def _pretrain(
         interval_start, interval_images = time.perf_counter(), 0
         logs.check_finite(cfg, scalars, step)
       if step % cfg.checkpoint_every_steps == 0 or step in (end, num_steps) or preempted:
-        ckpt.save(step, state, checkpoints.meta_record(cfg, step), force=True)
+        meta = {**checkpoints.meta_record(cfg, step), "data_skipped": int(skipped_total)}
+        ckpt.save(step, state, meta, force=True)
       if cfg.eval_every_steps and (step % cfg.eval_every_steps == 0 or step == num_steps):
         monitored = _monitor(model, state, cfg)
         run_log.write(step, monitored)

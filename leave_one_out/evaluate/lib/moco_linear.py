@@ -71,7 +71,7 @@ def settings(p) -> dict:
     "momentum": float(p.momentum),
     "weight_decay": float(p.weight_decay),
     "batch_size": int(p.batch_size),
-    "decay_epochs": list(p.decay_epochs),
+    "decay_epochs": list(decay_epochs(p)),
     "decay_factor": float(p.decay_factor),
     "crop_scale": list(p.crop_scale),
     "crop_ratio": list(p.crop_ratio),
@@ -82,11 +82,22 @@ def settings(p) -> dict:
   }
 
 
+DECAY_AT = (0.6, 0.8)  # MoCo's decays, epochs 60 and 80 of 100, as fractions of the epochs
+
+
+def decay_epochs(p) -> tuple[int, ...]:
+  """The epochs the rate decays at: ``decay_epochs``, or () = MoCo's 60% and 80% of ``epochs``
+  (60 and 80 of 100; 6 and 8 of a 10-epoch probe). Epochs >= ``epochs`` never come."""
+  epochs = int(p.epochs)
+  wanted = tuple(p.decay_epochs) or tuple(int(f * epochs) for f in DECAY_AT)
+  return tuple(sorted({int(e) for e in wanted if 0 < e < epochs}))
+
+
 def learning_rate(p, steps_per_epoch: int):
-  """Step decays: ``sgd_lr``, times ``decay_factor`` from each epoch of ``decay_epochs``."""
+  """Step decays: ``sgd_lr``, times ``decay_factor`` from each epoch of ``decay_epochs(p)``."""
   return optax.piecewise_constant_schedule(
     float(p.sgd_lr),
-    {int(e) * steps_per_epoch: float(p.decay_factor) for e in p.decay_epochs if 0 < e < p.epochs},
+    {e * steps_per_epoch: float(p.decay_factor) for e in decay_epochs(p)},
   )
 
 
@@ -181,8 +192,8 @@ def train_heads(
   Returns:
     {"heads": {kind: {task: {"w": [F, C], "b": [C]}}} (numpy), "loss": {kind/task: per-epoch
     mean training loss}, "epoch_seconds": [per epoch; the first includes compilation],
-    "steps_per_epoch", "num_examples" (per epoch), "diverged" (a layer's last-epoch loss is
-    non-finite or above its first epoch's)}.
+    "steps_per_epoch", "num_examples" (per epoch), "diverged" {kind/task: whether that
+    layer's last-epoch loss is non-finite or above its first epoch's}}.
   """
   mesh = make_mesh() if mesh is None else mesh
   images = np.asarray(images)
@@ -240,12 +251,13 @@ def train_heads(
       seconds[-1],
       ", ".join(f"{k} {v[-1]:.3f}" for k, v in losses.items()),
     )
-  diverged = any(not math.isfinite(v[-1]) or v[-1] > v[0] for v in losses.values())
-  if diverged:
+  diverged = {k: not math.isfinite(v[-1]) or v[-1] > v[0] for k, v in losses.items()}
+  if any(diverged.values()):
     logging.warning(
-      "MoCo linear protocol: the training loss went up or is non-finite (per "
-      "epoch: %s); lower eval_config.probe.sgd_lr",
-      losses,
+      "MoCo linear protocol: the training loss went up or is non-finite for %s (per epoch: "
+      "%s); lower eval_config.probe.sgd_lr",
+      ", ".join(k for k, bad in diverged.items() if bad),
+      {k: v for k, v in losses.items() if diverged[k]},
     )
   return {
     "heads": jax.device_get(heads),
