@@ -26,7 +26,7 @@ TOP_LEVEL = {
   "visualize",
   "resnet",
 }
-FOLDERS = {"data", "evaluate", "run", "benchmarks", "experiments"}
+FOLDERS = {"data", "evaluate", "run", "benchmarks", "experiments", "objectives"}
 
 
 def _modules():

@@ -1,12 +1,17 @@
-"""The jitted train step: LooC vs MoCo vs a supervised step of the same backbone.
+"""The jitted train step: LooC vs MoCo vs a supervised step of the same backbone, and the
+auxiliary objectives on either.
 
   python -m leave_one_out.benchmarks --what=step --model=resnet50 --step_size=224 \
       --batch_size=256 --precision=bfloat16 --num_spaces=3 [--kinds=looc,moco,supervised]
+  python -m leave_one_out.benchmarks --what=step \
+      --kinds=moco,moco+augself,moco+essl,moco+cassle,looc,looc+augself,looc+essl,looc+cassle
 
 Compile time, step time, img/s, FLOPs (XLA's cost analysis), TFLOP/s, share of the step spent
 making views, and peak device memory. LooC costs one query forward+backward plus n+1 key
 forwards: about (n+1)/3 + 1 supervised steps (7/3 for n = 3); "x supervised" is the measured
-ratio.
+ratio. A kind ``<base>+<objective>`` (objectives: ``OBJECTIVE_SETTINGS``, joined with "+") is
+the base step with that objective on in its paper's setting; "x base" is its step time over the
+base kind's, when both are in the run. E-SSL's rotated views are ``essl_size(S)`` px (96 at 224).
 """
 
 from __future__ import annotations
@@ -26,6 +31,32 @@ from leave_one_out.benchmarks import timing
 from leave_one_out.benchmarks import views
 
 SPACES = ("color", "rotation", "texture", "blur", "flip")
+BASES = ("looc", "moco", "supervised")
+# The objectives' settings in the benchmark's kinds (their papers' ImageNet-100 settings).
+OBJECTIVE_SETTINGS = {
+  "augself": {"weight": 0.5, "groups": ("crop", "color")},
+  "essl": {"weight": 0.4},
+  "cassle": {"enabled": True},
+}
+
+
+def essl_size(size: int) -> int:
+  """E-SSL's rotated view beside S-px views: 96 px at 224 (its ImageNet ratio), at least 8."""
+  return max(8, round(size * 96 / 224))
+
+
+def parse_kind(kind: str) -> tuple[str, list[str]]:
+  """``"moco+essl"`` -> ("moco", ["essl"]); ValueError naming an unknown part."""
+  base, *extra = kind.split("+")
+  unknown = [p for p in extra if p not in OBJECTIVE_SETTINGS] + ([] if base in BASES else [base])
+  if unknown or (base == "supervised" and extra):
+    raise ValueError(
+      f"unknown step kind {kind!r}: a base out of {BASES} (objectives not with supervised), "
+      f"then '+'-joined objectives out of {tuple(OBJECTIVE_SETTINGS)}"
+    )
+  return base, extra
+
+
 # Dense bf16 peak TFLOP/s by device kind, for the utilisation column.
 PEAK_TFLOPS = {
   "NVIDIA H100 80GB HBM3": 989.0,
@@ -44,10 +75,15 @@ def step_config(
   kind: str, model: str, width: int, size: int, batch: int, precision: str, num_spaces: int
 ):
   """The training config a ``--what=step`` row times."""
+  base, extra = parse_kind(kind)
   cfg = config_lib.default_config()
   cfg.data.image_size = int(round(size * 1.15))
   cfg.augment = views.views_config(size)
-  cfg.augment.spaces = SPACES[:num_spaces] if kind == "looc" else ()
+  cfg.augment.spaces = SPACES[:num_spaces] if base == "looc" else ()
+  for name in extra:
+    cfg.objectives[name].update(OBJECTIVE_SETTINGS[name])
+  if "essl" in extra:
+    cfg.objectives.essl.image_size = essl_size(size)
   cfg.model.architecture = model
   cfg.model.width = width
   cfg.model.dtype = precision
@@ -148,7 +184,9 @@ def measure_steps(kinds, model, width, size, batch, precision, num_spaces, repea
       fn, hp = compiled_programs.train_step, compiled_programs.hyperparams
       data = _batch(cfg, mesh)
       args = lambda st, i: (st, data, hp)
-      views = augment.num_views(cfg.augment)
+      views = str(augment.num_views(cfg.augment))
+      if cfg.objectives.essl.weight:
+        views += f" + 4 x {cfg.objectives.essl.image_size} px"
     t0 = time.perf_counter()
     compiled = fn.lower(*args(state, 0)).compile()
     compile_s = time.perf_counter() - t0
@@ -178,7 +216,8 @@ def measure_steps(kinds, model, width, size, batch, precision, num_spaces, repea
 
 
 def format_steps(measured: list[dict], model, width, size, batch, precision, peak_tflops) -> str:
-  """``measure_steps``'s results as a Markdown table ("x supervised": step time ratio)."""
+  """``measure_steps``'s results as a Markdown table ("x supervised", "x base": step time
+  ratios)."""
   num_devices = jax.device_count()
   kind0 = jax.devices()[0].device_kind
   peak = peak_tflops or PEAK_TFLOPS.get(kind0, 0.0)
@@ -186,20 +225,23 @@ def format_steps(measured: list[dict], model, width, size, batch, precision, pea
     f"{model} (width {width}) at {size} px, global batch {batch}, {precision}, "
     f"{num_devices} x {kind0}",
     "",
-    "| step | views | compile s | step ms | img/s | img/s/device | x supervised | "
+    "| step | views | compile s | step ms | img/s | img/s/device | x supervised | x base | "
     "TFLOP/step | TFLOP/s | of peak | views ms (share) | peak GiB |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
-  supervised = {m["kind"]: m["step_s"] for m in measured}.get("supervised")
+  times = {m["kind"]: m["step_s"] for m in measured}
+  supervised = times.get("supervised")
   for m in measured:
     seconds = m["step_s"]
     ratio = f"{seconds / supervised:.2f}" if supervised else "-"
+    base = times.get(parse_kind(m["kind"])[0]) if "+" in m["kind"] else None
+    base_ratio = f"{seconds / base:.2f}" if base else "-"
     tflops = m["flops"] / seconds / 1e12
     share = f"{1e3 * m['views_s']:.0f} ({100 * m['views_s'] / seconds:.0f}%)"
     memory = f"{m['peak_gib']:.1f}" if m["peak_gib"] else "n/a"
     rows.append(
       f"| {m['kind']} | {m['views']} | {m['compile_s']:.1f} | {1e3 * seconds:.1f} | "
-      f"{batch / seconds:,.0f} | {batch / seconds / num_devices:,.0f} | {ratio} | "
+      f"{batch / seconds:,.0f} | {batch / seconds / num_devices:,.0f} | {ratio} | {base_ratio} | "
       f"{m['flops'] / 1e12:.3f} | {tflops:.2f} | "
       f"{f'{100 * tflops / peak:.0f}%' if peak else 'n/a'} | {share} | {memory} |"
     )

@@ -1,0 +1,30 @@
+r"""MoCo + CASSLE on the embedded dataset: configs/demo.py's data, model and budget, on CPU.
+
+Command (from the repository root):
+
+  python -m leave_one_out.main --config=configs/cassle.py --workdir=/tmp/cassle_demo
+  # CASSLE's conditioning on LooC's colour and rotation spaces instead of MoCo:
+  python -m leave_one_out.main --config=configs/cassle.py:looc --workdir=/tmp/cassle_looc
+
+What it does: configs/demo.py with no augmentation space (MoCo: q and k_0 per image) and
+CASSLE's conditioning (docs/objectives.md): each view's augmentation descriptor (blur, colour
+factors, colour shift, crop, grayscale: CASSLE's ImageNet-100 groups, 13 values) is embedded by
+a 6-layer MLP of width 64 and concatenated to the projection head's input, for the query by
+the online MLP, for the key by its EMA copy. There is no extra loss; the progress line shows
+``cassle condition_weight ..`` (how much the head's first layer weighs the descriptor against
+the backbone feature, 1 at initialisation). The evaluation table at the end is the demo's.
+``--config.train.num_steps`` shortens it.
+"""
+
+from leave_one_out import config as config_lib
+
+
+def get_config(arg=None):
+  """``arg``: "" (MoCo + CASSLE) or "looc" (LooC with spaces colour and rotation + CASSLE)."""
+  if arg not in (None, "", "looc"):
+    raise ValueError(f"configs/cassle.py takes '' or 'looc', got {arg!r}")
+  c = config_lib.load_file("demo.py", relative_to=__file__)
+  if arg != "looc":
+    c.augment.spaces = ()
+  c.objectives.cassle.enabled = True  # CASSLE's ImageNet-100 descriptor and MLP (the defaults)
+  return c
