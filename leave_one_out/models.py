@@ -197,7 +197,8 @@ class LooCModel(nn.Module):
           pooled res5 features of every space (F = H * feature_dim) for LooC++;
         "space_features": `[B, H, feature_dim]` each space's pooled feature (all equal to V for
           LooC);
-        "embeddings": `[B, H, embedding_dim]` each head's L2-normalised output, float32.
+        "embeddings": `[B, H, embedding_dim]` each head's L2-normalised output, float32
+          (absent with ``heads=False``).
     """
     block, sizes = ARCHITECTURES[self.architecture]
     x = (images.astype(jnp.float32) - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)

@@ -17,8 +17,8 @@ parameterisation and where it differs from its paper's code. A module has
                               unweighted loss where there is one
 
 and, if it changes the input of the projection heads, ``condition(images, view_params, c, cfg)
--> [V, B, C]`` (CASSLE: each view's augmentation descriptor). The progress line and the metrics
-files show every metric under its name (``progress``).
+-> [V, B, C]`` (CASSLE: each view's augmentation descriptor; one such module). The progress
+line and the metrics files show every metric under its name (``progress``).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from leave_one_out import fields
 from leave_one_out.objectives import augself
 from leave_one_out.objectives import cassle
 from leave_one_out.objectives import essl
@@ -49,15 +48,8 @@ def default_config() -> ml_collections.ConfigDict:
 
 def validate(c: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict) -> None:
   """Raises ValueError naming the first invalid field of ``config.objectives``."""
-  check = fields.Section(c, "config.objectives")
-  for module in OBJECTIVES.values():
-    module.validate(c[module.NAME], cfg)
-  conditioning = [n for n in active(cfg) if hasattr(OBJECTIVES[n], "condition")]
-  check.check(
-    len(conditioning) <= 1,
-    conditioning[-1] if conditioning else "",
-    f"conditions the heads, and so does {conditioning[0] if conditioning else ''}: one at a time",
-  )
+  for name, module in OBJECTIVES.items():
+    module.validate(c[name], cfg)
 
 
 def active(cfg) -> list[str]:
@@ -113,7 +105,7 @@ def terms(ctx: Context) -> tuple[jax.Array, dict, Any]:
 
 def progress(scalars: dict) -> list[str]:
   """Parts of the progress line: ``augself 0.041 (crop 0.030, color 0.052)``, ``essl 1.221/48%``,
-  ``cassle condition_share 0.08``; one per objective with metrics in ``scalars``."""
+  ``cassle condition_weight 1.07``; one per objective with metrics in ``scalars``."""
   parts = []
   for name in OBJECTIVES:
     found = {k.split("/", 1)[1]: v for k, v in scalars.items() if k.startswith(name + "/")}
