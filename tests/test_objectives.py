@@ -21,6 +21,7 @@ from leave_one_out import pretrained
 from leave_one_out import render
 from leave_one_out import sharding
 from leave_one_out import train
+from leave_one_out.experiments import claims as claims_lib
 from leave_one_out.objectives import augself
 from leave_one_out.objectives import cassle
 from leave_one_out.objectives import essl
@@ -409,3 +410,17 @@ def test_imagenet100_recipes_turn_on_one_objective_in_its_papers_setting(name):
       "cassle": (6, 65_536, "global"),
     }[name]
   )
+
+
+def test_a_claims_row_turns_an_objective_on_with_one_methods_entry():
+  c = config_lib.load_file(os.path.join(ROOT, "configs", "claims.py"), "ci")
+  with c.unlocked():
+    c.methods.moco_essl = dict(
+      title="MoCo + E-SSL", spaces=(), rotation=True, objectives=dict(essl=dict(weight=0.4))
+    )
+    c.methods.typo = dict(title="?", spaces=(), objectives=dict(essl=dict(wieght=0.4)))
+  cfg = claims_lib.method_config(c, "lit", "moco_essl", seed=0)
+  assert objectives.active(cfg) == ["essl"] and cfg.objectives.essl.weight == 0.4
+  config_lib.validate(cfg)
+  with pytest.raises(ValueError, match="unknown field objectives.essl.wieght"):
+    claims_lib.method_config(c, "lit", "typo", seed=0)
