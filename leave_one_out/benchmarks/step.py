@@ -16,6 +16,7 @@ base kind's, when both are in the run. E-SSL's rotated views are ``essl_size(S)`
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import flax.linen as nn
@@ -163,56 +164,73 @@ def _batch(cfg, mesh, with_label=False):
 def measure_steps(kinds, model, width, size, batch, precision, num_spaces, repeats) -> list[dict]:
   """Times the jitted train step of each kind (same backbone, same run).
 
+  Every kind is compiled and run once first; then ``repeats`` rounds time one step of every
+  kind in turn, so that a load drifting over minutes (a shared machine) weighs on every kind
+  alike. Every kind's state stays on the devices meanwhile.
+
   Returns one dict per kind: "kind", "views" (views per image), "compile_s", "step_s" (median
   of ``repeats`` steps), "flops" (per step, all devices; 0 if XLA gives no cost analysis),
   "views_s" (``make_views`` alone, for the same batch) and "peak_gib" (the process's peak
-  device memory so far, None on CPU).
+  device memory after its first step, None on CPU).
   """
   mesh = sharding.make_mesh()
-  measured = []
+  measured, runs = [], []
   for kind in kinds:
     cfg = step_config(kind, model, width, size, batch, precision, num_spaces)
-    key = jax.random.key(1)
-    if kind == "supervised":
-      fn, state = _supervised_step(cfg, mesh)
-      data = _batch(cfg, mesh, with_label=True)
-      args = lambda st, i: (st, data, jax.random.fold_in(key, i))
-      views = 1
-    else:
-      compiled_programs = train.programs(cfg, mesh, steps_per_epoch=100)
-      state = compiled_programs.new_state(cfg.seed)
-      fn, hp = compiled_programs.train_step, compiled_programs.hyperparams
-      data = _batch(cfg, mesh)
-      args = lambda st, i: (st, data, hp)
-      views = str(augment.num_views(cfg.augment))
-      if cfg.objectives.essl.weight:
-        views += f" + 4 x {cfg.objectives.essl.image_size} px"
+    fn, state, args, views = _step_of(kind, cfg, mesh)
     t0 = time.perf_counter()
-    compiled = fn.lower(*args(state, 0)).compile()
+    compiled = fn.lower(state, *args(0)).compile()
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float((cost or {}).get("flops", 0.0)) * mesh.size  # per-device program
-    step_s, state = timing.time_steps(compiled, state, lambda i: args(None, i)[1:], repeats)
-    del state
-    view_cfg = cfg.augment
-    make = jax.jit(lambda r, x, a, c=view_cfg: augment.make_views(r, x, c, a)[0])
+    state, out = compiled(state, *args(0))  # warm-up
+    jax.block_until_ready(out)
+    image, aspect = args(0)[0]["image"], args(0)[0]["aspect"]
+    make = jax.jit(lambda r, x, a, c=cfg.augment: augment.make_views(r, x, c, a)[0])
+    key = jax.random.key(1)
     view_s = timing.time_fn(
-      lambda i: make(jax.random.fold_in(key, i), data["image"], data["aspect"]),
-      max(2, repeats // 2),
+      lambda i: make(jax.random.fold_in(key, i), image, aspect), max(2, repeats // 2)
     )
+    runs.append({"step": compiled, "state": state, "args": args, "times": []})
     measured.append(
       {
         "kind": kind,
         "views": views,
         "compile_s": compile_s,
-        "step_s": step_s,
         "flops": flops,
         "views_s": view_s,
         "peak_gib": timing.peak_memory_gib(),
       }
     )
+  for i in range(repeats):
+    for run in runs:
+      start = time.perf_counter()
+      run["state"], out = run["step"](run["state"], *run["args"](i + 1))
+      jax.block_until_ready(out)
+      run["times"].append(time.perf_counter() - start)
+  for m, run in zip(measured, runs):
+    m["step_s"] = statistics.median(run["times"])
   return measured
+
+
+def _step_of(kind, cfg, mesh):
+  """(jitted step, state, args(i) -> the step's arguments after the state, views label)."""
+  if kind == "supervised":
+    fn, state = _supervised_step(cfg, mesh)
+    data, key = _batch(cfg, mesh, with_label=True), jax.random.key(1)
+    return fn, state, lambda i: (data, jax.random.fold_in(key, i)), "1"
+  compiled_programs = train.programs(cfg, mesh, steps_per_epoch=100)
+  data, hp = _batch(cfg, mesh), compiled_programs.hyperparams
+  views = str(augment.num_views(cfg.augment))
+  if cfg.objectives.essl.weight:
+    views += f" + 4 x {cfg.objectives.essl.image_size} px"
+  return (
+    compiled_programs.train_step,
+    compiled_programs.new_state(cfg.seed),
+    lambda i: (data, hp),
+    views,
+  )
 
 
 def format_steps(measured: list[dict], model, width, size, batch, precision, peak_tflops) -> str:
