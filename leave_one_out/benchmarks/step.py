@@ -260,7 +260,7 @@ def format_steps(measured: list[dict], model, width, size, batch, precision, pea
     rows.append(
       f"| {m['kind']} | {m['views']} | {m['compile_s']:.1f} | {1e3 * seconds:.1f} | "
       f"{batch / seconds:,.0f} | {batch / seconds / num_devices:,.0f} | {ratio} | {base_ratio} | "
-      f"{m['flops'] / 1e12:.3f} | {tflops:.2f} | "
+      f"{m['flops'] / 1e12:.4g} | {tflops:.2f} | "
       f"{f'{100 * tflops / peak:.0f}%' if peak else 'n/a'} | {share} | {memory} |"
     )
   return "\n".join(rows)
