@@ -11,8 +11,8 @@ CASSLE's conditioning (docs/objectives.md): each view's augmentation descriptor 
 factors, colour shift, crop, grayscale: CASSLE's ImageNet-100 groups, 13 values) is embedded by
 a 6-layer MLP of width 64 and concatenated to the projection head's input, for the query by
 the online MLP, for the key by its EMA copy. There is no extra loss; the progress line shows
-``cassle condition_weight ..`` (how much the head's first layer weighs the descriptor against
-the backbone feature, 1 at initialisation). The evaluation table at the end is the demo's.
+``cassle condition_share ..`` (the descriptor's share of the projection head's first layer,
+docs/objectives.md). The evaluation table at the end is the demo's.
 ``--config.train.num_steps`` shortens it.
 """
 

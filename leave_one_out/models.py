@@ -198,7 +198,9 @@ class LooCModel(nn.Module):
         "space_features": `[B, H, feature_dim]` each space's pooled feature (all equal to V for
           LooC);
         "embeddings": `[B, H, embedding_dim]` each head's L2-normalised output, float32
-          (absent with ``heads=False``).
+          (absent with ``heads=False``);
+        "condition_embedding": `[B, condition_width]`, the descriptor's embedding that every
+          head reads (CASSLE models only).
     """
     block, sizes = ARCHITECTURES[self.architecture]
     x = (images.astype(jnp.float32) - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
@@ -257,6 +259,7 @@ class LooCModel(nn.Module):
         self.bn_momentum,
         name="head_condition",
       )(condition, train)
+      out["condition_embedding"] = e
       inputs = [jnp.concatenate([f, e], axis=-1) for f in pooled]
     out["embeddings"] = jnp.stack(
       [

@@ -223,7 +223,7 @@ def test_cassle_conditions_both_encoders_and_trains_its_embedding():
   ):
     assert not np.array_equal(a, b)  # the embedding MLP got a gradient ...
     assert not np.array_equal(a, e)  # ... and the key encoder's copy follows it
-  assert 0.5 < m["cassle/condition_weight"] < 2.0
+  assert 0.0 < m["cassle/condition_share"] < 1.0
   # The heads read the descriptor: two descriptors give two embeddings of one image.
   model = train.programs(cfg, sharding.make_mesh(jax.devices()[:1]), 4).model
   variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -270,7 +270,7 @@ def test_eight_devices_match_one_device_with_every_objective():
   one, m1 = _step_results(cfg, jax.devices()[:1], steps=2)
   eight, m8 = _step_results(cfg, jax.devices(), steps=2)
   for a, b in zip(m1, m8):
-    for key in ("loss", "augself/loss", "essl/loss", "cassle/condition_weight"):
+    for key in ("loss", "augself/loss", "essl/loss", "cassle/condition_share"):
       np.testing.assert_allclose(a[key], b[key], rtol=2e-4, err_msg=key)
     np.testing.assert_allclose(a["essl/top1"], b["essl/top1"], atol=1e-6)
   for a, b in zip(jax.tree.leaves(one.params), jax.tree.leaves(eight.params)):
@@ -315,12 +315,12 @@ def test_progress_line_shows_each_objective_by_name():
     "augself/color": 0.15,
     "essl/loss": 1.2,
     "essl/top1": 0.48,
-    "cassle/condition_weight": 1.07,
+    "cassle/condition_share": 0.12,
   }
   line = logs.format_line(10, 100, 10, scalars, ["invariant"], 0.0, 0.0)
   assert "augself 0.250 (crop 0.100, color 0.150)" in line
   assert "essl 1.200/48%" in line
-  assert "cassle condition_weight 1.070" in line
+  assert "cassle condition_share 0.120" in line
 
 
 @pytest.mark.parametrize(

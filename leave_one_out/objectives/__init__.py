@@ -105,7 +105,7 @@ def terms(ctx: Context) -> tuple[jax.Array, dict, Any]:
 
 def progress(scalars: dict) -> list[str]:
   """Parts of the progress line: ``augself 0.041 (crop 0.030, color 0.052)``, ``essl 1.221/48%``,
-  ``cassle condition_weight 1.07``; one per objective with metrics in ``scalars``."""
+  ``cassle condition_share 0.12``; one per objective with metrics in ``scalars``."""
   parts = []
   for name in OBJECTIVES:
     found = {k.split("/", 1)[1]: v for k, v in scalars.items() if k.startswith(name + "/")}

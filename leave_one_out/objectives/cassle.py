@@ -174,11 +174,16 @@ class Embedding(nn.Module):
 
 
 def term(ctx, c):
-  """No loss term (CASSLE adds none). Metric ``cassle/condition_weight``: in the first layer of
-  head 0, W = [W_V; W_e], the RMS of the rows that read the embedding over the RMS of those that
-  read the backbone feature; 1 at initialisation, above 1 where the projection leans on the
-  descriptor."""
+  """No loss term (CASSLE adds none). Metric ``cassle/condition_share``: in the first layer of
+  head 0, ``[V, e] W = V W_V + e W_e``, the share of the descriptor's part in the norm of the
+  pre-activation, ``|e W_e| / (|V W_V| + |e W_e|)``, averaged over the valid queries: 0 where
+  the head ignores the descriptor."""
   kernel = jax.lax.stop_gradient(ctx.params["head0"]["fc1"]["kernel"])  # [F + width, hidden]
-  rms = lambda w: jnp.sqrt(jnp.mean(jnp.square(w)))
-  ratio = rms(kernel[-c.width :]) / rms(kernel[: -c.width])
-  return jnp.zeros((), jnp.float32), {f"{NAME}/condition_weight": ratio}, ctx.batch_stats
+  f = jax.lax.stop_gradient(ctx.query["space_features"][:, 0])  # head 0's feature [B, F]
+  e = jax.lax.stop_gradient(ctx.query["condition_embedding"])  # [B, width]
+  norm = lambda x, w: jnp.linalg.norm(jnp.dot(x, w, precision=jax.lax.Precision.HIGHEST), axis=-1)
+  from_f, from_e = norm(f, kernel[: -c.width]), norm(e, kernel[-c.width :])
+  share = from_e / jnp.maximum(from_f + from_e, 1e-12)
+  w = ctx.valid.astype(jnp.float32)
+  share = jnp.sum(w * share) / jnp.maximum(jnp.sum(w), 1.0)
+  return jnp.zeros((), jnp.float32), {f"{NAME}/condition_share": share}, ctx.batch_stats
