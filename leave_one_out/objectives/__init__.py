@@ -104,8 +104,8 @@ def terms(ctx: Context) -> tuple[jax.Array, dict, Any]:
 
 
 def progress(scalars: dict) -> list[str]:
-  """Parts of the progress line: ``augself 0.041 (crop 0.030, color 0.052)``, ``essl 1.221/48%``,
-  ``cassle condition_share 0.12``; one per objective with metrics in ``scalars``."""
+  """Parts of the progress line: ``augself 0.070 (color 0.061, crop 0.009)``, ``essl 0.008/100%``,
+  ``cassle condition_share 0.281``; one per objective with metrics in ``scalars``."""
   parts = []
   for name in OBJECTIVES:
     found = {k.split("/", 1)[1]: v for k, v in scalars.items() if k.startswith(name + "/")}
