@@ -265,8 +265,10 @@ def _all_three(spaces, queue):
 
 @pytest.mark.slow
 def test_eight_devices_match_one_device_with_every_objective():
-  """LooC (a rotation space) with a queue and shuffle-BN, AugSelf, E-SSL and CASSLE all on."""
+  """LooC++ (a rotation space: two res5 stages) with a queue and shuffle-BN, AugSelf, E-SSL and
+  CASSLE all on."""
   cfg = _all_three(("rotation",), 32)
+  cfg.model.looc_plus_plus = True
   one, m1 = _step_results(cfg, jax.devices()[:1], steps=2)
   eight, m8 = _step_results(cfg, jax.devices(), steps=2)
   for a, b in zip(m1, m8):
