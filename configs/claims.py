@@ -62,7 +62,8 @@ ANALYSIS = {
 }
 
 # A row: the fields its method changes in the shared base config. ``pretrain=False`` evaluates
-# the initialisation (no training step).
+# the initialisation (no training step); ``objectives=dict(augself=dict(weight=0.5))`` turns on
+# an auxiliary objective (config.objectives, docs/objectives.md).
 METHODS = {
   "random_init": dict(title="random init", spaces=(), rotation=False, pretrain=False),
   "moco": dict(title="MoCo (colour)", spaces=(), rotation=False),

@@ -435,3 +435,36 @@ def make_views(rng, images, cfg, aspect=None) -> tuple[jax.Array, Params]:
   # rendering alike (bit-equal). XLA on CPU drops barriers; there the tests check the equality.
   params = jax.lax.optimization_barrier(params)
   return render.render(images, params, cfg), params
+
+
+# ----------------------------------------------------------------------------- encodings
+#
+# What the auxiliary objectives (leave_one_out.objectives) read from one view's parameters: pure
+# functions of a group's leaves [...] -> float32 [..., d], the conventions of AugSelf's code
+# (hankook/AugSelf, transforms.py), which CASSLE's code shares.
+
+
+def crop_center_size(crop) -> jax.Array:
+  """[..., 4]: the crop box's centre and size ``(cy, cx, h, w)`` in fractions of the image."""
+  return jnp.stack(
+    [crop["y0"] + crop["h"] / 2, crop["x0"] + crop["w"] / 2, crop["h"], crop["w"]], axis=-1
+  ).astype(jnp.float32)
+
+
+def color_factors(color, cfg) -> jax.Array:
+  """[..., 4]: the jitter's brightness, contrast, saturation and hue, each centred and divided by
+  the width of its range: ``(f - 1) / (hi - lo)`` with ``[lo, hi] = [max(0, 1 - s), 1 + s]``
+  (``s``: ``cfg.color.<op>``), ``hue / (2 h)``; zeros where the jitter was not applied (and for
+  an op of strength 0). MoCo v2's strengths (0.4, 0.4, 0.4, 0.1) give ``(f - 1) / 0.8`` and
+  ``hue / 0.2``, each in [-0.5, 0.5]. Grayscale and the order of the ops are not encoded.
+  """
+  widths = [(1 + s) - max(0.0, 1 - s) for s in (cfg.color[op] for op in render.COLOR_OPS[:3])]
+  widths.append(2 * cfg.color.hue)
+  centred = [color[op] - 1 for op in render.COLOR_OPS[:3]] + [color["hue"]]
+  encoded = [c / w if w else jnp.zeros_like(c) for c, w in zip(centred, widths)]
+  return jnp.where(color["apply"][..., None], jnp.stack(encoded, axis=-1), 0.0).astype(jnp.float32)
+
+
+def blur_sigma(blur) -> jax.Array:
+  """[..., 1]: the blur's sigma (pixels of a ``sigma_reference_size`` image), 0 where not applied."""
+  return jnp.where(blur["apply"], blur["sigma"], 0.0)[..., None].astype(jnp.float32)

@@ -8,6 +8,8 @@ concept it configures:
   config.model     leave_one_out.models        backbone and heads
   config.loss      leave_one_out.losses        the LooC loss
   config.train     leave_one_out.optimizer     batch, length, optimizer, schedule, EMA
+  config.objectives leave_one_out.objectives  auxiliary objectives (AugSelf, E-SSL, CASSLE),
+                                               off by default
   config.online    here (``online_config``)    monitoring every eval_every_steps
                                                (leave_one_out.run.monitor)
 
@@ -30,6 +32,7 @@ from leave_one_out import data
 from leave_one_out import fields
 from leave_one_out import losses
 from leave_one_out import models
+from leave_one_out import objectives
 from leave_one_out import optimizer
 
 
@@ -43,6 +46,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.model = models.default_config()
   c.loss = losses.default_config()
   c.train = optimizer.default_config()
+  c.objectives = objectives.default_config()  # auxiliary objectives, every one off
   c.init_from = init_from_config()
 
   c.log_every_steps = 100  # console line, TensorBoard and metrics-<step>.jsonl every N steps
@@ -156,6 +160,7 @@ def validate(cfg: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   models.validate(cfg.model)
   losses.validate(cfg.loss)
   optimizer.validate(cfg.train)
+  objectives.validate(cfg.objectives, cfg)
   for field in ("online.train_split", "online.eval_split"):
     check.string(field, empty=True)
   check.integer("online.num_train", 2)

@@ -10,6 +10,12 @@ space h = 0..n. Two layouts (docs/method.md, "The idea" and "LooC++"):
 
 The ResNet itself (torchvision's layout and padding, grouped BatchNorm for shuffle-BN) is
 ``leave_one_out.resnet``. Params are a plain pytree: ``{"params": ..., "batch_stats": ...}``.
+
+The auxiliary objectives' heads (``leave_one_out.objectives``, off by default; fields
+``OBJECTIVE_FIELDS``) live in the same tree, named ``head_<what>`` like the projection heads:
+``head_augself`` (AugSelf, ``augself_predict``), ``head_rotation`` (E-SSL, ``rotation_logits``)
+and ``head_condition`` (CASSLE: the augmentation descriptor's embedding, concatenated to every
+projection head's input).
 """
 
 from __future__ import annotations
@@ -21,13 +27,27 @@ import jax.numpy as jnp
 import ml_collections
 
 from leave_one_out import fields
+from leave_one_out import objectives
 from leave_one_out import resnet
+from leave_one_out.objectives import augself
+from leave_one_out.objectives import cassle
+from leave_one_out.objectives import essl
 from leave_one_out.resnet import ARCHITECTURES
 
 STEMS = ("auto", "imagenet", "small")
 DTYPES = ("float32", "bfloat16")
 SMALL_IMAGE_SIZE = 64  # "auto" uses the small stem at or below this input size
 KEY_BN = ("auto", "global", "shuffle")
+# LooCModel's fields for the auxiliary objectives' heads (``objectives.model_fields``; the
+# defaults build none). Plain strings and ints, so an exported model carries them as they are.
+OBJECTIVE_FIELDS = (
+  "augself_groups",
+  "augself_hidden",
+  "rotation_bottleneck",
+  "condition_groups",
+  "condition_width",
+  "condition_depth",
+)
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -99,6 +119,12 @@ class LooCModel(nn.Module):
     bn_momentum: running-average decay of every BatchNorm.
     zero_init_residual: the last BatchNorm of each residual branch starts at scale 0 (default
       1, as torchvision and MoCo). Changes only the initial values, not the parameter tree.
+    augself_groups: AugSelf's heads, one per parameter group, comma-separated ("crop,color");
+      "" = none.
+    augself_hidden: their hidden width.
+    rotation_bottleneck: E-SSL's rotation head, its bottleneck width; 0 = none.
+    condition_groups: CASSLE's descriptor groups, comma-separated; "" = unconditioned heads.
+    condition_width, condition_depth: CASSLE's embedding MLP.
   """
 
   architecture: str = "resnet50"
@@ -111,6 +137,29 @@ class LooCModel(nn.Module):
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   zero_init_residual: bool = False
+  augself_groups: str = ""
+  augself_hidden: int = 512
+  rotation_bottleneck: int = 0
+  condition_groups: str = ""
+  condition_width: int = 64
+  condition_depth: int = 6
+
+  def setup(self):
+    # The auxiliary heads other methods call (``augself_predict``, ``rotation_logits``);
+    # ``__call__`` creates their parameters at init.
+    if self.augself_groups:
+      groups = tuple(self.augself_groups.split(","))
+      self.head_augself = augself.Heads(groups, self.augself_hidden, self.dtype, self.bn_momentum)
+    if self.rotation_bottleneck:
+      self.head_rotation = essl.Head(self.rotation_bottleneck, self.dtype)
+
+  def augself_predict(self, pairs, train: bool = True):
+    """AugSelf: feature pairs `[..., 2F]` -> {group: float32 `[..., d]`}."""
+    return self.head_augself(pairs, train)
+
+  def rotation_logits(self, features):
+    """E-SSL: features `[N, F]` -> rotation logits float32 `[N, 4]`."""
+    return self.head_rotation(features)
 
   @property
   def feature_dim(self) -> int:
@@ -119,7 +168,15 @@ class LooCModel(nn.Module):
     return self.width * 8 * resnet.BLOCKS[block].expansion
 
   @nn.compact
-  def __call__(self, images, train: bool = True, bn_groups: int = 1, bn_group_ids=None):
+  def __call__(
+    self,
+    images,
+    train: bool = True,
+    bn_groups: int = 1,
+    bn_group_ids=None,
+    condition=None,
+    heads: bool = True,
+  ):
     """Forward pass.
 
     Args:
@@ -129,6 +186,10 @@ class LooCModel(nn.Module):
         separately (``BatchNorm``); 1 = the whole batch.
       bn_group_ids: int32 `[B]`, each image's group in [0, G) (e.g. ``shuffled_group_ids``);
         None: G contiguous groups in order.
+      condition: float32 `[B, C]`, each view's augmentation descriptor (CASSLE,
+        ``objectives.cassle.descriptor``), for a model with ``condition_groups``; None: the
+        descriptor of no augmentation. Ignored by other models.
+      heads: False skips the projection heads (no "embeddings"; E-SSL's rotated views).
 
     Returns:
       dict with
@@ -136,7 +197,10 @@ class LooCModel(nn.Module):
           pooled res5 features of every space (F = H * feature_dim) for LooC++;
         "space_features": `[B, H, feature_dim]` each space's pooled feature (all equal to V for
           LooC);
-        "embeddings": `[B, H, embedding_dim]` each head's L2-normalised output, float32.
+        "embeddings": `[B, H, embedding_dim]` each head's L2-normalised output, float32
+          (absent with ``heads=False``);
+        "condition_embedding": `[B, condition_width]`, the descriptor's embedding that every
+          head reads (CASSLE models only).
     """
     block, sizes = ARCHITECTURES[self.architecture]
     x = (images.astype(jnp.float32) - jnp.array(IMAGENET_MEAN)) / jnp.array(IMAGENET_STD)
@@ -172,25 +236,50 @@ class LooCModel(nn.Module):
       else:
         pooled.append(pooled[0])
     space_features = jnp.stack(pooled, axis=1)
-    embeddings = jnp.stack(
-      [
-        ProjectionHead(hidden, self.embedding_dim, self.dtype, name=f"head{h}")(f)
-        for h, f in enumerate(pooled)
-      ],
-      axis=1,
-    )
     feature = (
       space_features.reshape(space_features.shape[0], -1) if self.looc_plus_plus else pooled[0]
     )
-    return {"feature": feature, "space_features": space_features, "embeddings": embeddings}
+    out = {"feature": feature, "space_features": space_features}
+    if self.is_initializing():  # the auxiliary heads' parameters
+      if self.augself_groups:
+        self.augself_predict(jnp.concatenate([feature, feature], axis=-1), train)
+      if self.rotation_bottleneck:
+        self.rotation_logits(feature)
+    if not heads:
+      return out
+    inputs = pooled
+    if self.condition_groups:
+      groups = self.condition_groups.split(",")
+      if condition is None:
+        condition = cassle.identity(groups, images.shape[0])
+      e = cassle.Embedding(
+        self.condition_width,
+        self.condition_depth,
+        self.dtype,
+        self.bn_momentum,
+        name="head_condition",
+      )(condition, train)
+      out["condition_embedding"] = e
+      inputs = [jnp.concatenate([f, e], axis=-1) for f in pooled]
+    out["embeddings"] = jnp.stack(
+      [
+        ProjectionHead(hidden, self.embedding_dim, self.dtype, name=f"head{h}")(f)
+        for h, f in enumerate(inputs)
+      ],
+      axis=1,
+    )
+    return out
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def create_model(model_cfg, *, num_spaces: int, image_size: int) -> LooCModel:
-  """Builds the model from a config's ``model`` section (``default_config()`` layout)."""
+def create_model(
+  model_cfg, *, num_spaces: int, image_size: int, objective_fields: dict | None = None
+) -> LooCModel:
+  """Builds the model from a config's ``model`` section (``default_config()`` layout);
+  ``objective_fields``: the auxiliary heads' fields (``objectives.model_fields``)."""
   check = fields.Section(model_cfg, "config.model")
   check.one_of("architecture", tuple(ARCHITECTURES))
   check.one_of("stem", STEMS)
@@ -206,13 +295,18 @@ def create_model(model_cfg, *, num_spaces: int, image_size: int) -> LooCModel:
     dtype=jnp.bfloat16 if model_cfg.dtype == "bfloat16" else jnp.float32,
     bn_momentum=model_cfg.bn_momentum,
     zero_init_residual=model_cfg.zero_init_residual,
+    **(objective_fields or {}),
   )
 
 
 def build_model(cfg) -> LooCModel:
-  """The model a full pretraining config describes (H = len(cfg.augment.spaces) + 1 spaces)."""
+  """The model a full pretraining config describes (H = len(cfg.augment.spaces) + 1 spaces,
+  and the heads of its active objectives)."""
   return create_model(
-    cfg.model, num_spaces=len(cfg.augment.spaces) + 1, image_size=cfg.augment.image_size
+    cfg.model,
+    num_spaces=len(cfg.augment.spaces) + 1,
+    image_size=cfg.augment.image_size,
+    objective_fields=objectives.model_fields(cfg),
   )
 
 

@@ -323,6 +323,7 @@ def _model_fields(model: models.LooCModel) -> dict:
     "small_stem": bool(model.small_stem),
     "dtype": "bfloat16" if model.dtype == jnp.bfloat16 else "float32",
     "bn_momentum": float(model.bn_momentum),
+    **{name: getattr(model, name) for name in models.OBJECTIVE_FIELDS},  # auxiliary heads
   }
 
 

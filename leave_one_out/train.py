@@ -8,6 +8,8 @@ One step, all on device (docs/method.md, "Encoders"):
     -> key encoder (EMA of backbone and heads), all n+1 key views in one call: k [n+1, B, H, D]
     -> query encoder with gradients: q [B, H, D]
     -> losses.sharded_looc_loss: local queries against keys all-gathered over the mesh
+    -> + the active auxiliary objectives' terms (leave_one_out.objectives: AugSelf, E-SSL;
+       CASSLE conditions both encoders' heads on each view's augmentation descriptor)
     -> SGD/LARS update, EMA update, optional per-space queue update.
 
 The step is ``jax.jit`` over a Mesh of every device (all hosts); BatchNorm statistics are over
@@ -41,6 +43,7 @@ from leave_one_out import augment
 from leave_one_out import config as config_lib
 from leave_one_out import losses
 from leave_one_out import models
+from leave_one_out import objectives
 from leave_one_out import optimizer
 from leave_one_out import resnet
 from leave_one_out import sharding
@@ -111,16 +114,25 @@ def train_step(state: TrainState, batch, hp, *, cfg, model, mesh):
       momentum, temperature), replicated.
   """
   rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
-  views, _ = augment.make_views(rng, batch["image"], cfg.augment, batch["aspect"])
+  views, view_params = augment.make_views(rng, batch["image"], cfg.augment, batch["aspect"])
   bn = batch_norm_groups(
     cfg, mesh, jax.random.fold_in(rng, _SHUFFLE_STREAM), views.shape[1], views.shape[0] - 1
   )
+  drawn = {"images": batch["image"], "aspect": batch["aspect"], "view_params": view_params}
   return step_on_views(
-    state, views, hp, bn, cfg=cfg, model=model, mesh=mesh, valid=batch.get("valid")
+    state,
+    views,
+    hp,
+    bn,
+    cfg=cfg,
+    model=model,
+    mesh=mesh,
+    valid=batch.get("valid"),
+    drawn=dict(drawn, rng=rng),
   )
 
 
-def step_on_views(state, views, hp, bn, *, cfg, model, mesh, valid=None):
+def step_on_views(state, views, hp, bn, *, cfg, model, mesh, valid=None, drawn=None):
   """``train_step`` after its random draws: the step on given views and BatchNorm groups.
 
   Args:
@@ -128,21 +140,35 @@ def step_on_views(state, views, hp, bn, *, cfg, model, mesh, valid=None):
     views: float32 `[n+2, B, S, S, 3]` in [0, 1], ordered q, k_0, k_1..k_n (``augment.make_views``).
     bn: the query and key encoders' BatchNorm arguments, ``batch_norm_groups``.
     valid: bool `[B]` or None, as ``batch["valid"]``.
+    drawn: what the auxiliary objectives read besides the views: {"images": the batch's uint8
+      images, "aspect", "view_params": the views' parameter pytree, "rng": the step's key};
+      None when no objective is on (tests feed fixed views without it).
   Returns ``(state, metrics)`` as ``train_step``: tests feed it fixed views and a fixed shuffle.
   """
+  if drawn is None and objectives.active(cfg):
+    raise ValueError(
+      "the auxiliary objectives (config.objectives) need the views' parameters: "
+      "call train_step, or pass drawn= to step_on_views"
+    )
   tx, schedule = optimizer.create(cfg, hp)
   batch_sharded = lambda x, spec: jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
   views = batch_sharded(views, P(None, DATA_AXIS))  # [n+2, B, S, S, 3]: q, k_0, k_1..k_n
   num_keys, batch_size = views.shape[0] - 1, views.shape[1]
   query_bn, key_bn = bn
+  # Keys batch-major (image b's K keys at rows b K .. b K + K - 1), so each device keeps its
+  # images; CASSLE's descriptors [n+2, B, C] (else None) go with their views.
+  batch_major = lambda x: jnp.swapaxes(x, 0, 1).reshape((batch_size * num_keys,) + x.shape[2:])
+  condition = (
+    None if drawn is None else objectives.condition(cfg, drawn["images"], drawn["view_params"])
+  )
 
-  # Key encoder: all n+1 key views in one call, batch-major so each device keeps its images.
-  key_images = jnp.swapaxes(views[1:], 0, 1).reshape((batch_size * num_keys,) + views.shape[2:])
+  # Key encoder: all n+1 key views in one call.
   key_out, key_updates = model.apply(
     {"params": state.ema_params, "batch_stats": state.ema_batch_stats},
-    key_images,
+    batch_major(views[1:]),
     train=True,
     mutable=["batch_stats"],
+    condition=None if condition is None else batch_major(condition[1:]),
     **key_bn,
   )
   k = key_out["embeddings"].reshape((batch_size, num_keys) + key_out["embeddings"].shape[1:])
@@ -156,6 +182,7 @@ def step_on_views(state, views, hp, bn, *, cfg, model, mesh, valid=None):
       views[0],
       train=True,
       mutable=["batch_stats"],
+      condition=None if condition is None else condition[0],
       **query_bn,
     )
     loss, metrics = losses.sharded_looc_loss(
@@ -169,7 +196,28 @@ def step_on_views(state, views, hp, bn, *, cfg, model, mesh, valid=None):
       space_reduction=cfg.loss.space_reduction,
       valid=valid,
     )
-    return loss, (metrics, updates["batch_stats"])
+    batch_stats = updates["batch_stats"]
+    if objectives.active(cfg):  # off: the step is exactly the plain one
+      features = key_out["feature"].reshape((batch_size, num_keys, -1))
+      aux, aux_metrics, batch_stats = objectives.terms(
+        objectives.Context(
+          model=model,
+          params=params,
+          batch_stats=batch_stats,
+          cfg=cfg,
+          images=drawn["images"],
+          aspect=drawn["aspect"],
+          valid=jnp.ones((batch_size,), bool) if valid is None else valid,
+          view_params=drawn["view_params"],
+          query=out,
+          key_features=jax.lax.stop_gradient(jnp.swapaxes(features, 0, 1)),  # [n+1, B, F]
+          rng=drawn["rng"],
+          query_bn=query_bn,
+          shard=batch_sharded,
+        )
+      )
+      loss, metrics = loss + aux, {**metrics, **aux_metrics}
+    return loss, (metrics, batch_stats)
 
   (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -283,7 +331,7 @@ class Programs(NamedTuple):
 # The config sections the model, optimizer, init and train step read. The seed reaches the
 # init as its key argument; the data reach the step as its batch (shapes) and, through the
 # hyperparameters, steps_per_epoch; the fields of ``optimizer.RUNTIME_FIELDS`` as its ``hp``.
-PROGRAM_SECTIONS = ("augment", "model", "loss", "train")
+PROGRAM_SECTIONS = ("augment", "model", "loss", "train", "objectives")
 
 
 def programs(cfg, mesh, steps_per_epoch: int) -> Programs:

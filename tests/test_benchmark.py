@@ -175,3 +175,17 @@ def test_convolution_table_prints_each_kind_for_each_backend():
   rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ")][1:]
   assert [r[0] for r in rows] == ["| forward", "| input gradient", "| weight gradient", "| all"]
   assert all(float(r[2].replace(",", "")) > 0 for r in rows)  # jax-xla-defaults ms
+
+
+def test_step_kinds_name_a_base_and_the_objectives_it_runs_with():
+  assert step.parse_kind("moco+augself+essl") == ("moco", ["augself", "essl"])
+  cfg = step.step_config("looc+essl", "resnet10", 8, 32, 16, "float32", num_spaces=2)
+  assert cfg.augment.spaces == ("color", "rotation")
+  assert (cfg.objectives.essl.weight, cfg.objectives.essl.image_size) == (0.4, 14)
+  assert not cfg.objectives.augself.weight and not cfg.objectives.cassle.enabled
+  assert step.step_config(
+    "moco+cassle", "resnet10", 8, 32, 16, "float32", 2
+  ).objectives.cassle.enabled
+  for bad in ("supervised+essl", "moco+rotnet", "simclr"):
+    with pytest.raises(ValueError, match="unknown step kind"):
+      step.parse_kind(bad)

@@ -28,7 +28,7 @@ TOP_LEVEL = {
   "standalone",  # the model in one file that imports nothing from the package (exports need it)
   "torch_io",  # PyTorch checkpoints in and out: an entry point's format, beside pretrained
 }
-FOLDERS = {"data", "evaluate", "run", "benchmarks", "experiments"}
+FOLDERS = {"data", "evaluate", "run", "benchmarks", "experiments", "objectives"}
 
 
 def _modules():

@@ -112,7 +112,12 @@ def define_flags() -> None:
   flags.DEFINE_integer("step_size", 64, "step: view side S.")
   flags.DEFINE_integer("num_spaces", 3, "step: n, augmentation-specific spaces.")
   flags.DEFINE_enum("precision", "float32", ["float32", "bfloat16"], "step: computation dtype.")
-  flags.DEFINE_list("kinds", ["looc", "moco", "supervised"], "step: which train steps to time.")
+  flags.DEFINE_list(
+    "kinds",
+    ["looc", "moco", "supervised"],
+    "step: which train steps to time: looc, moco, supervised, or looc/moco with '+'-joined "
+    "objectives (moco+augself, looc+essl, moco+cassle, ...).",
+  )
   flags.DEFINE_list(
     "variants",
     ["jax", "jax-xla-defaults", "torch"],

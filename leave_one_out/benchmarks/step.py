@@ -1,16 +1,22 @@
-"""The jitted train step: LooC vs MoCo vs a supervised step of the same backbone.
+"""The jitted train step: LooC vs MoCo vs a supervised step of the same backbone, and the
+auxiliary objectives on either.
 
   python -m leave_one_out.benchmarks --what=step --model=resnet50 --step_size=224 \
       --batch_size=256 --precision=bfloat16 --num_spaces=3 [--kinds=looc,moco,supervised]
+  python -m leave_one_out.benchmarks --what=step \
+      --kinds=moco,moco+augself,moco+essl,moco+cassle,looc,looc+augself,looc+essl,looc+cassle
 
 Compile time, step time, img/s, FLOPs (XLA's cost analysis), TFLOP/s, share of the step spent
 making views, and peak device memory. LooC costs one query forward+backward plus n+1 key
 forwards: about (n+1)/3 + 1 supervised steps (7/3 for n = 3); "x supervised" is the measured
-ratio.
+ratio. A kind ``<base>+<objective>`` (objectives: ``OBJECTIVE_SETTINGS``, joined with "+") is
+the base step with that objective on in its paper's setting; "x base" is its step time over the
+base kind's, when both are in the run. E-SSL's rotated views are ``essl_size(S)`` px (96 at 224).
 """
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import flax.linen as nn
@@ -26,6 +32,32 @@ from leave_one_out.benchmarks import timing
 from leave_one_out.benchmarks import views
 
 SPACES = ("color", "rotation", "texture", "blur", "flip")
+BASES = ("looc", "moco", "supervised")
+# The objectives' settings in the benchmark's kinds (their papers' ImageNet-100 settings).
+OBJECTIVE_SETTINGS = {
+  "augself": {"weight": 0.5, "groups": ("crop", "color")},
+  "essl": {"weight": 0.4},
+  "cassle": {"enabled": True},
+}
+
+
+def essl_size(size: int) -> int:
+  """E-SSL's rotated view beside S-px views: 96 px at 224 (its ImageNet ratio), at least 8."""
+  return max(8, round(size * 96 / 224))
+
+
+def parse_kind(kind: str) -> tuple[str, list[str]]:
+  """``"moco+essl"`` -> ("moco", ["essl"]); ValueError naming an unknown part."""
+  base, *extra = kind.split("+")
+  unknown = [p for p in extra if p not in OBJECTIVE_SETTINGS] + ([] if base in BASES else [base])
+  if unknown or (base == "supervised" and extra):
+    raise ValueError(
+      f"unknown step kind {kind!r}: a base out of {BASES} (objectives not with supervised), "
+      f"then '+'-joined objectives out of {tuple(OBJECTIVE_SETTINGS)}"
+    )
+  return base, extra
+
+
 # Dense bf16 peak TFLOP/s by device kind, for the utilisation column.
 PEAK_TFLOPS = {
   "NVIDIA H100 80GB HBM3": 989.0,
@@ -44,10 +76,15 @@ def step_config(
   kind: str, model: str, width: int, size: int, batch: int, precision: str, num_spaces: int
 ):
   """The training config a ``--what=step`` row times."""
+  base, extra = parse_kind(kind)
   cfg = config_lib.default_config()
   cfg.data.image_size = int(round(size * 1.15))
   cfg.augment = views.views_config(size)
-  cfg.augment.spaces = SPACES[:num_spaces] if kind == "looc" else ()
+  cfg.augment.spaces = SPACES[:num_spaces] if base == "looc" else ()
+  for name in extra:
+    cfg.objectives[name].update(OBJECTIVE_SETTINGS[name])
+  if "essl" in extra:
+    cfg.objectives.essl.image_size = essl_size(size)
   cfg.model.architecture = model
   cfg.model.width = width
   cfg.model.dtype = precision
@@ -127,58 +164,78 @@ def _batch(cfg, mesh, with_label=False):
 def measure_steps(kinds, model, width, size, batch, precision, num_spaces, repeats) -> list[dict]:
   """Times the jitted train step of each kind (same backbone, same run).
 
+  Every kind is compiled and run once first; then ``repeats`` rounds time one step of every
+  kind in turn, so that a load drifting over minutes (a shared machine) weighs on every kind
+  alike. Every kind's state stays on the devices meanwhile.
+
   Returns one dict per kind: "kind", "views" (views per image), "compile_s", "step_s" (median
   of ``repeats`` steps), "flops" (per step, all devices; 0 if XLA gives no cost analysis),
   "views_s" (``make_views`` alone, for the same batch) and "peak_gib" (the process's peak
-  device memory so far, None on CPU).
+  device memory after its first step, None on CPU).
   """
   mesh = sharding.make_mesh()
-  measured = []
+  measured, runs = [], []
   for kind in kinds:
     cfg = step_config(kind, model, width, size, batch, precision, num_spaces)
-    key = jax.random.key(1)
-    if kind == "supervised":
-      fn, state = _supervised_step(cfg, mesh)
-      data = _batch(cfg, mesh, with_label=True)
-      args = lambda st, i: (st, data, jax.random.fold_in(key, i))
-      views = 1
-    else:
-      compiled_programs = train.programs(cfg, mesh, steps_per_epoch=100)
-      state = compiled_programs.new_state(cfg.seed)
-      fn, hp = compiled_programs.train_step, compiled_programs.hyperparams
-      data = _batch(cfg, mesh)
-      args = lambda st, i: (st, data, hp)
-      views = augment.num_views(cfg.augment)
+    fn, state, args, views = _step_of(kind, cfg, mesh)
     t0 = time.perf_counter()
-    compiled = fn.lower(*args(state, 0)).compile()
+    compiled = fn.lower(state, *args(0)).compile()
     compile_s = time.perf_counter() - t0
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float((cost or {}).get("flops", 0.0)) * mesh.size  # per-device program
-    step_s, state = timing.time_steps(compiled, state, lambda i: args(None, i)[1:], repeats)
-    del state
-    view_cfg = cfg.augment
-    make = jax.jit(lambda r, x, a, c=view_cfg: augment.make_views(r, x, c, a)[0])
+    state, out = compiled(state, *args(0))  # warm-up
+    jax.block_until_ready(out)
+    image, aspect = args(0)[0]["image"], args(0)[0]["aspect"]
+    make = jax.jit(lambda r, x, a, c=cfg.augment: augment.make_views(r, x, c, a)[0])
+    key = jax.random.key(1)
     view_s = timing.time_fn(
-      lambda i: make(jax.random.fold_in(key, i), data["image"], data["aspect"]),
-      max(2, repeats // 2),
+      lambda i: make(jax.random.fold_in(key, i), image, aspect), max(2, repeats // 2)
     )
+    runs.append({"step": compiled, "state": state, "args": args, "times": []})
     measured.append(
       {
         "kind": kind,
         "views": views,
         "compile_s": compile_s,
-        "step_s": step_s,
         "flops": flops,
         "views_s": view_s,
         "peak_gib": timing.peak_memory_gib(),
       }
     )
+  for i in range(repeats):
+    for run in runs:
+      start = time.perf_counter()
+      run["state"], out = run["step"](run["state"], *run["args"](i + 1))
+      jax.block_until_ready(out)
+      run["times"].append(time.perf_counter() - start)
+  for m, run in zip(measured, runs):
+    m["step_s"] = statistics.median(run["times"])
   return measured
 
 
+def _step_of(kind, cfg, mesh):
+  """(jitted step, state, args(i) -> the step's arguments after the state, views label)."""
+  if kind == "supervised":
+    fn, state = _supervised_step(cfg, mesh)
+    data, key = _batch(cfg, mesh, with_label=True), jax.random.key(1)
+    return fn, state, lambda i: (data, jax.random.fold_in(key, i)), "1"
+  compiled_programs = train.programs(cfg, mesh, steps_per_epoch=100)
+  data, hp = _batch(cfg, mesh), compiled_programs.hyperparams
+  views = str(augment.num_views(cfg.augment))
+  if cfg.objectives.essl.weight:
+    views += f" + 4 x {cfg.objectives.essl.image_size} px"
+  return (
+    compiled_programs.train_step,
+    compiled_programs.new_state(cfg.seed),
+    lambda i: (data, hp),
+    views,
+  )
+
+
 def format_steps(measured: list[dict], model, width, size, batch, precision, peak_tflops) -> str:
-  """``measure_steps``'s results as a Markdown table ("x supervised": step time ratio)."""
+  """``measure_steps``'s results as a Markdown table ("x supervised", "x base": step time
+  ratios)."""
   num_devices = jax.device_count()
   kind0 = jax.devices()[0].device_kind
   peak = peak_tflops or PEAK_TFLOPS.get(kind0, 0.0)
@@ -186,21 +243,24 @@ def format_steps(measured: list[dict], model, width, size, batch, precision, pea
     f"{model} (width {width}) at {size} px, global batch {batch}, {precision}, "
     f"{num_devices} x {kind0}",
     "",
-    "| step | views | compile s | step ms | img/s | img/s/device | x supervised | "
+    "| step | views | compile s | step ms | img/s | img/s/device | x supervised | x base | "
     "TFLOP/step | TFLOP/s | of peak | views ms (share) | peak GiB |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
-  supervised = {m["kind"]: m["step_s"] for m in measured}.get("supervised")
+  times = {m["kind"]: m["step_s"] for m in measured}
+  supervised = times.get("supervised")
   for m in measured:
     seconds = m["step_s"]
     ratio = f"{seconds / supervised:.2f}" if supervised else "-"
+    base = times.get(parse_kind(m["kind"])[0]) if "+" in m["kind"] else None
+    base_ratio = f"{seconds / base:.2f}" if base else "-"
     tflops = m["flops"] / seconds / 1e12
     share = f"{1e3 * m['views_s']:.0f} ({100 * m['views_s'] / seconds:.0f}%)"
     memory = f"{m['peak_gib']:.1f}" if m["peak_gib"] else "n/a"
     rows.append(
       f"| {m['kind']} | {m['views']} | {m['compile_s']:.1f} | {1e3 * seconds:.1f} | "
-      f"{batch / seconds:,.0f} | {batch / seconds / num_devices:,.0f} | {ratio} | "
-      f"{m['flops'] / 1e12:.3f} | {tflops:.2f} | "
+      f"{batch / seconds:,.0f} | {batch / seconds / num_devices:,.0f} | {ratio} | {base_ratio} | "
+      f"{m['flops'] / 1e12:.4g} | {tflops:.2f} | "
       f"{f'{100 * tflops / peak:.0f}%' if peak else 'n/a'} | {share} | {memory} |"
     )
   return "\n".join(rows)

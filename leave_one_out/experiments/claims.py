@@ -111,6 +111,11 @@ def method_config(
   cfg.augment.texture.enabled = bool(m.get("texture", False))
   cfg.augment.extra_keys = int(m.get("extra_keys", 0))
   cfg.model.looc_plus_plus = bool(m.get("looc_plus_plus", False))
+  for name, changed in dict(m.get("objectives", {})).items():  # {"augself": {"weight": 0.5}}
+    for field, value in dict(changed).items():
+      if field not in cfg.objectives[name]:
+        raise ValueError(f"method {method!r} sets unknown field objectives.{name}.{field}")
+      cfg.objectives[name][field] = value
   cfg.lock()
   return cfg
 

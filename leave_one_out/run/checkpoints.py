@@ -38,6 +38,7 @@ from jax.sharding import PartitionSpec as P
 from orbax.checkpoint import checkpoint_managers
 
 from leave_one_out import config as config_lib
+from leave_one_out import objectives
 
 CHECKPOINT_DIR = "checkpoints"
 # Smallest per-replica slice for which an array's write is split across its replicas.
@@ -60,6 +61,7 @@ OLD_CONFIG_VALUES = (
   ("2026-12-01", "model.bn_groups", 0),
   ("2026-12-01", "train.weight_decay_mask", "no_bn_bias"),  # the only behaviour then
   ("2026-12-06", "init_from", config_lib.init_from_config().to_dict()),  # random init
+  ("2026-12-06", "objectives", objectives.default_config().to_dict()),  # every one off
 )
 
 

@@ -53,6 +53,8 @@ from absl import logging
 from clu import asynclib
 from etils import epath
 
+from leave_one_out import objectives
+
 # ------------------------------------------------------------------ metrics files
 
 LEGACY_FILE = "metrics.jsonl"  # a single file, written by runs before segments existed
@@ -281,7 +283,7 @@ def legend(names: list[str]) -> str:
 
 def format_line(step, num_steps, steps_per_epoch, scalars, names, img_per_s, eta_s) -> str:
   """The one-line progress every process prints: step, epoch, loss, each space's loss / top-1
-  (/ own-view top-1), throughput and ETA."""
+  (/ own-view top-1), each auxiliary objective's loss (/ top-1), throughput and ETA."""
   parts = [
     f"step {step}/{num_steps}",
     f"epoch {step / steps_per_epoch:.2f}",
@@ -290,6 +292,7 @@ def format_line(step, num_steps, steps_per_epoch, scalars, names, img_per_s, eta
   for i, n in enumerate(names):  # loss / top-1 [/ own-view top-1 for augmentation spaces]
     own = f"/{100 * scalars[f'own_top1/{n}']:.0f}%" if i else ""
     parts.append(f"{n} {scalars[f'loss/{n}']:.3f}/{100 * scalars[f'top1/{n}']:.0f}%{own}")
+  parts += objectives.progress(scalars)  # each auxiliary objective's loss (/ top-1) by name
   if img_per_s:
     parts += [f"{img_per_s:.0f} img/s", f"ETA {eta_s / 60:.1f} min"]
   return " | ".join(parts)
