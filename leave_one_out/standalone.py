@@ -19,8 +19,9 @@ pooling) that works as a submodule of your own model and fine-tunes like any oth
 The parameter tree and the numbers are ``leave_one_out.models.LooCModel``'s (tests/
 test_standalone.py checks both): torchvision's ResNet layout and padding (every k x k
 convolution pads k // 2; v1.5, the stride on the 3x3 convolution), BatchNorm over the whole
-batch, MoCo v2 heads (Linear - ReLU - Linear, L2-normalised). The training-only parts of the
-package's model (BatchNorm in groups for shuffle-BN) are left out.
+batch, MoCo v2 heads (Linear - ReLU - Linear, L2-normalised), CASSLE's descriptor MLP when the
+model has one. The training-only parts of the package's model (BatchNorm in groups for
+shuffle-BN, AugSelf's and E-SSL's prediction heads) are left out.
 """
 
 from __future__ import annotations
@@ -203,6 +204,50 @@ class ProjectionHead(nn.Module):
     return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+# CASSLE's descriptor: each group's length, in sorted group order.
+CONDITION_GROUPS = {
+  "blur": 1,
+  "color": 4,
+  "color_diff": 3,
+  "crop": 4,
+  "flip": 1,
+  "grayscale": 1,
+  "rotation": 4,
+}
+
+
+def identity_condition(groups, batch_size: int):
+  """`[B, C]`: CASSLE's descriptor of a view with no augmentation (the whole image, nothing
+  applied): crop (centre 0.5, 0.5, size 1, 1), every other group 0."""
+  parts = [
+    np.array([0.5, 0.5, 1.0, 1.0]) if g == "crop" else np.zeros((CONDITION_GROUPS[g],))
+    for g in sorted(groups)
+  ]
+  row = jnp.asarray(np.concatenate(parts), jnp.float32)
+  return jnp.broadcast_to(row, (batch_size, row.shape[0]))
+
+
+class ConditionEmbedding(nn.Module):
+  """CASSLE's descriptor MLP: `[B, C]` -> float32 `[B, width]` (Dense - BN - ReLU, no last
+  ReLU)."""
+
+  width: int
+  depth: int
+  dtype: Any
+  bn_momentum: float
+  train: bool
+
+  @nn.compact
+  def __call__(self, d):
+    _, norm = _layers(self.dtype, self.train, self.bn_momentum)
+    y = d.astype(self.dtype)
+    for i in range(1, self.depth + 1):
+      y = nn.Dense(self.width, use_bias=False, dtype=self.dtype, name=f"fc{i}")(y)
+      y = norm(name=f"bn{i}")(y)
+      y = nn.relu(y) if i < self.depth else y
+    return y.astype(jnp.float32)
+
+
 class LooCNetwork(nn.Module):
   """The backbone plus one projection head per space: ``LooCModel``'s forward pass.
 
@@ -219,15 +264,41 @@ class LooCNetwork(nn.Module):
   small_stem: bool = False
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
+  # Auxiliary objectives' fields. AugSelf's and E-SSL's heads (``head_augself``,
+  # ``head_rotation``) serve only their training losses: their arrays ride along in the file and
+  # are not used here. CASSLE's heads read the augmentation descriptor's embedding too.
+  augself_groups: str = ""
+  augself_hidden: int = 512
+  rotation_bottleneck: int = 0
+  condition_groups: str = ""  # CASSLE's descriptor groups, comma-separated
+  condition_width: int = 64
+  condition_depth: int = 6
 
   @nn.compact
-  def __call__(self, images, train: bool = False):
+  def __call__(self, images, train: bool = False, condition=None):
+    """images `[B, S, S, 3]` in [0, 1]; condition: CASSLE's descriptors `[B, C]` of the views
+    (None: an unaugmented view, ``identity_condition``), only for a model with
+    ``condition_groups``."""
     pooled = _space_features(self, images, train)
     pooled = pooled * (self.num_spaces if len(pooled) == 1 else 1)
     hidden = self.head_hidden or pooled[0].shape[-1]
+    inputs = pooled
+    if self.condition_groups:
+      groups = self.condition_groups.split(",")
+      if condition is None:
+        condition = identity_condition(groups, images.shape[0])
+      e = ConditionEmbedding(
+        self.condition_width,
+        self.condition_depth,
+        self.dtype,
+        self.bn_momentum,
+        train,
+        name="head_condition",
+      )(condition)
+      inputs = [jnp.concatenate([f, e], axis=-1) for f in pooled]
     embeddings = [
       ProjectionHead(hidden, self.embedding_dim, self.dtype, name=f"head{h}")(f)
-      for h, f in enumerate(pooled)
+      for h, f in enumerate(inputs)
     ]
     space_features = jnp.stack(pooled, axis=1)
     feature = jnp.concatenate(pooled, axis=-1) if self.looc_plus_plus else pooled[0]

@@ -445,6 +445,9 @@ def write_workdir(path: str, out: str, **kwargs) -> dict:
 # ------------------------------------------------------------------------------------ export
 
 
+TRAINING_ONLY = ("head_augself", "head_rotation")  # the auxiliary objectives' prediction heads
+
+
 def export(model, variables, out: str, *, layout: str = "torchvision", step: int = 0, spaces=()):
   """Writes ``variables`` of ``model`` (a LooC, not LooC++, model) as a PyTorch file in
   ``layout`` (``LAYOUTS``, module docstring). Returns ``out``."""
@@ -452,8 +455,17 @@ def export(model, variables, out: str, *, layout: str = "torchvision", step: int
     raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
   if model.looc_plus_plus:
     raise ValueError("LooC++ has one res5 stage per space; torchvision's ResNet has one")
+  host = jax.device_get(variables)
+  if any("head_condition" in tree for tree in host.values()):
+    raise ValueError(
+      "a CASSLE model's heads also read the augmentation descriptor's embedding, which "
+      "torchvision-style heads cannot hold: export the backbone alone (--noinclude_heads) or "
+      "write a .msgpack file"
+    )
+  # AugSelf's and E-SSL's prediction heads serve only their training losses: not exported.
+  host = {c: {k: v for k, v in t.items() if k not in TRAINING_ONLY} for c, t in host.items()}
   torch = _torch()
-  groups = to_torch(jax.device_get(variables), num_batches_tracked=int(step or 0))
+  groups = to_torch(host, num_batches_tracked=int(step or 0))
   tensors = lambda d: {k: torch.from_numpy(np.array(v)) for k, v in d.items()}  # writable
   backbone, heads = tensors(groups["backbone"]), tensors(groups["heads"])
   if layout == "torchvision":

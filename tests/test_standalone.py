@@ -22,6 +22,7 @@ from leave_one_out import models
 from leave_one_out import pretrained
 from leave_one_out import standalone
 from leave_one_out.data.synthetic import scenes
+from leave_one_out.objectives import cassle
 from tests.helpers import tiny_config
 from tests.helpers import write_checkpoint
 
@@ -51,12 +52,20 @@ def _fields(model):
   }
 
 
+OBJECTIVE_HEADS = dict(augself_groups="crop,color", rotation_bottleneck=8, condition_groups="crop")
+
+
 @pytest.mark.parametrize(
-  "architecture, looc_plus_plus, small_stem, size",
-  [("resnet10", False, True, 16), ("resnet18", True, False, 32), ("resnet50", False, False, 32)],
+  "architecture, looc_plus_plus, small_stem, size, objectives",
+  [
+    ("resnet10", False, True, 16, {}),
+    ("resnet18", True, False, 32, {}),
+    ("resnet50", False, False, 32, {}),
+    ("resnet10", False, True, 16, OBJECTIVE_HEADS),
+  ],
 )
 def test_the_standalone_network_is_the_package_s_model(
-  architecture, looc_plus_plus, small_stem, size
+  architecture, looc_plus_plus, small_stem, size, objectives
 ):
   model = models.LooCModel(
     architecture,
@@ -66,16 +75,35 @@ def test_the_standalone_network_is_the_package_s_model(
     head_hidden=16,
     looc_plus_plus=looc_plus_plus,
     small_stem=small_stem,
+    **objectives,
   )
   x = jax.random.uniform(jax.random.PRNGKey(1), (4, size, size, 3))
   variables = model.init(jax.random.PRNGKey(0), x, train=False)
   network = standalone.LooCNetwork(**_fields(model))
   fresh = network.init(jax.random.PRNGKey(0), x)
-  assert jax.tree.map(np.shape, fresh) == jax.tree.map(np.shape, variables)
+  training_only = lambda tree: {k: v for k, v in tree.items() if k not in TRAINING_ONLY_HEADS}
+  assert jax.tree.map(np.shape, fresh) == {
+    c: jax.tree.map(np.shape, training_only(t)) for c, t in variables.items()
+  }
   for train in (False, True):
     ours = model.apply(variables, x, train=train, mutable=["batch_stats"])
     theirs = network.apply(variables, x, train=train, mutable=["batch_stats"])
+    if objectives:
+      ours[0].pop("condition_embedding")
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), ours, theirs)
+  if objectives:  # a CASSLE model's heads read the views' descriptors
+    d = jax.random.uniform(jax.random.PRNGKey(2), (4, cassle.size(["crop"])))
+    ours = model.apply(variables, x, train=False, condition=d)["embeddings"]
+    np.testing.assert_allclose(
+      network.apply(variables, x, condition=d)["embeddings"], ours, rtol=1e-5, atol=1e-6
+    )
+
+
+TRAINING_ONLY_HEADS = ("head_augself", "head_rotation")
+
+
+def test_the_standalone_descriptor_groups_are_cassle_s():
+  assert standalone.CONDITION_GROUPS == cassle.GROUPS
 
 
 def test_load_backbone_gives_the_downstream_feature_as_a_flax_module(workdir, images):

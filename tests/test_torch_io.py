@@ -447,6 +447,24 @@ def test_looc_plus_plus_has_no_torchvision_layout(tmp_path):
     pretrained.export(str(tmp_path / "run"), str(tmp_path / "x.pth"))
 
 
+def test_auxiliary_heads_stay_behind_and_cassle_heads_are_refused(tmp_path):
+  cfg = tiny_config()
+  cfg.objectives.augself.weight = 0.5
+  cfg.objectives.essl.weight = 0.4
+  cfg.objectives.essl.image_size = 8
+  write_checkpoint(str(tmp_path / "aux"), cfg)
+  payload = torch.load(pretrained.export(str(tmp_path / "aux"), str(tmp_path / "aux.pth")))
+  _torch_model(payload).load_state_dict(payload["state_dict"], strict=True)
+  torch_models.heads(3, 32, 16, 8).load_state_dict(payload["heads"], strict=True)
+  cfg = tiny_config()
+  cfg.objectives.cassle.enabled = True
+  write_checkpoint(str(tmp_path / "cassle"), cfg)
+  with pytest.raises(ValueError, match="CASSLE model's heads .*--noinclude_heads"):
+    pretrained.export(str(tmp_path / "cassle"), str(tmp_path / "x.pth"))
+  out = pretrained.export(str(tmp_path / "cassle"), str(tmp_path / "b.pth"), include_heads=False)
+  _torch_model(torch.load(out)).load_state_dict(torch.load(out)["state_dict"], strict=True)
+
+
 # --------------------------------------------------------------- an imported directory in use
 
 
