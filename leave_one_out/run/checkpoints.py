@@ -59,6 +59,7 @@ OLD_CONFIG_VALUES = (
   ("2026-12-01", "model.key_bn", "global"),  # no shuffle-BN
   ("2026-12-01", "model.bn_groups", 0),
   ("2026-12-01", "train.weight_decay_mask", "no_bn_bias"),  # the only behaviour then
+  ("2026-12-06", "augment.shared", ()),  # every view drew every augmentation
 )
 
 
