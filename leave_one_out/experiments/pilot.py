@@ -13,7 +13,8 @@ evaluated at all). No other row runs and no other probe is computed, so no hypot
 be read. It refuses a config that differs from the full preset in anything but those four
 fields and the seed, and prints the gate quantities and each row's wall and CPU seconds (the
 full preset trains 9 rows x 6 seeds and calibrates 6 random inits). The flags are the claims
-command's (``leave_one_out.experiments.claims``); ``--claims`` defaults to the full preset.
+command's (``leave_one_out.experiments.claims``); ``--claims`` defaults to the full preset, and
+``--claims.rows`` limits the pilot to some of its rows.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def main(argv):
   workdir_root = flags.FLAGS["workdir"].value
   cond = c.conditions.digits
   runs, times = {}, {}
-  for row in (*EVALUATED, *TRAINED_ONLY):
+  for row in (r for r in (*EVALUATED, *TRAINED_ONLY) if r in c.rows):
     cfg = claims.method_config(c, "digits", row, SEED)
     workdir = os.path.join(workdir_root, row)
     t0, cpu0 = time.perf_counter(), time.process_time()
