@@ -187,10 +187,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.name = "digits"
   c.data.eval_split = "test"
   c.data.num_train = 4096
-  c.data.image_size = 32  # S, the canvas (pilot)
-  c.augment.image_size = 24  # the views (pilot)
+  c.data.image_size = 24  # S, the canvas (pilot)
+  c.augment.image_size = 16  # the views (pilot)
   c.model.width = 8  # W (pilot)
-  c.train.num_steps = 200  # N (pilot)
+  c.train.num_steps = 1000  # N (pilot): 31 epochs of the 4,096 renderings
   c.augment.flip.enabled = False
   c.augment.blur.enabled = False
   c.augment.crop.scale = (0.5, 1.0)
