@@ -79,8 +79,24 @@ def test_every_row_of_every_preset_is_a_valid_config(preset):
   c = claims.load_config(preset)
   for condition in c.run_conditions:
     evaluate.validate_config(claims.eval_config(c, condition))
-    for row in c.rows:
+    for row in claims.condition_rows(c, condition):
       config_lib.validate(claims.method_config(c, condition, row, 0))
+
+
+def test_the_gpu_preset_adds_a_resnet18_arm_with_a_queue_and_shuffle_bn():
+  from leave_one_out import models
+
+  c = claims.load_config("gpu")
+  assert c.seeds == tuple(range(20)) and c.run_conditions == ("digits", "digits_resnet18")
+  assert claims.condition_rows(c, "digits") == c.rows
+  arm = claims.condition_rows(c, "digits_resnet18")
+  assert {h.a for h in c.conditions.digits_resnet18.hypotheses.values()} <= set(arm)
+  cfg = claims.method_config(c, "digits_resnet18", "looc_rotation", 0)
+  assert cfg.model.architecture == "resnet18" and cfg.loss.queue_size == 4096
+  assert models.key_bn_mode(cfg.model, cfg.loss.queue_size, num_devices=1) == "shuffle"
+  small = claims.method_config(c, "digits", "looc_rotation", 0)
+  for section in ("data", "augment", "train"):  # the same design otherwise
+    assert cfg[section].to_dict() == small[section].to_dict()
 
 
 def test_the_digits_analysis_is_the_pre_registered_one():
@@ -412,7 +428,7 @@ def test_ci_preset_passes_its_gates_and_finds_the_full_presets_verdict(ci_run):
   _, out, _ = ci_run
   a = out["conditions"]["digits"]["analysis"]
   measured = {g["name"]: g["status"] for g in a["gates"] if g["status"] != "not measured"}
-  assert measured == {"G2": "pass", "G3": "pass", "G4": "pass"}, out["report"]
+  assert measured == {"G3": "pass"}, out["report"]
   (h,) = a["hypotheses"]
   assert (h["name"], h["metric"], h["a"], h["b"]) == (
     "H2",

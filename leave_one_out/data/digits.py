@@ -54,7 +54,7 @@ MIN_IMAGE_SIZE = 16
 SPLITS: dict[str, int] = {"train": 4096, "test": 1024}  # default renderings per split
 _SPLIT_SEED_OFFSET = {"train": 0, "test": 1}  # a split's rendering seed = 2 * seed + offset
 LABELS = ("digit", "hue", "digit_hue")  # the class labels of evaluation
-INSTALL = "pip install scikit-learn (or pip install -e .)"
+INSTALL = "pip install scikit-learn (a dependency of leave_one_out: pip install -e .)"
 
 
 def available() -> bool:

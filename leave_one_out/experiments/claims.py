@@ -140,6 +140,11 @@ def eval_config(
   return c
 
 
+def condition_rows(claims: ml_collections.ConfigDict, condition: str) -> tuple[str, ...]:
+  """The rows a condition runs: its own ``rows`` where it names some, else ``claims.rows``."""
+  return tuple(claims.conditions[condition].rows) or tuple(claims.rows)
+
+
 def probed_kind(cfg) -> str:
   """The downstream feature the paper probes: LooC++'s concatenation, else the backbone's V."""
   return "looc++" if cfg.model.looc_plus_plus else "backbone"
@@ -208,7 +213,7 @@ def run_condition(claims, condition: str, workdir: str, seeds) -> dict:
   cond = claims.conditions[condition]
   runs, chance, features = {}, None, {}
   t0, cpu0 = time.perf_counter(), time.process_time()
-  for method in claims.rows:
+  for method in condition_rows(claims, condition):
     runs[method] = {}
     for seed in seeds:
       cfg = method_config(claims, condition, method, seed)
@@ -297,7 +302,7 @@ def run_experiment(
   for name in conditions:
     if name not in claims.conditions:
       raise ValueError(f"unknown condition {name!r}; known: {tuple(claims.conditions)}")
-  for name in claims.rows:
+  for name in dict.fromkeys(r for c in conditions for r in condition_rows(claims, c)):
     if name not in claims.methods:
       raise ValueError(f"claims.rows has unknown row {name!r}; known: {tuple(claims.methods)}")
   os.makedirs(workdir, exist_ok=True)
