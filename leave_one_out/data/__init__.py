@@ -85,9 +85,9 @@ def source(name: str):
 def default_config() -> ml_collections.ConfigDict:
   d = ml_collections.ConfigDict()
   # A registered source (leave_one_out.data.SOURCES): synthetic (the embedded shapes dataset),
-  # digits (scikit-learn's handwritten digits on a canvas), imagenet100 (tfds imagenet2012, the CMC 100 classes), folder (data_dir/<split>/<class>/
-  # *.jpg|jpeg|png), or else any tensorflow-datasets image dataset: "name", "name/config" or
-  # "name:version".
+  # digits (scikit-learn's handwritten digits on a canvas), imagenet100 (tfds imagenet2012, the
+  # CMC 100 classes), folder (data_dir/<split>/<class>/*.jpg|jpeg|png), or else any
+  # tensorflow-datasets image dataset: "name", "name/config" or "name:version".
   d.name = "imagenet100"
   d.data_dir = ""  # tfds: its data_dir ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets; gs://
   #                  works); folder: the root holding <split>/<class>/ images
