@@ -19,6 +19,10 @@ ordered ``q, k_0, k_1 .. k_n`` (docs/method.md, "Views"):
   ``k_n``: n + 2 + m views. They are positives of the invariant space only, which makes a run
   with ``spaces=()`` and ``extra_keys=n`` a compute-matched MoCo control of a LooC run with n
   spaces (the same number of key views per image, all positive in one space).
+- ``cfg.shared``: augmentations drawn once per image and copied into every view (q and every
+  key), so that the views of an image never differ in them; their draws still differ between
+  images. ``shared=("rotation",)`` with ``spaces=()`` is the paper's "MoCo + rotation, same
+  rotation for q and k" (Table 1). A shared augmentation has no space of its own.
 
 Parameters are a pytree ``{augmentation: {field: array}}``; from ``sample_params`` leaves are
 ``[B, ...]``, from ``make_views`` ``[n + 2, B, ...]``. Every augmentation is always present; a
@@ -100,6 +104,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.spaces = ("color", "rotation")  # augmentations with their own embedding space, in order
   c.redraw = "different"  # different | independent: re-drawn space factors vs q (module doc)
   c.extra_keys = 0  # more keys drawn like k_0, after k_1..k_n (module doc); 0 = LooC's n + 1
+  c.shared = ()  # augmentations drawn once per image, the same in every view (module doc)
 
   c.crop = ml_collections.ConfigDict()
   c.crop.enabled = True  # off: the whole stored image, resized to S x S
@@ -167,6 +172,23 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
     )
     check.check(cfg[name].enabled, "spaces", f"has {name!r} but augment.{name}.enabled is False")
   check.check(len(set(spaces)) == len(spaces), "spaces", f"has duplicates: {tuple(spaces)!r}")
+  shared = cfg.shared
+  check.check(
+    isinstance(shared, (tuple, list)),
+    "shared",
+    f"must be a tuple of augmentation names, got {shared!r}",
+  )
+  for name in shared:
+    check.check(
+      name in AUGMENTATIONS,
+      "shared",
+      f"has unknown augmentation {name!r}; allowed: {AUGMENTATIONS}",
+    )
+    check.check(cfg[name].enabled, "shared", f"has {name!r} but augment.{name}.enabled is False")
+    check.check(
+      name not in spaces, "shared", f"has {name!r}, which augment.spaces gives a space of its own"
+    )
+  check.check(len(set(shared)) == len(shared), "shared", f"has duplicates: {tuple(shared)!r}")
   check.one_of("redraw", REDRAW)
   check.integer("extra_keys", 0)
   check.number_range("crop.scale", 0.0, 1.0, low_open=True)
@@ -393,7 +415,8 @@ def sample_views(rng, batch_size: int, cfg, aspect=None) -> Params:
 
   Every view is first drawn fresh (``sample_params`` vmapped over n + 2 keys); then, for the
   space of augmentation i, k_i takes q's group and the other keys are made to differ from q's
-  (``cfg.redraw == "different"``) or left as drawn ("independent").
+  (``cfg.redraw == "different"``) or left as drawn ("independent"). Each group of
+  ``cfg.shared`` is q's in every view.
   """
   n, v = len(cfg.spaces), num_views(cfg)
   keys = jax.random.split(rng, v + 1)
@@ -411,6 +434,8 @@ def sample_views(rng, batch_size: int, cfg, aspect=None) -> Params:
       group,
       fresh[name],
     )
+  for name in cfg.shared:
+    out[name] = jax.tree.map(lambda a: jnp.broadcast_to(a[:1], a.shape), fresh[name])
   return out
 
 

@@ -6,7 +6,8 @@ r"""Command line: LooC pretraining.
 Runs (or resumes) pretraining in --workdir: checkpoints under workdir/checkpoints, TensorBoard
 summaries and metrics-<step>.jsonl in workdir (leave_one_out.run.logs.read_metrics reads
 them), the config as workdir/config.json; prints a summary table at the end, then evaluates the
-final checkpoint (embedded dataset). A finished run is not trained again (one line says so).
+final checkpoint (datasets rendered in memory: the embedded shapes, the digits, the
+photographs). A finished run is not trained again (one line says so).
 
   python -m leave_one_out.main --config=configs/demo.py --validate_only [--workdir=DIR]
 
@@ -88,16 +89,17 @@ _COMPILATION_CACHE = flags.DEFINE_string(
 _EVALUATE = flags.DEFINE_bool(
   "evaluate",
   True,
-  "After pretraining on the embedded dataset, run the evaluation suite "
-  "(leave_one_out.evaluate with configs/eval/synthetic.py) on the final checkpoint and print "
-  "its table. For other datasets run `python -m leave_one_out.evaluate` with their config.",
+  "After pretraining on a dataset rendered in memory (the embedded shapes, the digits, the "
+  "photographs), run the evaluation suite (leave_one_out.evaluate, with the same network at "
+  "random init beside it) on the final checkpoint and print its table. For other datasets run "
+  "`python -m leave_one_out.evaluate` with their config.",
 )
 _EVAL_CONFIG = config_flags.DEFINE_config_file(
   "eval_config",
   None,
   "Config of the final evaluation (configs/eval/synthetic.py layout, e.g. to shrink it: "
   "--eval_config=configs/eval/synthetic.py --eval_config.dataset.num_train=500); default: "
-  "leave_one_out.evaluate.default_config().",
+  "leave_one_out.evaluate.default_config() with random_init.enabled.",
   lock_config=True,
 )
 _VALIDATE_ONLY = flags.DEFINE_bool(
@@ -238,13 +240,15 @@ def main(argv):
   if jax.process_index() == 0:
     finished = summary.get("finished_before")
     print(_finished_line(summary) if finished else summary_table(summary), flush=True)
-  evaluate_now = _EVALUATE.value and _CONFIG.value.data.name == "synthetic"
+  evaluate_now = _EVALUATE.value and evaluate.dataset.rendered(_CONFIG.value.data)
   if evaluate_now and not summary.get("preempted"):
+    eval_cfg = _EVAL_CONFIG.value
+    if eval_cfg is None:  # the defaults, with the same network at random init beside it
+      eval_cfg = evaluate.default_config()
+      eval_cfg.random_init.enabled = True
     # Every process evaluates on its own devices (no collective across processes, so none
     # waits on another); process 0 writes evaluation.json and prints the table.
-    results = evaluate.run(
-      _WORKDIR.value, _EVAL_CONFIG.value, mesh=sharding.make_mesh(jax.local_devices())
-    )
+    results = evaluate.run(_WORKDIR.value, eval_cfg, mesh=sharding.make_mesh(jax.local_devices()))
     if jax.process_index() == 0:
       print(evaluate.format_table(results), flush=True)
   if jax.process_count() > 1:

@@ -162,6 +162,31 @@ def test_extra_keys_are_drawn_like_k0():
     _cfg(extra_keys=-1)
 
 
+def test_shared_augmentations_are_the_same_in_every_view_of_an_image():
+  # MoCo + rotation with the same rotation for q and k (the paper's Table 1 row), with an extra
+  # key: every view of an image has q's rotation; images differ; everything else is fresh.
+  cfg = _cfg(spaces=(), shared=("rotation",), extra_keys=1)
+  views, params = make_views(cfg, jax.random.key(5), _images(64))
+  k = np.asarray(params["rotation"]["k"])
+  assert (k == k[:1]).all() and len(set(k[0].tolist())) == 4
+  for v in (1, 2):
+    assert all(_group_equal(params, "rotation", v))
+    for name in ("crop", "color"):
+      assert not all(_group_equal(params, name, v)), (v, name)
+  # With rotation the only augmentation, q and its key render identically.
+  only = _cfg(spaces=(), only=("rotation",), shared=("rotation",))
+  views, params = make_views(only, jax.random.key(6), _images(8))
+  views = np.asarray(views)
+  np.testing.assert_array_equal(views[0], views[1])
+  # A shared augmentation has no space, and must be on.
+  with pytest.raises(ValueError, match="augment.shared has 'rotation', which augment.spaces"):
+    _cfg(spaces=("rotation",), shared=("rotation",))
+  with pytest.raises(ValueError, match="augment.shared has 'blur' but augment.blur.enabled"):
+    _cfg(spaces=(), shared=("blur",), blur__enabled=False)
+  with pytest.raises(ValueError, match="augment.shared has unknown augmentation 'spin'"):
+    _cfg(spaces=(), shared=("spin",))
+
+
 # ----------------------------------------------------------------------------- sampling
 
 

@@ -103,9 +103,9 @@ def test_load_file_resolves_relative_paths_and_args(tmp_path, monkeypatch):
   loaded = config_lib.load_file(str(child), "y")
   assert loaded.to_dict() == {"arg": "x", "child": "y"}
   # From the working directory, and from the repository when the working directory is elsewhere.
-  assert config_lib.load_file("configs/demo.py").data.name == "synthetic"
+  assert config_lib.load_file("configs/demo.py").data.name == "digits"
   monkeypatch.chdir(tmp_path)
-  assert config_lib.load_file("configs/demo.py").data.name == "synthetic"
+  assert config_lib.load_file("configs/demo.py").data.name == "digits"
   assert config_lib.load_file("base.py", "z").arg == "z"
   with pytest.raises(FileNotFoundError, match=r"config file 'configs/nope.py' not found; tried"):
     config_lib.load_file("configs/nope.py")

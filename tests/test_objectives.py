@@ -418,11 +418,11 @@ def test_a_claims_row_turns_an_objective_on_with_one_methods_entry():
   c = config_lib.load_file(os.path.join(ROOT, "configs", "claims.py"), "ci")
   with c.unlocked():
     c.methods.moco_essl = dict(
-      title="MoCo + E-SSL", spaces=(), rotation=True, objectives=dict(essl=dict(weight=0.4))
+      title="MoCo + E-SSL", rotation=True, overrides=(("objectives.essl.weight", 0.4),)
     )
-    c.methods.typo = dict(title="?", spaces=(), objectives=dict(essl=dict(wieght=0.4)))
-  cfg = claims_lib.method_config(c, "lit", "moco_essl", seed=0)
+    c.methods.typo = dict(title="?", overrides=(("objectives.essl.wieght", 0.4),))
+  cfg = claims_lib.method_config(c, "digits", "moco_essl", seed=0)
   assert objectives.active(cfg) == ["essl"] and cfg.objectives.essl.weight == 0.4
   config_lib.validate(cfg)
-  with pytest.raises(ValueError, match="unknown field objectives.essl.wieght"):
-    claims_lib.method_config(c, "lit", "typo", seed=0)
+  with pytest.raises(ValueError, match="'objectives.essl.wieght' names no field"):
+    claims_lib.method_config(c, "digits", "typo", seed=0)

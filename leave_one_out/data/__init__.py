@@ -62,6 +62,7 @@ SOURCES: dict[str, Any] = {  # config.data.name -> the source: a module path or 
   "folder": "leave_one_out.data.folder",
   "imagenet100": "leave_one_out.data.imagenet100",
   "photos": "leave_one_out.data.photos",
+  "digits": "leave_one_out.data.digits",
 }
 DEFAULT_SOURCE = "leave_one_out.data.tfds"  # every other name: a tensorflow-datasets dataset
 
@@ -84,9 +85,10 @@ def source(name: str):
 def default_config() -> ml_collections.ConfigDict:
   d = ml_collections.ConfigDict()
   # A registered source (leave_one_out.data.SOURCES): synthetic (the embedded shapes dataset),
-  # imagenet100 (tfds imagenet2012, the CMC 100 classes), folder (data_dir/<split>/<class>/,
-  # every jpg|jpeg|png|bmp|gif|webp below a class folder), or else any tensorflow-datasets
-  # image dataset: "name", "name/config" or "name:version".
+  # digits (scikit-learn's handwritten digits on a canvas), imagenet100 (tfds imagenet2012, the
+  # CMC 100 classes), folder (data_dir/<split>/<class>/, every jpg|jpeg|png|bmp|gif|webp below a
+  # class folder), or else any tensorflow-datasets image dataset: "name", "name/config" or
+  # "name:version".
   d.name = "imagenet100"
   d.data_dir = ""  # tfds: its data_dir ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets; gs://
   #                  works); folder: the root holding <split>/<class>/ images
@@ -97,7 +99,7 @@ def default_config() -> ml_collections.ConfigDict:
   #                 order: "" = all; "imagenet100" = the CMC list; else a text file, one per line
   d.image_size = 256  # S0: side of the uint8 image the host sends per example (the whole image
   #                     is resized to S0 x S0; its original aspect ratio goes along)
-  d.num_train = 4096  # synthetic only: training-set size
+  d.num_train = 4096  # generated sources (synthetic, photos, digits): training-set size
   d.synthetic_light = 0.5  # synthetic only: strength of the light from above, in [0, 1)
   #                          (leave_one_out/data/synthetic/scenes.py); 0 = evenly lit scenes, where
   #                          orientation shows only in the object's shape

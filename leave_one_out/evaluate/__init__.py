@@ -21,6 +21,7 @@ Evaluators (``EVALUATORS``, run in this order; each owns ``eval_config.<name>``)
   corruption   the probe on this project's on-device synthetic corruptions (any dataset)
   imagenet_c   ImageNet-C (tfds imagenet2012_corrupted) on the dataset's ImageNet classes
   sensitivity  the augmentation-sensitivity matrix and its heatmap
+  random_init  the same network at random init, probed as the trained one (off by default)
 
 An evaluator is a module (or any object) with
 
@@ -68,6 +69,7 @@ EVALUATORS: dict[str, Any] = {  # eval_config section -> the evaluator: a module
   "corruption": "leave_one_out.evaluate.corruption",
   "imagenet_c": "leave_one_out.evaluate.imagenet_c",
   "sensitivity": "leave_one_out.evaluate.sensitivity",
+  "random_init": "leave_one_out.evaluate.random_init",
 }
 RESULTS_FILE = "evaluation.json"
 HEATMAP_FILE = "sensitivity.png"

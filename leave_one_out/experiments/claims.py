@@ -1,20 +1,25 @@
-r"""The paper's claims at small scale: every row x seed x condition, then the paired analysis.
+r"""The paper's claims at small scale: every row x seed x condition, then the analysis.
 
-  python -m leave_one_out.experiments.claims [--preset=full|ci|gpu] [--conditions=lit,unlit] \
-      [--seeds=0,1] [--workdir=/tmp/looc_claims] [--compilation_cache_dir=~/.cache/leave_one_out/jax]
+  python -m leave_one_out.experiments.claims [--preset=full|ci|gpu|mechanism] \
+      [--conditions=digits] [--seeds=0,1] [--workdir=/tmp/looc_claims] \
+      [--compilation_cache_dir=~/.cache/leave_one_out/jax]
   python -m leave_one_out.experiments.claims --claims=configs/claims.py:ci \
       --claims.base.train.num_steps=400 --claims.rows='("moco","looc_rotation")'
 
-For every condition, row (configs/claims.py) and seed: pretrain in
-``<workdir>/<condition>/<row>/seed<s>`` (resumed if already there; a row without pretraining
-saves its initialisation), evaluate the frozen features with ``leave_one_out.evaluate`` (linear
-probes of the condition's labels, the 4-way rotation probe, the sensitivity matrix when the
-preset asks for it; an evaluation of the same checkpoint with the same config is reused), then
-analyse paired by seed (``stats.compare``) and write, in ``<workdir>``:
+For every condition, row (configs/claims.py) and seed, in ``<workdir>/<condition>/<row>/seed<s>``:
+pretrain (resumed if already there), or make the row's baseline (``baselines``: the
+initialisation with calibrated BatchNorm statistics, or supervised training); evaluate the
+frozen features with ``leave_one_out.evaluate`` (linear probes of the condition's labels, the
+4-way rotation probe, the sensitivity matrix; an evaluation of the same checkpoint with the same
+config is reused). Then, per condition (``analysis``): the gates, printed as soon as the runs
+are done and before any hypothesis is computed; the pre-registered family of hypotheses
+(one-sided paired t-tests, Holm); the exploratory comparisons. It writes, in ``<workdir>``:
 
-- ``claims.json``: per condition, row and seed every probe accuracy and the sensitivity rows;
-  the aggregate (mean, sample sd, per-seed values); every hypothesis with its t, p, CI and
-  verdict; every row's gap to the reference row; runtimes and the configs.
+- ``claims.json``: per condition, row and seed every probe accuracy, the training metrics
+  (own-view top-1 of every space) and the sensitivity rows; the aggregate (mean, sample sd,
+  per-seed values); the gates, every hypothesis with its t, p, Holm p, t interval, bound and
+  verdict; the exploratory comparisons; the pre-registration's commit and the deviations;
+  wall and CPU seconds; the configs.
 - ``claims.md``: the tables (``report.format_report``).
 - ``claims.png``: a bar chart per condition, error bars = sd over seeds.
 """
@@ -38,14 +43,13 @@ from ml_collections import config_flags
 
 from leave_one_out import config as config_lib
 from leave_one_out import evaluate
-from leave_one_out import sharding
-from leave_one_out import train
+from leave_one_out.experiments import analysis
+from leave_one_out.experiments import baselines
 from leave_one_out.experiments import report
-from leave_one_out.experiments import stats
 from leave_one_out.run import checkpoints
 from leave_one_out.run import loop
 
-PRESETS = ("full", "ci", "gpu")  # configs/claims.py
+PRESETS = ("full", "ci", "gpu", "mechanism")  # configs/claims.py
 CONFIG_FILE = "configs/claims.py"  # looked up as config.find_file does (the working directory,
 #                                    then the repository of an editable install)
 
@@ -84,55 +88,61 @@ _COMPILATION_CACHE = flags.DEFINE_string(
 )
 
 
-def _set(section: ml_collections.ConfigDict, overrides) -> None:
-  """Sets ``overrides`` (a dict or ConfigDict) on ``section``, adding fields it lacks."""
-  with section.unlocked():
-    for key, value in dict(overrides).items():
-      section[key] = value
+def apply_overrides(cfg: ml_collections.ConfigDict, overrides) -> None:
+  """Sets ``(("section.field", value), ...)`` on ``cfg``; ValueError naming an unknown field."""
+  for path, value in overrides:
+    *parents, name = path.split(".")
+    section = cfg
+    for parent in parents:
+      section = section.get(parent) if isinstance(section, ml_collections.ConfigDict) else None
+    if not isinstance(section, ml_collections.ConfigDict) or name not in section:
+      raise ValueError(f"override {path!r} names no field of the pretraining config")
+    section[name] = value
 
 
 def method_config(
   claims: ml_collections.ConfigDict, condition: str, method: str, seed: int
 ) -> ml_collections.ConfigDict:
-  """The pretraining config of one row: the base config, the condition's data and train
-  overrides, then only the fields the row's method changes."""
+  """The pretraining config of one row: the base config, the condition's overrides, then only
+  the fields the row's method changes."""
   if condition not in claims.conditions:
     raise ValueError(f"unknown condition {condition!r}; known: {tuple(claims.conditions)}")
   if method not in claims.methods:
     raise ValueError(f"unknown method {method!r}; known: {tuple(claims.methods)}")
   m, cond = claims.methods[method], claims.conditions[condition]
   cfg = copy.deepcopy(claims.base)
-  cfg.unlock()
   cfg.seed = int(seed)
-  _set(cfg.data, cond.data)
-  _set(cfg.train, cond.train)
-  cfg.augment.spaces = tuple(m.spaces)
+  apply_overrides(cfg, cond.overrides)
+  cfg.augment.spaces = tuple(m.get("spaces", ()))
+  cfg.augment.shared = tuple(m.get("shared", ()))
   cfg.augment.rotation.enabled = bool(m.get("rotation", False))
   cfg.augment.texture.enabled = bool(m.get("texture", False))
   cfg.augment.extra_keys = int(m.get("extra_keys", 0))
   cfg.model.looc_plus_plus = bool(m.get("looc_plus_plus", False))
-  for name, changed in dict(m.get("objectives", {})).items():  # {"augself": {"weight": 0.5}}
-    for field, value in dict(changed).items():
-      if field not in cfg.objectives[name]:
-        raise ValueError(f"method {method!r} sets unknown field objectives.{name}.{field}")
-      cfg.objectives[name][field] = value
-  cfg.lock()
+  apply_overrides(cfg, m.get("overrides", ()))
   return cfg
 
 
 def eval_config(
   claims: ml_collections.ConfigDict, condition: str, cfg=None
 ) -> ml_collections.ConfigDict:
-  """The evaluation config of a condition: its labels, everything else shared (the data are the
-  pretraining run's own data section). Given a row's pretraining config ``cfg``, the feature
-  kinds are ``claims.feature_kinds`` less "looc++" where the row is not LooC++."""
+  """The evaluation config of a condition: its labels and sensitivity columns, everything else
+  shared (the data are the pretraining run's own data section). Given a row's pretraining config
+  ``cfg``, the feature kinds are ``claims.feature_kinds`` less "looc++" where the row is not
+  LooC++."""
   cond = claims.conditions[condition]
   c = copy.deepcopy(claims.eval)
   c.dataset.labels = tuple(cond.labels)
   c.dataset.primary_label = cond.primary_label
+  c.sensitivity.augmentations = tuple(cond.sensitivity)
   if cfg is not None:
     c.kinds = tuple(k for k in claims.feature_kinds if k != "looc++" or cfg.model.looc_plus_plus)
   return c
+
+
+def condition_rows(claims: ml_collections.ConfigDict, condition: str) -> tuple[str, ...]:
+  """The rows a condition runs: its own ``rows`` where it names some, else ``claims.rows``."""
+  return tuple(claims.conditions[condition].rows) or tuple(claims.rows)
 
 
 def probed_kind(cfg) -> str:
@@ -164,77 +174,6 @@ def aggregate(per_seed: list[dict[str, float]]) -> dict[str, dict]:
   return out
 
 
-def analyse(runs: dict, hypotheses, reference: str, analysis) -> dict:
-  """The pre-registered tests and the comparisons with the reference row, paired by seed.
-
-  Args:
-    runs: {row: {seed: {"metrics": {metric: acc}}}} (seeds as ints or strings).
-    hypotheses: (metric, a, direction, b) tuples.
-    reference: the row every other row is compared with.
-    analysis: alpha, confidence, bootstrap_resamples.
-
-  Returns:
-    {"hypotheses": [{metric, a, direction, b, seeds, ...stats.compare}], "vs_reference":
-    {row: {metric: {...stats.compare with direction "none"}}}}. A hypothesis whose rows did not
-    both run is left out.
-  """
-
-  def paired(a, b, metric):
-    seeds = sorted(set(runs[a]) & set(runs[b]), key=int)
-    return (
-      seeds,
-      [runs[a][s]["metrics"][metric] for s in seeds],
-      [runs[b][s]["metrics"][metric] for s in seeds],
-    )
-
-  kw = dict(
-    alpha=analysis.alpha, confidence=analysis.confidence, resamples=analysis.bootstrap_resamples
-  )
-  tested = []
-  for metric, a, direction, b in hypotheses:
-    if a not in runs or b not in runs:
-      continue
-    seeds, va, vb = paired(a, b, metric)
-    tested.append(
-      {
-        "metric": metric,
-        "a": a,
-        "direction": direction,
-        "b": b,
-        "seeds": [int(s) for s in seeds],
-        **stats.compare(va, vb, direction=direction, **kw),
-      }
-    )
-  versus = {}
-  if reference in runs:
-    for row in runs:
-      if row == reference:
-        continue
-      versus[row] = {}
-      for metric in next(iter(runs[row].values()))["metrics"]:
-        seeds, va, vb = paired(row, reference, metric)
-        if len(seeds) < 2:
-          continue
-        r = stats.compare(va, vb, direction="greater", **kw)
-        r.update(direction="none", verdict=None)
-        versus[row][metric] = r
-  return {"hypotheses": tested, "vs_reference": versus}
-
-
-def _init_checkpoint(cfg, workdir: str) -> None:
-  """Saves the untrained state of ``cfg`` as step 0 (the random-initialisation row)."""
-  ckpt = checkpoints.Checkpointer(workdir, async_save=False)
-  try:
-    if ckpt.latest_step() is not None:
-      return
-    mesh = sharding.make_mesh()
-    config_lib.validate(cfg, num_devices=mesh.size)
-    state = train.programs(cfg, mesh, steps_per_epoch=1).new_state(cfg.seed)
-    ckpt.save(0, state, checkpoints.meta_record(cfg, 0), force=True)
-  finally:
-    ckpt.close()
-
-
 def _cached_results(workdir: str, eval_cfg) -> dict | None:
   """The evaluation saved in ``workdir`` if it used ``eval_cfg`` on the newest checkpoint."""
   path = os.path.join(workdir, eval_cfg.results_file)
@@ -249,14 +188,19 @@ def _cached_results(workdir: str, eval_cfg) -> dict | None:
   return results if same and results.get("step") == latest else None
 
 
-def run_one(cfg, eval_cfg, workdir: str, *, pretrain: bool = True) -> tuple[dict, dict]:
-  """Pretrains (or resumes; or saves the initialisation) and evaluates ``workdir``."""
-  if pretrain:
+def run_one(cfg, eval_cfg, workdir: str, method, label: str) -> tuple[dict, dict]:
+  """Trains one row in ``workdir`` (contrastive pretraining, resumed if there; or the
+  ``method``'s baseline, on the condition's primary ``label`` where supervised), evaluates it."""
+  baseline = method.get("baseline", "")
+  if baseline == "random_init":
+    summary = baselines.save_random_init(cfg, workdir)
+  elif baseline == "supervised":
+    summary = baselines.train_supervised(cfg, workdir, label)
+  elif baseline:
+    raise ValueError(f"unknown baseline {baseline!r} (random_init, supervised)")
+  else:
     summary = loop.pretrain(cfg, workdir)
     summary = {k: v for k, v in summary.items() if k != "state"}
-  else:
-    _init_checkpoint(cfg, workdir)
-    summary = {"step": 0}
   results = _cached_results(workdir, eval_cfg)
   if results is None:
     results = evaluate.run(workdir, eval_cfg)
@@ -264,21 +208,24 @@ def run_one(cfg, eval_cfg, workdir: str, *, pretrain: bool = True) -> tuple[dict
 
 
 def run_condition(claims, condition: str, workdir: str, seeds) -> dict:
-  """Every row x seed of one condition, then its analysis."""
-  runs, chance, features, t0 = {}, None, {}, time.perf_counter()
-  for method in claims.rows:
+  """Every row x seed of one condition, then its analysis: the gates, printed before the
+  hypotheses are computed, then the hypotheses and the exploratory comparisons."""
+  cond = claims.conditions[condition]
+  runs, chance, features = {}, None, {}
+  t0, cpu0 = time.perf_counter(), time.process_time()
+  for method in condition_rows(claims, condition):
     runs[method] = {}
     for seed in seeds:
       cfg = method_config(claims, condition, method, seed)
       kind = probed_kind(cfg)
       features[method] = kind
-      eval_cfg = eval_config(claims, condition, cfg)
-      t_run = time.perf_counter()
+      t_run, cpu_run = time.perf_counter(), time.process_time()
       train_summary, results = run_one(
         cfg,
-        eval_cfg,
+        eval_config(claims, condition, cfg),
         os.path.join(workdir, condition, method, f"seed{seed}"),
-        pretrain=bool(claims.methods[method].get("pretrain", True)),
+        claims.methods[method],
+        cond.primary_label,
       )
       chance = results["chance"]
       s = results.get("sensitivity") or {}
@@ -294,6 +241,7 @@ def run_condition(claims, condition: str, workdir: str, seeds) -> dict:
           "rows": dict(zip(s.get("rows", []), s.get("matrix", []))),
         },
         "seconds": round(time.perf_counter() - t_run, 1),
+        "cpu_seconds": round(time.process_time() - cpu_run, 1),
       }
       logging.info(
         "%s / %s seed %d: %s (%.0f s)",
@@ -311,15 +259,38 @@ def run_condition(claims, condition: str, workdir: str, seeds) -> dict:
     }
     for m in runs
   }
-  cond = claims.conditions[condition]
-  return {
+  gates = analysis.check_gates(runs, cond.gates, claims.methods)
+  if gates["gates"]:  # read before any hypothesis is computed
+    print(f"{condition}: gates\n{report.format_gates({'analysis': gates, 'summary': summary})}")
+  out = {
     "description": cond.description,
     "runs": runs,
     "summary": summary,
     "chance": chance,
-    "analysis": analyse(runs, cond.hypotheses, claims.reference, claims.analysis),
+    "preregistration": _preregistration(cond.preregistration),
+    "deviations": list(cond.deviations),
+    "analysis": {
+      **gates,
+      "hypotheses": analysis.hypothesis_tests(
+        runs, cond.hypotheses, claims.analysis, gates["status"] == "informative"
+      ),
+      "exploratory": analysis.explore(runs, claims.reference, claims.analysis),
+    },
     "seconds": round(time.perf_counter() - t0, 1),
+    "cpu_seconds": round(time.process_time() - cpu0, 1),
   }
+  return out
+
+
+def _preregistration(name: str) -> dict | None:
+  """The pre-registration record of a condition's file (``analysis.preregistration``)."""
+  if not name:
+    return None
+  try:
+    path = config_lib.find_file(name)
+  except FileNotFoundError:
+    return {"file": name, "commit": None, "note": "the file is not in this checkout"}
+  return analysis.preregistration(path, name)
 
 
 def run_experiment(
@@ -331,11 +302,11 @@ def run_experiment(
   for name in conditions:
     if name not in claims.conditions:
       raise ValueError(f"unknown condition {name!r}; known: {tuple(claims.conditions)}")
-  for name in claims.rows:
+  for name in dict.fromkeys(r for c in conditions for r in condition_rows(claims, c)):
     if name not in claims.methods:
       raise ValueError(f"claims.rows has unknown row {name!r}; known: {tuple(claims.methods)}")
   os.makedirs(workdir, exist_ok=True)
-  t_start = time.perf_counter()
+  t_start, cpu_start = time.perf_counter(), time.process_time()
   out = {
     "preset": claims.preset,
     "seeds": list(seeds),
@@ -347,6 +318,7 @@ def run_experiment(
   for name in conditions:
     out["conditions"][name] = run_condition(claims, name, workdir, seeds)
     out["seconds"] = round(time.perf_counter() - t_start, 1)
+    out["cpu_seconds"] = round(time.process_time() - cpu_start, 1)
     _write(out, workdir)  # after every condition: a long run leaves its finished part behind
   return out
 
@@ -389,8 +361,8 @@ def main(argv):
   out = run_experiment(claims, _WORKDIR.value, _SEEDS.value, _CONDITIONS.value)
   print(out["report"])
   print(
-    f"preset {out['preset']}, seeds {out['seeds']}: {out['seconds']:.0f} s; "
-    f"wrote {_WORKDIR.value}/claims.{{json,md,png}}"
+    f"preset {out['preset']}, seeds {out['seeds']}: {out['seconds']:.0f} s wall, "
+    f"{out['cpu_seconds']:.0f} s CPU (this process); wrote {_WORKDIR.value}/claims.{{json,md,png}}"
   )
 
 

@@ -1,9 +1,11 @@
 """Tables and the chart of the claims experiment (``claims.run_experiment``'s record).
 
-Per condition: the means (sd over seeds) per row and metric; each row's paired gap to the
-reference row with its 95% bootstrap CI and paired-t p-value; the pre-registered hypotheses with
-their verdicts; and the per-seed values of the metrics the hypotheses are about. Accuracies are
-in % everywhere, gaps in percentage points.
+Per condition, in the order they are read: the pre-registration's commit and the deviations;
+the gates and the condition's status; the means (sd over seeds) per row and metric; the
+pre-registered hypotheses (one-sided paired t-tests, Holm-adjusted p, t intervals, bounds,
+verdicts); the exploratory comparisons with the reference row (two-sided, no verdict); the
+per-seed values of the metrics the hypotheses are about; the sensitivity matrices. Accuracies
+are in % everywhere, gaps in percentage points.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ METRIC_TITLES = {
   "texture": "texture",
   "hue": "hue (24 bins)",
   "photo": "photo",
+  "digit": "digit",
+  "digit_hue": "digit x hue",
 }
 SYMBOLS = {"greater": ">", "less": "<"}
 
@@ -71,9 +75,85 @@ def _p(p: float) -> str:
   return "<0.001" if p < 0.001 else f"={p:.3f}"
 
 
+def _points(x: float) -> str:
+  return f"{100 * x:+.1f}"
+
+
+def format_preregistration(cond: dict) -> str:
+  """The pre-registration's commit, and every deviation from it (stated and from git)."""
+  pre = cond.get("preregistration")
+  lines = []
+  if pre:
+    if pre.get("commit"):
+      lines.append(
+        f"Pre-registration: {pre['file']}, committed in {pre['commit'][:12]} "
+        f'({pre["date"]}, "{pre["subject"][:100]}"), before any run of this condition.'
+      )
+    else:
+      lines.append(f"Pre-registration: {pre['file']}, commit unknown ({pre.get('note')}).")
+  deviations = list(cond.get("deviations", []))
+  for later in (pre or {}).get("later", []):
+    deviations.append(
+      f"the pre-registration file was changed after it was committed: {later['commit'][:12]} "
+      f'({later["date"]}, "{later["subject"][:80]}")'
+    )
+  if (pre or {}).get("uncommitted"):
+    deviations.append("the pre-registration file has uncommitted changes in this checkout")
+  if pre or deviations:
+    lines.append("Deviations:" + (" none." if not deviations else ""))
+    lines += [f"- {d}" for d in deviations]
+  return "\n".join(lines)
+
+
+def format_gates(cond: dict) -> str:
+  """The gates: what each measures, the value, the threshold, pass / fail / not measured."""
+  a = cond["analysis"]
+  if not a.get("gates"):
+    return ""
+  title = lambda row: cond["summary"].get(row, {}).get("title", row)
+  body = []
+  for g in a["gates"]:
+    measured = "-"
+    if g["kind"] == "gain":
+      what = f"{title(g['row'])} - {title(g['reference'])} ({METRIC_TITLES.get(g['metric'])})"
+      threshold = f">= {_points(g['threshold'])}"
+      if "value" in g:
+        measured = (
+          f"{_points(g['value'])} ({100 * g['detail']['row']:.1f} vs "
+          f"{100 * g['detail']['reference']:.1f})"
+        )
+    elif g["kind"] == "at_most":
+      what = f"{title(g['row'])} ({METRIC_TITLES.get(g['metric'])})"
+      threshold = f"<= {100 * g['threshold']:.1f}"
+      if "value" in g:
+        measured = f"{100 * g['value']:.1f}"
+    else:
+      what = "own-view top-1 of every LooC space (lowest)"
+      threshold = f">= {100 * g['threshold']:.1f}"
+      if "value" in g:
+        measured = (
+          f"{100 * g['value']:.1f} ("
+          + ", ".join(f"{k} {100 * v:.1f}" for k, v in g["detail"].items())
+          + ")"
+        )
+    body.append([g["name"], f"{g['text']}: {what}", measured, threshold, f"**{g['status']}**"])
+  text = _table(["gate", "what (means over seeds, %)", "measured", "threshold", "result"], body)
+  if a["status"] == "uninformative":
+    status = (
+      f"Condition **uninformative**: gate {', '.join(a['failed'])} failed, so its hypotheses "
+      "are not tested (never read as negative results)."
+    )
+  else:
+    status = "Condition **informative**: every gate measured passed."
+    if a.get("unmeasured"):
+      status += f" Not measured in this preset: {', '.join(a['unmeasured'])}."
+  return text + "\n\n" + status
+
+
 def format_gaps(cond: dict, reference: str) -> str:
-  """Each row's paired gap to ``reference`` per metric: mean [95% CI] and p (two-sided)."""
-  versus = cond["analysis"]["vs_reference"]
+  """Exploratory: each row's paired gap to ``reference`` per metric: mean [95% t interval] and
+  p (two-sided, uncorrected, no verdict)."""
+  versus = cond["analysis"].get("exploratory", {})
   if not versus:
     return ""
   metrics = _metrics(cond["summary"])
@@ -85,8 +165,14 @@ def format_gaps(cond: dict, reference: str) -> str:
   return _table(header, body)
 
 
+def _hypothesis_title(cond: dict, h: dict) -> str:
+  a, b, symbol = _title(cond, h["a"]), _title(cond, h["b"]), SYMBOLS[h["direction"]]
+  claim = f"{a} - {b} {symbol} {_points(h['margin'])}" if h.get("margin") else f"{a} {symbol} {b}"
+  return f"{h['name']}: {claim} ({METRIC_TITLES.get(h['metric'], h['metric'])})"
+
+
 def format_hypotheses(cond: dict) -> str:
-  """The pre-registered hypotheses: prediction, mean gap, CI, t, p, verdict."""
+  """The family: gap, two-sided t interval, one-sided bound, t, p, Holm p, verdict."""
   tested = cond["analysis"]["hypotheses"]
   if not tested:
     return ""
@@ -95,16 +181,27 @@ def format_hypotheses(cond: dict) -> str:
     low, high = h["ci"]
     body.append(
       [
-        f"{_title(cond, h['a'])} {SYMBOLS[h['direction']]} {_title(cond, h['b'])} "
-        f"({METRIC_TITLES.get(h['metric'], h['metric'])})",
-        f"{100 * h['mean_gap']:+.1f}",
-        f"[{100 * low:+.1f}, {100 * high:+.1f}]",
+        _hypothesis_title(cond, h),
+        _points(h["mean_gap"]),
+        f"[{_points(low)}, {_points(high)}]",
+        f"{'>=' if h['direction'] == 'greater' else '<='} {_points(h['bound'])}",
         f"{h['t']:.2f} ({h['df']})",
         _p(h["p"]).lstrip("="),
+        _p(h["p_holm"]).lstrip("="),
         f"**{h['verdict']}**",
       ]
     )
-  return _table(["hypothesis", "mean gap", "95% CI", "t (df)", "p", "verdict"], body)
+  header = [
+    "hypothesis",
+    "mean gap",
+    "95% CI (t)",
+    "one-sided 95% bound",
+    "t (df)",
+    "p (one-sided)",
+    "Holm p",
+    "verdict",
+  ]
+  return _table(header, body)
 
 
 def format_seeds(cond: dict, metric: str) -> str:
@@ -152,7 +249,8 @@ def _overview_columns(out: dict) -> list[tuple[str, str]]:
 
 def format_overview(out: dict) -> str:
   """Every condition side by side: the reference row's mean ± sd, then each other row's paired
-  gap to it (points, 95% CI, two-sided p), on the columns of ``_overview_columns``."""
+  gap to it (points, 95% t interval, two-sided p; exploratory), on the columns of
+  ``_overview_columns``."""
   ref, cols = out["reference"], _overview_columns(out)
   conds = out["conditions"]
   if not cols or not any(ref in conds[c]["summary"] for c, _ in cols):
@@ -171,7 +269,7 @@ def format_overview(out: dict) -> str:
     title = next(_title(c, row) for c in conds.values() if row in c["summary"])
     cells = []
     for c, m in cols:
-      r = conds[c]["analysis"]["vs_reference"].get(row, {}).get(m)
+      r = conds[c]["analysis"]["exploratory"].get(row, {}).get(m)
       cells.append("-" if r is None else _gap_cell(r))
     body.append([f"{title} - ref."] + cells)
   header = ["row"] + [f"{c}: {METRIC_TITLES.get(m, m)}" for c, m in cols]
@@ -179,42 +277,83 @@ def format_overview(out: dict) -> str:
 
 
 def format_verdicts(out: dict) -> str:
-  """Each pre-registered hypothesis x condition: verdict (mean gap, p); "-" where not tested."""
+  """Each hypothesis x condition: verdict (mean gap, Holm p); "-" where not tested."""
   conds = out["conditions"]
-  keys = list(
-    dict.fromkeys(
-      (h["metric"], h["a"], h["direction"], h["b"])
-      for c in conds.values()
-      for h in c["analysis"]["hypotheses"]
-    )
+  names = list(
+    dict.fromkeys(h["name"] for c in conds.values() for h in c["analysis"]["hypotheses"])
   )
-  if not keys:
+  if not names:
     return ""
   body = []
-  for metric, a, direction, b in keys:
-    some = next(c for c in conds.values() if a in c["summary"] and b in c["summary"])
-    cells = [
-      f"{_title(some, a)} {SYMBOLS[direction]} {_title(some, b)} "
-      f"({METRIC_TITLES.get(metric, metric)})"
-    ]
-    for cond in conds.values():
-      h = next(
-        (
-          h
-          for h in cond["analysis"]["hypotheses"]
-          if (h["metric"], h["a"], h["direction"], h["b"]) == (metric, a, direction, b)
-        ),
-        None,
-      )
+  for name in names:
+    found = {
+      c: next((h for h in cond["analysis"]["hypotheses"] if h["name"] == name), None)
+      for c, cond in conds.items()
+    }
+    c, h = next((c, h) for c, h in found.items() if h is not None)
+    cells = [_hypothesis_title(conds[c], h)]
+    for h in found.values():
       cells.append(
-        "-" if h is None else f"{h['verdict']} ({100 * h['mean_gap']:+.1f}, p{_p(h['p'])})"
+        "-" if h is None else f"{h['verdict']} ({_points(h['mean_gap'])}, Holm p{_p(h['p_holm'])})"
       )
     body.append(cells)
   return _table(["hypothesis"] + list(conds), body)
 
 
+def format_condition(name: str, cond: dict, out: dict) -> list[str]:
+  """One condition's section, in reading order (module docstring)."""
+  parts = [f"## {name}: {cond['description']}", ""]
+  pre = format_preregistration(cond)
+  if pre:
+    parts += [pre, ""]
+  gates = format_gates(cond)
+  if gates:
+    parts += ["Gates (checked before any hypothesis):", "", gates, ""]
+  parts += [f"Mean ± sd over seeds {out['seeds']} (top-1 %):", "", format_means(cond)]
+  hyp = format_hypotheses(cond)
+  if hyp:
+    alpha = out["claims_config"]["analysis"]["alpha"]
+    parts += [
+      "",
+      f"Pre-registered hypotheses, one family: one-sided paired t-tests of the mean per-seed gap "
+      f"(against the margin where one is given), 95% two-sided t interval, one-sided 95% bound; "
+      f"confirmed when Holm's adjusted p < {alpha}:",
+      "",
+      hyp,
+    ]
+  gaps = format_gaps(cond, out["reference"])
+  if gaps:
+    parts += [
+      "",
+      "Exploratory (not pre-registered as hypotheses): each row's paired gap to "
+      f"{_title(cond, out['reference'])} (points; 95% t interval; two-sided paired t-test p, "
+      "uncorrected, no verdict):",
+      "",
+      gaps,
+    ]
+  for metric in dict.fromkeys(h["metric"] for h in cond["analysis"]["hypotheses"]):
+    parts += ["", "Per seed:", "", format_seeds(cond, metric)]
+  sens = format_sensitivity(cond)
+  if sens:
+    parts += [
+      "",
+      "Augmentation sensitivity, mean over seeds (exploratory; cosine distance when only that "
+      "augmentation changes / distance between images; 0 = invariant):",
+      "",
+      sens,
+    ]
+  cpu = f", {cond['cpu_seconds']:.0f} CPU-s" if "cpu_seconds" in cond else ""
+  parts += [
+    "",
+    f"{len(cond['runs'])} rows x {len(out['seeds'])} seeds: {cond['seconds']:.0f} s wall{cpu} "
+    "(training + evaluation)",
+    "",
+  ]
+  return parts
+
+
 def format_report(out: dict) -> str:
-  """An overview of every condition (when there are several), then each condition's tables in
+  """An overview of every condition (when there are several), then each condition's section in
   the order they ran."""
   parts = []
   if len(out["conditions"]) > 1:
@@ -229,61 +368,18 @@ def format_report(out: dict) -> str:
     parts += [
       "## Overview",
       "",
-      f"Seeds {out['seeds']}. Top row: {ref}'s mean ± sd "
-      "(top-1 %); other rows: paired gap to it (points; 95% bootstrap CI; paired "
-      "t-test p, two-sided).",
+      f"Seeds {out['seeds']}. Top row: {ref}'s mean ± sd (top-1 %); other rows: paired gap to "
+      "it (points; 95% t interval; two-sided paired t-test p; exploratory).",
       "",
       format_overview(out),
       "",
-      "Pre-registered hypotheses: verdict (mean gap, p):",
+      "Hypotheses, one family per condition: verdict (mean gap, Holm p):",
       "",
       format_verdicts(out),
       "",
     ]
   for name, cond in out["conditions"].items():
-    parts += [
-      f"## {name}: {cond['description']}",
-      "",
-      f"Mean ± sd over seeds {out['seeds']} (top-1 %):",
-      "",
-      format_means(cond),
-    ]
-    gaps = format_gaps(cond, out["reference"])
-    if gaps:
-      parts += [
-        "",
-        "Paired gap to the reference (points; 95% bootstrap CI; paired t-test p, "
-        "two-sided, no prediction):",
-        "",
-        gaps,
-      ]
-    hyp = format_hypotheses(cond)
-    if hyp:
-      parts += [
-        "",
-        f"Pre-registered hypotheses (confirmed: p < "
-        f"{out['claims_config']['analysis']['alpha']} and the predicted sign):",
-        "",
-        hyp,
-      ]
-    for metric in sorted({h["metric"] for h in cond["analysis"]["hypotheses"]}):
-      parts += ["", "Per seed:", "", format_seeds(cond, metric)]
-    sens = format_sensitivity(cond)
-    if sens:
-      parts += [
-        "",
-        "Augmentation sensitivity, mean over seeds (cosine distance when only that "
-        "augmentation changes / distance between images; 0 = invariant; embedding:i is "
-        "space i: 0 invariant, then the row's spaces in order):",
-        "",
-        sens,
-      ]
-    parts += [
-      "",
-      f"{len(cond['runs'])} rows x {len(out['seeds'])} seeds: {cond['seconds']:.0f} s "
-      "(pretraining + evaluation)",
-      "",
-    ]
+    parts += format_condition(name, cond, out)
   return "\n".join(parts).rstrip()
 
 

@@ -62,6 +62,7 @@ OLD_CONFIG_VALUES = (
   ("2026-12-01", "train.weight_decay_mask", "no_bn_bias"),  # the only behaviour then
   ("2026-12-06", "init_from", config_lib.init_from_config().to_dict()),  # random init
   ("2026-12-06", "objectives", objectives.default_config().to_dict()),  # every one off
+  ("2026-12-06", "augment.shared", ()),  # every view drew every augmentation
 )
 
 

@@ -25,6 +25,8 @@ class InMemorySource:
     seed: epoch ``e`` is permutation ``(seed, e)``; the last partial batch of an epoch is dropped.
     process_index / process_count: this host's share is a contiguous slice of the global batch,
       matching the order of ``jax.make_array_from_process_local_data``.
+    labels: {name: int `[N]`} per-image labels where the source has them (the digits), for a
+      supervised baseline (``labels[name][indices(step)]``); the batches carry images only.
   """
 
   images: np.ndarray
@@ -32,6 +34,7 @@ class InMemorySource:
   seed: int
   process_index: int = 0
   process_count: int = 1
+  labels: dict | None = None
 
   def __post_init__(self):
     data_lib.check_one_batch(len(self.images), self.global_batch, "the dataset's images")
