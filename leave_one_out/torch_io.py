@@ -18,11 +18,14 @@ BatchNorm's ``num_batches_tracked``) and ``export`` writes one of ``LAYOUTS``:
 * "torchvision": ``{"format": TORCH_FORMAT, "version", "arch", "width", "small_stem", "step",
   "spaces", "state_dict": torchvision keys without fc (``resnet.fc = nn.Identity()`` then
   ``load_state_dict(strict=True)``), "heads": {"<h>.0.weight", "<h>.0.bias", "<h>.2.weight",
-  "<h>.2.bias"} (an ``nn.ModuleList`` of Linear-ReLU-Linear), "input_mean", "input_std"}``;
+  "<h>.2.bias"} (an ``nn.ModuleList`` of Linear-ReLU-Linear), "objective_heads" (the auxiliary
+  objectives' heads under their flax paths, ``objective_arrays``; a CASSLE model's heads take
+  the feature concatenated with the descriptor's embedding), "input_mean", "input_std"}``;
 * "moco": ``{"epoch", "arch", "state_dict": {"module.encoder_q.<key>"}}`` with head 0 as MoCo
   v2's ``fc.0``/``fc.2``, the file MoCo's ``main_lincls.py --pretrained`` loads;
 * "looc": ``{"epoch", "arch", "state_dict": {"backbone_q.<key>", "heads_q.<h>.{0,2}.*"}}``, the
-  public LooC reproduction's layout.
+  public LooC reproduction's layout. Neither holds the auxiliary objectives' heads (a CASSLE
+  model's heads are refused there).
 
 Only tensors, dicts, lists, strings and numbers are written, so ``torch.load(weights_only=True)``
 reads every file. torch is optional: ``pip install torch==2.13.0`` (``INSTALL``).
@@ -445,7 +448,19 @@ def write_workdir(path: str, out: str, **kwargs) -> dict:
 # ------------------------------------------------------------------------------------ export
 
 
-TRAINING_ONLY = ("head_augself", "head_rotation")  # the auxiliary objectives' prediction heads
+# The auxiliary objectives' heads (AugSelf's and E-SSL's predictors, CASSLE's descriptor MLP).
+OBJECTIVE_HEADS = ("head_augself", "head_rotation", "head_condition")
+
+
+def objective_arrays(variables: dict) -> dict:
+  """{"head_augself.crop.fc1.weight": numpy, ...}: the auxiliary heads' variables under their
+  flax paths, each leaf with torch's name and layout (Linear weight ``[out, in]``, BatchNorm
+  weight/bias/running_mean/running_var)."""
+  return {
+    ".".join(path[:-1] + (_LEAF[path[-1]],)): _to_torch_array(np.asarray(v, np.float32), path[-1])
+    for collection in ("params", "batch_stats")
+    for path, v in _leaves(variables.get(collection, {})).items()
+  }
 
 
 def export(model, variables, out: str, *, layout: str = "torchvision", step: int = 0, spaces=()):
@@ -456,14 +471,14 @@ def export(model, variables, out: str, *, layout: str = "torchvision", step: int
   if model.looc_plus_plus:
     raise ValueError("LooC++ has one res5 stage per space; torchvision's ResNet has one")
   host = jax.device_get(variables)
-  if any("head_condition" in tree for tree in host.values()):
+  objective = {c: {k: v for k, v in t.items() if k in OBJECTIVE_HEADS} for c, t in host.items()}
+  host = {c: {k: v for k, v in t.items() if k not in OBJECTIVE_HEADS} for c, t in host.items()}
+  if layout != "torchvision" and any("head_condition" in t for t in objective.values()):
     raise ValueError(
-      "a CASSLE model's heads also read the augmentation descriptor's embedding, which "
-      "torchvision-style heads cannot hold: export the backbone alone (--noinclude_heads) or "
-      "write a .msgpack file"
+      f"a CASSLE model's heads also read the augmentation descriptor's embedding, which the "
+      f"{layout!r} layout cannot hold: write the torchvision layout, export the backbone alone "
+      "(--noinclude_heads) or write a .msgpack file"
     )
-  # AugSelf's and E-SSL's prediction heads serve only their training losses: not exported.
-  host = {c: {k: v for k, v in t.items() if k not in TRAINING_ONLY} for c, t in host.items()}
   torch = _torch()
   groups = to_torch(host, num_batches_tracked=int(step or 0))
   tensors = lambda d: {k: torch.from_numpy(np.array(v)) for k, v in d.items()}  # writable
@@ -479,6 +494,7 @@ def export(model, variables, out: str, *, layout: str = "torchvision", step: int
       "spaces": ["invariant", *spaces],
       "state_dict": backbone,
       "heads": heads,
+      "objective_heads": tensors(objective_arrays(objective)),
       "input_mean": torch.tensor(models.IMAGENET_MEAN),
       "input_std": torch.tensor(models.IMAGENET_STD),
     }

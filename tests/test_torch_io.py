@@ -447,22 +447,29 @@ def test_looc_plus_plus_has_no_torchvision_layout(tmp_path):
     pretrained.export(str(tmp_path / "run"), str(tmp_path / "x.pth"))
 
 
-def test_auxiliary_heads_stay_behind_and_cassle_heads_are_refused(tmp_path):
+def test_auxiliary_heads_are_exported_beside_the_heads(tmp_path):
   cfg = tiny_config()
   cfg.objectives.augself.weight = 0.5
   cfg.objectives.essl.weight = 0.4
   cfg.objectives.essl.image_size = 8
+  cfg.objectives.cassle.enabled = True
   write_checkpoint(str(tmp_path / "aux"), cfg)
   payload = torch.load(pretrained.export(str(tmp_path / "aux"), str(tmp_path / "aux.pth")))
   _torch_model(payload).load_state_dict(payload["state_dict"], strict=True)
-  torch_models.heads(3, 32, 16, 8).load_state_dict(payload["heads"], strict=True)
-  cfg = tiny_config()
-  cfg.objectives.cassle.enabled = True
-  write_checkpoint(str(tmp_path / "cassle"), cfg)
-  with pytest.raises(ValueError, match="CASSLE model's heads .*--noinclude_heads"):
-    pretrained.export(str(tmp_path / "cassle"), str(tmp_path / "x.pth"))
-  out = pretrained.export(str(tmp_path / "cassle"), str(tmp_path / "b.pth"), include_heads=False)
-  _torch_model(torch.load(out)).load_state_dict(torch.load(out)["state_dict"], strict=True)
+  width = cfg.objectives.cassle.width  # CASSLE: heads read [V, descriptor embedding]
+  torch_models.heads(3, 32 + width, 16, 8).load_state_dict(payload["heads"], strict=True)
+  _, variables, _ = leave_one_out.load_pretrained(str(tmp_path / "aux"))
+  rotation = variables["params"]["head_rotation"]
+  (name, kernel), *_ = sorted(jax.tree_util.tree_flatten_with_path(rotation)[0], key=str)
+  tops = {k.split(".")[0] for k in payload["objective_heads"]}
+  assert tops == {"head_augself", "head_rotation", "head_condition"}
+  assert "head_condition.bn1.running_var" in payload["objective_heads"]
+  flax_key = "head_rotation." + ".".join(str(k.key) for k in name[:-1])
+  leaf = {"kernel": "weight", "bias": "bias"}[name[-1].key]
+  torch_array = payload["objective_heads"][f"{flax_key}.{leaf}"].numpy()
+  np.testing.assert_array_equal(torch_array, np.asarray(kernel).T if leaf == "weight" else kernel)
+  with pytest.raises(ValueError, match="CASSLE model's heads .*'moco' layout"):
+    pretrained.export(str(tmp_path / "aux"), str(tmp_path / "x.pth"), torch_layout="moco")
 
 
 # --------------------------------------------------------------- an imported directory in use
