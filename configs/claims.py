@@ -3,7 +3,7 @@ docs/preregistration_digits.md) and the earlier shapes and photographs condition
 
 Command (from the repository root; ``leave_one_out/experiments/claims.py`` runs it):
 
-  python -m leave_one_out.experiments.claims [--preset=full|ci|gpu|mechanism] \
+  python -m leave_one_out.experiments.claims [--preset=full|ci|gpu|mechanism|objectives] \
       [--conditions=digits] [--seeds=0,1,2,3,4,5] [--workdir=/tmp/looc_claims] \
       [--compilation_cache_dir=~/.cache/leave_one_out/jax]
 
@@ -21,6 +21,10 @@ Presets (measured runtimes and results: docs/claims.md):
 - ``mechanism``: the earlier conditions (the embedded shapes lit from above, evenly lit, with
   fine hues; patches of photographs), seeds 0-4: a mechanism check of the rotation space, not
   evidence about class learning (docs/claims.md says why).
+- ``objectives``: the digits condition's full-preset budget and seeds with MoCo + rotation +
+  AugSelf, MoCo + E-SSL and MoCo + rotation + CASSLE beside the gate rows, MoCo, MoCo +
+  rotation and LooC (rotation) (a finished run in the same workdir is reused); added after the
+  pre-registration, so exploratory only: no family, no verdict.
 
 The analysis (``ANALYSIS``; docs/preregistration_digits.md for the digits condition):
 
@@ -44,7 +48,7 @@ import ml_collections
 from leave_one_out import config as config_lib
 from leave_one_out import evaluate
 
-PRESETS = ("full", "ci", "gpu", "mechanism")
+PRESETS = ("full", "ci", "gpu", "mechanism", "objectives")
 ANALYSIS = {
   "alpha": 0.05,  # family-wise, Holm's step-down over a condition's hypotheses
   "confidence": 0.95,  # two-sided t intervals and one-sided t bounds
@@ -83,6 +87,33 @@ METHODS = {
   "looc_texture": dict(
     title="LooC (rotation, texture)", spaces=("rotation", "texture"), rotation=True, texture=True
   ),
+  # The augmentation-aware family (docs/objectives.md), added after the pre-registration: the
+  # ``objectives`` preset, exploratory. AugSelf and CASSLE on MoCo + rotation, each told the
+  # rotation among its groups; E-SSL as its paper runs it, rotation only in its predicted views.
+  "moco_rotation_augself": dict(
+    title="MoCo + rotation + AugSelf",
+    rotation=True,
+    overrides=(
+      ("objectives.augself.weight", 0.5),
+      ("objectives.augself.groups", ("crop", "color", "rotation")),
+    ),
+  ),
+  "moco_essl": dict(
+    title="MoCo + E-SSL",
+    overrides=(
+      ("objectives.essl.weight", 0.4),  # E-SimCLR's weight
+      ("objectives.essl.image_size", 8),  # half the views' side, as E-SSL's CIFAR-10
+      ("objectives.essl.crop_scale", (0.2, 1.0)),  # E-SSL's CIFAR-10 rotation view
+    ),
+  ),
+  "moco_rotation_cassle": dict(
+    title="MoCo + rotation + CASSLE",
+    rotation=True,
+    overrides=(
+      ("objectives.cassle.enabled", True),
+      ("objectives.cassle.groups", ("color", "crop", "grayscale", "rotation")),
+    ),
+  ),
 }
 DIGITS_ROWS = (
   "random_init",
@@ -95,6 +126,17 @@ DIGITS_ROWS = (
   "looc_color",
   "looc_color_rotation",
   "looc_pp",
+)
+# The objectives preset: the digits condition's gate rows and references beside the three.
+OBJECTIVE_ROWS = (
+  "random_init",
+  "supervised",
+  "moco",
+  "moco_rotation",
+  "looc_rotation",
+  "moco_rotation_augself",
+  "moco_essl",
+  "moco_rotation_cassle",
 )
 MECHANISM_ROWS = (
   "random_init",
@@ -367,6 +409,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
         "looc_color",
       ),
     )
+  elif preset == "objectives":  # docs/claims.md, "The augmentation-aware family"
+    c.rows = OBJECTIVE_ROWS
+    c.conditions.digits.hypotheses = {}  # exploratory: no family, no verdicts
   elif preset == "mechanism":
     c.rows = MECHANISM_ROWS
     c.seeds = (0, 1, 2, 3, 4)

@@ -1,6 +1,6 @@
 r"""The paper's claims at small scale: every row x seed x condition, then the analysis.
 
-  python -m leave_one_out.experiments.claims [--preset=full|ci|gpu|mechanism] \
+  python -m leave_one_out.experiments.claims [--preset=full|ci|gpu|mechanism|objectives] \
       [--conditions=digits] [--seeds=0,1] [--workdir=/tmp/looc_claims] \
       [--compilation_cache_dir=~/.cache/leave_one_out/jax]
   python -m leave_one_out.experiments.claims --claims=configs/claims.py:ci \
@@ -49,7 +49,7 @@ from leave_one_out.experiments import report
 from leave_one_out.run import checkpoints
 from leave_one_out.run import loop
 
-PRESETS = ("full", "ci", "gpu", "mechanism")  # configs/claims.py
+PRESETS = ("full", "ci", "gpu", "mechanism", "objectives")  # configs/claims.py
 CONFIG_FILE = "configs/claims.py"  # looked up as config.find_file does (the working directory,
 #                                    then the repository of an editable install)
 
