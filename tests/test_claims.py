@@ -71,7 +71,7 @@ def test_a_new_row_is_one_entry():
   assert cfg.loss.queue_size == 1024 and cfg.augment.spaces == ()
 
 
-@pytest.mark.parametrize("preset", ["full", "ci", "gpu", "mechanism"])
+@pytest.mark.parametrize("preset", ["full", "ci", "gpu", "mechanism", "objectives"])
 def test_every_row_of_every_preset_is_a_valid_config(preset):
   from leave_one_out import config as config_lib
   from leave_one_out import evaluate

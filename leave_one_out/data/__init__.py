@@ -31,7 +31,7 @@ in-memory batches (``memory``), labelled evaluation splits (``eval_split``), cla
 (``classes``) and device prefetch (``prefetch``).
 
 The data section: ``default_config()`` holds every field with its default (ImageNet-100 as
-docs/method.md's recipe reads it; configs/demo.py switches to the embedded dataset); fields that
+docs/method.md's recipe reads it; configs/demo.py switches to the digits); fields that
 only some sources read say so. ``validate`` checks the types and ranges of every field, then
 asks the source to check what it needs. Nothing is read from disk there except what a source's
 check needs (a tfds name is looked up in tfds' registry).

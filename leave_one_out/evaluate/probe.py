@@ -6,7 +6,7 @@
   at test. What the paper's numbers use; the default of configs/eval/tfds.py and folder.py.
 * "fast": softmax regression on cached centre-crop features (``classifiers.linear_probe``:
   standardised features, full-batch Adam, the L2 strength chosen on a held-out part of the
-  training split). Seconds on a CPU; the default for the embedded dataset and the demo.
+  training split). Seconds on a CPU; the default for the in-memory datasets and the demo.
 
 The same recipe serves the rotation probe (``rotation``) and gives the classifier that the
 corruption protocols (``corruption``, ``imagenet_c``) apply to corrupted images (``classifiers``).
