@@ -321,6 +321,8 @@ def format_condition(name: str, cond: dict, out: dict) -> list[str]:
       "",
       hyp,
     ]
+  else:
+    parts += ["", "No hypothesis is tested in this preset: every comparison below is exploratory."]
   gaps = format_gaps(cond, out["reference"])
   if gaps:
     parts += [
