@@ -1,4 +1,4 @@
-r"""MoCo + AugSelf on the embedded dataset: configs/demo.py's data, model and budget, on CPU.
+r"""MoCo + AugSelf on the digits: configs/demo.py's data, model and budget, on CPU.
 
 Command (from the repository root):
 
@@ -12,7 +12,11 @@ features of q and k_0 regress the difference of their crop boxes and colour-jitt
 group's loss weighted 0.5. The progress line shows ``augself <loss> (color .., crop ..)``; the
 evaluation table at the end is the demo's. ``--config.train.num_steps`` shortens it.
 
-Runtime: 9 min 9 s on 2 cores of an Intel Xeon VM shared with other jobs (load average 3-4.7;
+On the digits, over six seeds at the claims experiment's budget, beside LooC: docs/claims.md,
+"The augmentation-aware family". Recorded on 2026-12-06, when configs/demo.py was still the
+embedded shapes demo (one seed, shapes lit from above; a record of that run, not of this
+config on the digits):
+runtime 9 min 9 s on 2 cores of an Intel Xeon VM shared with other jobs (load average 3-4.7;
 2026-12-06, /usr/bin/time: 329 s user CPU, the demo's LooC run 598 s), 2,000 steps at about 750
 img/s, then 30 s of evaluation. What that run printed (one seed: a record, not a comparison;
 docs/objectives.md):

@@ -1,4 +1,4 @@
-r"""MoCo + CASSLE on the embedded dataset: configs/demo.py's data, model and budget, on CPU.
+r"""MoCo + CASSLE on the digits: configs/demo.py's data, model and budget, on CPU.
 
 Command (from the repository root):
 
@@ -15,7 +15,11 @@ the online MLP, for the key by its EMA copy. There is no extra loss; the progres
 docs/objectives.md). The evaluation table at the end is the demo's.
 ``--config.train.num_steps`` shortens it.
 
-Runtime: 6 min 55 s on 2 cores of an Intel Xeon VM shared with other jobs (load average about
+On the digits, over six seeds at the claims experiment's budget, beside LooC: docs/claims.md,
+"The augmentation-aware family". Recorded on 2026-12-06, when configs/demo.py was still the
+embedded shapes demo (one seed, shapes lit from above; a record of that run, not of this
+config on the digits):
+runtime 6 min 55 s on 2 cores of an Intel Xeon VM shared with other jobs (load average about
 4.3; 2026-12-06, /usr/bin/time: 326 s user CPU, the demo's LooC run 598 s), 2,000 steps at about
 790 img/s, then 30 s of evaluation. What that run printed (one seed: a record, not a comparison;
 docs/objectives.md):

@@ -1,4 +1,4 @@
-r"""MoCo + E-SSL on the embedded dataset: configs/demo.py's data, model and budget, on CPU.
+r"""MoCo + E-SSL on the digits: configs/demo.py's data, model and budget, on CPU.
 
 Command (from the repository root):
 
@@ -13,7 +13,11 @@ four rotations of it go through the online backbone and a head classifies the ro
 0.4 (E-SSL's). The progress line shows ``essl <loss>/<top-1>``; the evaluation table at the end
 is the demo's. ``--config.train.num_steps`` shortens it.
 
-Runtime: 11 min 7 s on 2 cores of an Intel Xeon VM shared with other jobs (load average about
+On the digits, over six seeds at the claims experiment's budget, beside LooC: docs/claims.md,
+"The augmentation-aware family". Recorded on 2026-12-06, when configs/demo.py was still the
+embedded shapes demo (one seed, shapes lit from above; a record of that run, not of this
+config on the digits):
+runtime 11 min 7 s on 2 cores of an Intel Xeon VM shared with other jobs (load average about
 4.5; 2026-12-06, /usr/bin/time: 571 s user CPU, the demo's LooC run 598 s), 2,000 steps at about
 410 img/s (the 12-px rotated views are slow on a CPU: BENCHMARKS.md), then 30 s of evaluation.
 What that run printed (one seed: a record, not a comparison; docs/objectives.md):
