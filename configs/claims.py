@@ -89,10 +89,12 @@ METHODS = {
   ),
   # The augmentation-aware family (docs/objectives.md), added after the pre-registration: the
   # ``objectives`` preset, exploratory. AugSelf and CASSLE on MoCo + rotation, each told the
-  # rotation among its groups; E-SSL as its paper runs it, rotation only in its predicted views.
+  # rotation among its groups, with LooC (rotation)'s key views; E-SSL as its paper runs it,
+  # rotation only in its predicted views (whose passes cost about what one more key costs).
   "moco_rotation_augself": dict(
-    title="MoCo + rotation + AugSelf",
+    title="MoCo + rotation + AugSelf, 2 keys",
     rotation=True,
+    extra_keys=1,  # compute-matched to LooC (rotation), as the 2-keys control
     overrides=(
       ("objectives.augself.weight", 0.5),
       ("objectives.augself.groups", ("crop", "color", "rotation")),
@@ -107,8 +109,9 @@ METHODS = {
     ),
   ),
   "moco_rotation_cassle": dict(
-    title="MoCo + rotation + CASSLE",
+    title="MoCo + rotation + CASSLE, 2 keys",
     rotation=True,
+    extra_keys=1,  # compute-matched to LooC (rotation), as the 2-keys control
     overrides=(
       ("objectives.cassle.enabled", True),
       ("objectives.cassle.groups", ("color", "crop", "grayscale", "rotation")),

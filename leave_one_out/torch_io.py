@@ -8,25 +8,14 @@ heads when it has them, the key (momentum) encoder when it has one, and what is 
 transposed, BatchNorm weight/bias/running_mean/running_var -> scale/bias/mean/var); and
 ``write_workdir`` writes DIR as a workdir holding one checkpoint (step 0) whose meta record's
 config describes the model, so ``load_pretrained``, the evaluation and ``config.init_from`` read
-it like any run. The architecture, the stem (conv1 7x7: ImageNet; 3x3: small images) and the
-heads' sizes come from the arrays. An array the model needs that is missing, an unknown one, or
-one of the wrong shape is an error listing them; nothing is loaded partially.
+it like any run. Architecture, stem (conv1 7x7: ImageNet; 3x3: small) and heads come from the
+arrays; missing, unknown or misshapen arrays are one error listing them (no partial load).
 
 Export (``--workdir=DIR --out=FILE.pth``): ``to_torch`` gives torchvision's keys (with each
-BatchNorm's ``num_batches_tracked``) and ``export`` writes one of ``LAYOUTS``:
-
-* "torchvision": ``{"format": TORCH_FORMAT, "version", "arch", "width", "small_stem", "step",
-  "spaces", "state_dict": torchvision keys without fc (``resnet.fc = nn.Identity()`` then
-  ``load_state_dict(strict=True)``), "heads": {"<h>.0.weight", "<h>.0.bias", "<h>.2.weight",
-  "<h>.2.bias"} (an ``nn.ModuleList`` of Linear-ReLU-Linear), "objective_heads" (the auxiliary
-  objectives' heads under their flax paths, ``objective_arrays``; a CASSLE model's heads take
-  the feature concatenated with the descriptor's embedding), "input_mean", "input_std"}``;
-* "moco": ``{"epoch", "arch", "state_dict": {"module.encoder_q.<key>"}}`` with head 0 as MoCo
-  v2's ``fc.0``/``fc.2``, the file MoCo's ``main_lincls.py --pretrained`` loads;
-* "looc": ``{"epoch", "arch", "state_dict": {"backbone_q.<key>", "heads_q.<h>.{0,2}.*"}}``, the
-  public LooC reproduction's layout. Neither holds the auxiliary objectives' heads (a CASSLE
-  model's heads are refused there).
-
+BatchNorm's ``num_batches_tracked``) and ``export`` writes one of ``LAYOUTS``: "torchvision"
+(``state_dict`` that torchvision's ResNet loads strictly once ``fc`` is dropped, ``heads``,
+``objective_heads``, the input normalisation), "moco" (the file MoCo's ``main_lincls.py``
+loads) or "looc" (the LooC reproduction's); docs/evaluation.md lists every key of each.
 Only tensors, dicts, lists, strings and numbers are written, so ``torch.load(weights_only=True)``
 reads every file. torch is optional: ``pip install torch==2.13.0`` (``INSTALL``).
 """
@@ -448,14 +437,11 @@ def write_workdir(path: str, out: str, **kwargs) -> dict:
 # ------------------------------------------------------------------------------------ export
 
 
-# The auxiliary objectives' heads (AugSelf's and E-SSL's predictors, CASSLE's descriptor MLP).
-OBJECTIVE_HEADS = ("head_augself", "head_rotation", "head_condition")
+OBJECTIVE_HEADS = ("head_augself", "head_rotation", "head_condition")  # docs/objectives.md
 
 
 def objective_arrays(variables: dict) -> dict:
-  """{"head_augself.crop.fc1.weight": numpy, ...}: the auxiliary heads' variables under their
-  flax paths, each leaf with torch's name and layout (Linear weight ``[out, in]``, BatchNorm
-  weight/bias/running_mean/running_var)."""
+  """{"head_augself.crop_fc1.weight": numpy, ...}: flax paths, torch's leaf names and layouts."""
   return {
     ".".join(path[:-1] + (_LEAF[path[-1]],)): _to_torch_array(np.asarray(v, np.float32), path[-1])
     for collection in ("params", "batch_stats")
@@ -475,9 +461,8 @@ def export(model, variables, out: str, *, layout: str = "torchvision", step: int
   host = {c: {k: v for k, v in t.items() if k not in OBJECTIVE_HEADS} for c, t in host.items()}
   if layout != "torchvision" and any("head_condition" in t for t in objective.values()):
     raise ValueError(
-      f"a CASSLE model's heads also read the augmentation descriptor's embedding, which the "
-      f"{layout!r} layout cannot hold: write the torchvision layout, export the backbone alone "
-      "(--noinclude_heads) or write a .msgpack file"
+      f"a CASSLE model's heads also read the augmentation descriptor's embedding: the {layout!r} "
+      "layout cannot hold them (use torchvision's, --noinclude_heads or a .msgpack file)"
     )
   torch = _torch()
   groups = to_torch(host, num_batches_tracked=int(step or 0))
