@@ -240,6 +240,8 @@ def test_gates_come_first_and_a_failed_gate_leaves_the_hypotheses_untested():
   runs = {k: v for k, v in _digits_runs().items() if k in ("moco_rotation", "looc_rotation")}
   partial = analysis.check_gates(runs, d.gates, c.methods)
   assert partial["unmeasured"] == ["G1", "G2", "G4"] and partial["status"] == "informative"
+  table = report.format_gates({"analysis": partial, "summary": {}})
+  assert "supervised - random init (digit)" in table and "random_init" not in table
 
 
 def test_the_family_is_holm_corrected_and_one_sided():

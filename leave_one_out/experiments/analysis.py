@@ -70,6 +70,8 @@ def check_gates(runs: dict, gates, methods) -> dict:
         r.update(value=min(spaces.values()), detail=spaces, ok=min(spaces.values()) >= g.threshold)
     else:
       raise ValueError(f"gate {name} has unknown kind {g.kind!r} (gain, at_most, own_view)")
+    named = [n for n in (r.get("row"), r.get("reference")) if n in methods]
+    r["titles"] = {n: methods[n].get("title", n) for n in named}  # rows that did not run too
     r["status"] = "not measured" if "ok" not in r else ("pass" if r.pop("ok") else "fail")
     out.append(r)
   failed = [g["name"] for g in out if g["status"] == "fail"]

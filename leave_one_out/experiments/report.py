@@ -110,9 +110,11 @@ def format_gates(cond: dict) -> str:
   a = cond["analysis"]
   if not a.get("gates"):
     return ""
-  title = lambda row: cond["summary"].get(row, {}).get("title", row)
   body = []
   for g in a["gates"]:
+    title = lambda row, g=g: (
+      g.get("titles", {}).get(row) or cond["summary"].get(row, {}).get("title", row)
+    )
     measured = "-"
     if g["kind"] == "gain":
       what = f"{title(g['row'])} - {title(g['reference'])} ({METRIC_TITLES.get(g['metric'])})"
