@@ -18,9 +18,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _scalars(logdir):
+  """{tag: [(step, value)]} in step order. The accumulator reads a folder's event files in name
+  order, and two writers opened within one second by one process differ only in a counter
+  suffix compared as text (".9" after ".10"), so file order is not write order there; a step
+  written twice still shows twice."""
   acc = event_accumulator.EventAccumulator(str(logdir))
   acc.Reload()
-  return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+  return {tag: sorted((e.step, e.value) for e in acc.Scalars(tag)) for tag in acc.Tags()["scalars"]}
 
 
 def test_scalars_and_hparams_round_trip(tmp_path):
