@@ -52,6 +52,7 @@ def _fields(model):
   }
 
 
+TRAINING_ONLY_HEADS = ("head_augself", "head_rotation")  # not part of the forward pass
 OBJECTIVE_HEADS = dict(augself_groups="crop,color", rotation_bottleneck=8, condition_groups="crop")
 
 
@@ -97,9 +98,6 @@ def test_the_standalone_network_is_the_package_s_model(
     np.testing.assert_allclose(
       network.apply(variables, x, condition=d)["embeddings"], ours, rtol=1e-5, atol=1e-6
     )
-
-
-TRAINING_ONLY_HEADS = ("head_augself", "head_rotation")
 
 
 def test_the_standalone_descriptor_groups_are_cassle_s():

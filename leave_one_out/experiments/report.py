@@ -110,11 +110,11 @@ def format_gates(cond: dict) -> str:
   a = cond["analysis"]
   if not a.get("gates"):
     return ""
+  ran = {row: s.get("title", row) for row, s in cond["summary"].items()}
   body = []
   for g in a["gates"]:
-    title = lambda row, g=g: (
-      g.get("titles", {}).get(row) or cond["summary"].get(row, {}).get("title", row)
-    )
+    titles = {**ran, **g.get("titles", {})}  # the gate's rows, whether or not they ran
+    title = lambda row: titles.get(row, row)
     measured = "-"
     if g["kind"] == "gain":
       what = f"{title(g['row'])} - {title(g['reference'])} ({METRIC_TITLES.get(g['metric'])})"
